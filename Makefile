@@ -1,0 +1,65 @@
+# JV Pharma Registry — every command a developer or operator needs.
+# `make dev` runs the registry locally; `make test` runs the test suite.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+COMPOSE ?= docker compose
+
+.DEFAULT_GOAL := help
+.PHONY: help venv dev test test-unit test-integration test-e2e lint fmt up down logs ps lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every service)
+	$(BIN)/jvreg dev
+
+test: $(STAMP) ## unit, integration and end-to-end tests (real RabbitMQ, SecantusDB)
+	$(BIN)/pytest tests/unit tests/integration tests/e2e
+
+test-unit: $(STAMP) ## tests that need no broker and no database
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP) ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up: ## production-like stack in Docker (needs JVREG_OPS_KEY)
+	$(COMPOSE) up -d --build --wait
+
+down: ## stop the Docker stack
+	$(COMPOSE) down
+
+logs: ## follow the Docker stack's logs
+	$(COMPOSE) logs -f
+
+ps: ## the Docker stack's containers
+	$(COMPOSE) ps
+
+lock: ## re-pin every dependency from pyproject.toml into requirements.lock
+	rm -rf /tmp/jvreg-lock && $(PYTHON) -m venv /tmp/jvreg-lock
+	/tmp/jvreg-lock/bin/pip install --quiet --disable-pip-version-check ".[dev]"
+	/tmp/jvreg-lock/bin/pip freeze --all --exclude jvreg --exclude pip > requirements.lock
+
+clean: ## remove the virtualenv and local data
+	rm -rf $(VENV) var

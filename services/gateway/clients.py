@@ -1,0 +1,49 @@
+"""RPC to the registry's services with a bounded wait: a service that is down or
+slow makes the gateway answer 503, never hang."""
+
+import eventlet
+from nameko.exceptions import UnknownService
+from nameko.rpc import RpcProxy
+
+from shared.errors import ServiceUnavailable
+from shared.settings import Settings
+
+
+class BoundedServiceProxy:
+    def __init__(self, proxy, service: str, timeout: float):
+        self._proxy = proxy
+        self._service = service
+        self._timeout = timeout
+
+    def within(self, timeout: float) -> "BoundedServiceProxy":
+        return BoundedServiceProxy(self._proxy, self._service, timeout)
+
+    def __getattr__(self, method: str):
+        method_proxy = getattr(self._proxy, method)
+
+        def call(*args, **kwargs):
+            try:
+                with eventlet.Timeout(self._timeout):
+                    return method_proxy(*args, **kwargs)
+            except eventlet.Timeout:
+                raise ServiceUnavailable(
+                    f"the {self._service} service did not answer within {self._timeout:g} s; "
+                    "try again shortly"
+                ) from None
+            except UnknownService:
+                raise ServiceUnavailable(f"the {self._service} service is not running") from None
+
+        return call
+
+
+class ServiceClient(RpcProxy):
+    def setup(self):
+        self.timeout = Settings.from_config(self.container.config).rpc_timeout_seconds
+        # A request no instance picked up in time expires in the queue, so a command
+        # the caller was told failed (503) is not carried out later.
+        self.options["expiration"] = int(self.timeout * 1000)
+        super().setup()
+
+    def get_dependency(self, worker_ctx):
+        proxy = super().get_dependency(worker_ctx)
+        return BoundedServiceProxy(proxy, self.target_service, self.timeout)

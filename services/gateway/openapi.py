@@ -1,0 +1,153 @@
+"""OpenAPI 3.1 for the gateway, generated from the pydantic models the services
+validate with, so the document cannot drift from what is enforced."""
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from services.gateway.keys import ApiKeyCreated, CreateApiKey
+
+
+class ProblemItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemItem] | None = None
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok or degraded")
+    checks: dict[str, str]
+
+
+MODELS: list[type[BaseModel]] = [Problem, Health, CreateApiKey, ApiKeyCreated]
+
+LIST_PARAMS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+
+
+def query_params(*names: str) -> list[dict]:
+    return [{"name": n, "in": "query", "schema": {"type": "string"}} for n in names]
+
+
+def path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def ref(model: type[BaseModel]) -> dict:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def operation(
+    summary: str,
+    ok: int,
+    response: type[BaseModel] | None,
+    body: type[BaseModel] | None = None,
+    params: list | None = None,
+    public: bool = False,
+) -> dict:
+    problem = {
+        "description": "problem",
+        "content": {"application/problem+json": {"schema": ref(Problem)}},
+    }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {
+            str(ok): {
+                "description": "success",
+                **(
+                    {"content": {"application/json": {"schema": ref(response)}}} if response else {}
+                ),
+            },
+            "default": problem,
+        },
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        }
+    if public:
+        operation["security"] = []
+    return operation
+
+
+def page_of(model: type[BaseModel]) -> type[BaseModel]:
+    """The list envelope `{"items": [...], "next_cursor": ...}` of `model`."""
+    return create_model(
+        f"{model.__name__}Page",
+        items=(list[model], ...),
+        next_cursor=(str | None, Field(description="pass as `cursor` for the next page")),
+    )
+
+
+def if_match() -> dict:
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "the ETag of the version you read",
+    }
+
+
+@cache
+def openapi_document() -> dict:
+    """Each API module of the gateway contributes `OPENAPI_MODELS` and `openapi_paths()`."""
+    from services.gateway.service import ROUTE_MODULES
+
+    models = list(MODELS)
+    paths: dict[str, Any] = {
+        "/health": {"get": operation("Health of every part", 200, Health, public=True)},
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+        "/v1/api-keys": {
+            "post": operation("Create an API key (ops)", 201, ApiKeyCreated, CreateApiKey)
+        },
+    }
+    for module in ROUTE_MODULES:
+        models.extend(module.OPENAPI_MODELS)
+        paths.update(module.openapi_paths())
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in models],
+        ref_template="#/components/schemas/{model}",
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "JV Pharma Registry",
+            "version": "1.0.0",
+            "description": "Pakistan–China pharmaceutical joint ventures, their plants, "
+            "DRAP licences and investments.",
+        },
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": paths,
+    }

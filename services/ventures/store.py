@@ -1,0 +1,108 @@
+"""The ventures service's repository over its own database."""
+
+import re
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.client_session import ClientSession
+from pymongo.errors import DuplicateKeyError
+
+from services.ventures.domain import Venture, name_key
+from shared.envelope import CloudEvent
+from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.mongo import Repository
+from shared.outbox import Outbox
+
+
+def new_venture_id() -> str:
+    # ObjectIds grow with time, so ids sort in registration order (stable pagination).
+    return f"jv_{ObjectId()}"
+
+
+class VentureStore(Repository):
+    @classmethod
+    def ensure_indexes(cls, db):
+        super().ensure_indexes(db)
+        ventures = db.ventures
+        ventures.create_index("name_key", unique=True)
+        for field in ("owner", "sector", "province", "status", "partners.country"):
+            ventures.create_index([(field, ASCENDING), ("_id", ASCENDING)])
+
+    @property
+    def ventures(self):
+        return self.db.ventures
+
+    def _write(self, work) -> None:
+        try:
+            self.transaction(work)
+        except DuplicateKeyError as error:
+            if "name_key" in str(error):
+                raise Conflict(
+                    "a venture with this name is already registered (names are compared "
+                    "case-insensitively)",
+                    errors=[
+                        {
+                            "loc": ["body", "name"],
+                            "msg": "name already registered",
+                            "type": "duplicate",
+                        }
+                    ],
+                ) from None
+            raise
+
+    def add(self, venture: Venture, event: CloudEvent) -> None:
+        doc = self._document(venture)
+
+        def work(session: ClientSession):
+            self.ventures.insert_one(doc, session=session)
+            Outbox(self.db).add(event, session)
+
+        self._write(work)
+
+    def replace(self, venture: Venture, expected_version: int, event: CloudEvent) -> None:
+        """Store a new version of the venture if nobody changed it since `expected_version`."""
+        doc = self._document(venture)
+
+        def work(session: ClientSession):
+            result = self.ventures.replace_one(
+                {"_id": venture.id, "version": expected_version}, doc, session=session
+            )
+            if result.matched_count == 0:
+                raise PreconditionFailed(
+                    f"venture {venture.id} changed since version {expected_version}; "
+                    "fetch it again and retry with its current ETag"
+                )
+            Outbox(self.db).add(event, session)
+
+        self._write(work)
+
+    def get(self, venture_id: str) -> Venture:
+        doc = self.ventures.find_one({"_id": venture_id})
+        if doc is None:
+            raise NotFound(f"no venture {venture_id}")
+        return self._venture(doc)
+
+    def find(self, filters: dict, after: str | None, limit: int) -> list[Venture]:
+        query: dict = {}
+        for field in ("owner", "sector", "province", "status"):
+            if filters.get(field):
+                query[field] = filters[field]
+        if filters.get("partner_country"):
+            query["partners.country"] = filters["partner_country"]
+        if filters.get("q"):
+            query["name"] = {"$regex": re.escape(filters["q"]), "$options": "i"}
+        if after:
+            query["_id"] = {"$gt": after}
+        cursor = self.ventures.find(query).sort("_id", ASCENDING).limit(limit)
+        return [self._venture(doc) for doc in cursor]
+
+    @staticmethod
+    def _document(venture: Venture) -> dict:
+        doc = venture.model_dump(exclude={"id"})
+        doc["_id"] = venture.id
+        doc["name_key"] = name_key(venture.name)
+        return doc
+
+    @staticmethod
+    def _venture(doc: dict) -> Venture:
+        return Venture.model_validate({**doc, "id": doc["_id"]})

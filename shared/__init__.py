@@ -1,0 +1,1 @@
+"""Mechanisms shared by every registry service. No business rules live here."""

@@ -1,0 +1,102 @@
+"""`jvreg dev` (what `make dev` runs): the whole registry on this machine."""
+
+import os
+import secrets
+import signal
+import sys
+import time
+
+import click
+
+from shared.cli.processes import ROOT, MongoServer, Stack, broker_reachable, port_open
+from shared.settings import Settings
+
+VAR = ROOT / "var"
+LOCAL_MONGO_PORT = 27027
+
+
+def bootstrap_ops_key() -> str:
+    """JVREG_OPS_KEY, or one generated on first start and kept under var/ so the
+    key (like the data) survives restarts."""
+    if key := os.environ.get("JVREG_OPS_KEY"):
+        return key
+    path = VAR / "ops-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = "jvk_ops_" + secrets.token_urlsafe(32)
+    VAR.mkdir(exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@click.command()
+@click.option(
+    "--health-timeout",
+    default=90,
+    show_default=True,
+    help="seconds to wait for GET /health to be ok",
+)
+def dev(health_timeout: int):
+    """Run every service locally, on SecantusDB and the local RabbitMQ, until Ctrl-C."""
+    settings = Settings()
+    if problem := broker_reachable(settings.amqp_uri):
+        click.echo(
+            f"RabbitMQ is not reachable at {settings.amqp_uri} ({problem}).\n"
+            "Start one with `rabbitmq-server -detached` (or `docker compose up -d rabbitmq`),"
+            "\nor point JVREG_AMQP_URI at a running broker, then run `make dev` again.",
+            err=True,
+        )
+        sys.exit(2)
+
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    env = {"JVREG_OPS_KEY": bootstrap_ops_key(), "JVREG_AMQP_URI": settings.amqp_uri}
+    mongo = None
+    if "JVREG_MONGO_URI" not in os.environ:
+        if port_open("127.0.0.1", LOCAL_MONGO_PORT):
+            click.echo(
+                f"port {LOCAL_MONGO_PORT} is taken: is another `make dev` running? "
+                "Stop it, or set JVREG_MONGO_URI.",
+                err=True,
+            )
+            sys.exit(2)
+        mongo = MongoServer(VAR / "mongo", LOCAL_MONGO_PORT, log=VAR / "log" / "mongo.log")
+        mongo.start()
+        env["JVREG_MONGO_URI"] = mongo.uri
+        click.echo(f"SecantusDB on {mongo.uri} (data in var/mongo)")
+
+    stack = Stack(env)
+    exit_code = 0
+    try:
+        stack.start()
+        stack.wait_healthy(health_timeout)
+        click.echo(
+            f"\nJV Pharma Registry is up at {stack.gateway_url}\n"
+            f"  bootstrap ops key: {env['JVREG_OPS_KEY']}\n"
+            f"  try: curl -H 'Authorization: Bearer {env['JVREG_OPS_KEY']}' "
+            f"{stack.gateway_url}/v1/ventures\n"
+            "Ctrl-C stops everything.\n"
+        )
+        while not stopping:
+            if dead := stack.exited():
+                click.echo(f"stopping: {', '.join(dead)} exited", err=True)
+                exit_code = 1
+                break
+            time.sleep(0.5)
+    except (TimeoutError, RuntimeError) as error:
+        click.echo(f"the registry did not come up: {error}", err=True)
+        exit_code = 1
+    finally:
+        click.echo("stopping the registry…")
+        stack.stop()
+        if mongo:
+            mongo.stop()
+    sys.exit(exit_code)

@@ -1,0 +1,210 @@
+"""Starting and stopping the registry's processes: the local MongoDB wire server
+(SecantusDB) and one `nameko run` per service. Used by `jvreg dev` and by the
+end-to-end tests, so the tests run the registry exactly as a developer does."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import requests
+from kombu import Connection
+
+from shared.mongo import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMEKO_CONFIG = ROOT / "deploy" / "config.yaml"
+SERVICES = ("ventures", "facilities", "licensing", "investments", "gateway")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.2) -> None:
+    """Poll `check` until it returns true; a bounded wait, never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as error:  # not ready yet
+            last_error = error
+        time.sleep(pause)
+    raise TimeoutError(
+        f"{what} not ready after {timeout:g} s"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def broker_reachable(amqp_uri: str, timeout: float = 3) -> str | None:
+    """None when RabbitMQ answers at `amqp_uri`, else why not."""
+    try:
+        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+        return None
+    except Exception as error:
+        return repr(error)
+
+
+def _bin(name: str) -> str:
+    """An executable of this virtual environment (nameko, secantusd-py)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+class ManagedProcess:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path | None):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        output: IO | int
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_path, "ab")  # noqa: SIM115 - kept for the process' life
+        else:
+            output = subprocess.PIPE
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+        )
+        if not self.log_path:
+            threading.Thread(target=self._echo, daemon=True).start()
+
+    def _echo(self) -> None:
+        for line in self.process.stdout:
+            sys.stdout.write(f"[{self.name}] {line.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self.process.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.running:
+            return
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.signal(signal.SIGKILL)
+            self.wait(5)
+
+
+class MongoServer(ManagedProcess):
+    """A SecantusDB server. `--sync-on-commit`: an acknowledged write survives a crash
+    (without it a kill -9 lost acknowledged transactions; DESIGN.md §2)."""
+
+    def __init__(self, data_dir: Path, port: int, log: Path | None = None):
+        self.port = port
+        self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        argv = [
+            _bin("secantusd-py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir),
+            "--sync-on-commit",
+            "--log-level",
+            "WARNING",
+        ]
+        super().__init__("mongo", argv, dict(os.environ), log)
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout: float = 30) -> None:
+        super().start()
+
+        def answers() -> bool:
+            if not self.running:
+                raise RuntimeError(f"SecantusDB exited with {self.process.returncode}")
+            client = connect(self.uri, serverSelectionTimeoutMS=500)
+            try:
+                return client.admin.command("ping")["ok"] == 1
+            finally:
+                client.close()
+
+        wait_until(answers, timeout, f"SecantusDB on port {self.port}")
+
+
+class Stack:
+    """Every registry service as its own `nameko run` process."""
+
+    def __init__(
+        self, env: dict[str, str], log_dir: Path | None = None, services: tuple[str, ...] = SERVICES
+    ):
+        self.env = {
+            **os.environ,
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        }
+        self.processes = {
+            name: ManagedProcess(
+                name,
+                [_bin("nameko"), "run", "--config", str(NAMEKO_CONFIG), f"services.{name}.service"],
+                self.env,
+                log_dir / f"{name}.log" if log_dir else None,
+            )
+            for name in services
+        }
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env.get('JVREG_GATEWAY_PORT', '8000')}"
+
+    def start(self) -> None:
+        for process in self.processes.values():
+            process.start()
+
+    def exited(self) -> list[str]:
+        return [name for name, process in self.processes.items() if not process.running]
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            if dead := self.exited():
+                raise RuntimeError(f"exited: {', '.join(dead)}")
+            response = requests.get(f"{self.gateway_url}/health", timeout=5)
+            return response.status_code == 200 and response.json()["status"] == "ok"
+
+        wait_until(healthy, timeout, "the registry's /health")
+
+    def stop(self, timeout: float = 15) -> None:
+        # Ask all at once, then wait: a graceful nameko stop finishes in-flight workers.
+        for process in self.processes.values():
+            process.signal(signal.SIGTERM)
+        for process in self.processes.values():
+            process.stop(timeout)

@@ -1,0 +1,49 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every registry event travels in."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+EVENT_TYPE_PREFIX = "jvreg."
+
+
+class CloudEvent(BaseModel):
+    """Required attributes per the CloudEvents 1.0 spec, plus our `sequence` extension:
+    +1 per change of the aggregate named by `subject`, so consumers can apply in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(pattern=r"^jvreg\.[a-z_]+\.[a-z_]+$")
+    subject: str = Field(min_length=1)
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    sequence: int = Field(ge=1)
+    data: dict[str, Any]
+
+    @property
+    def routing_key(self) -> str:
+        return self.type.removeprefix(EVENT_TYPE_PREFIX)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON document as it is published (times as RFC 3339 strings)."""
+        return self.model_dump(mode="json")
+
+
+def new_event(
+    service: str, routing_key: str, subject: str, sequence: int, data: dict[str, Any]
+) -> CloudEvent:
+    return CloudEvent(
+        specversion="1.0",
+        id=str(uuid.uuid4()),
+        source=f"/jvreg/{service}",
+        type=f"{EVENT_TYPE_PREFIX}{routing_key}",
+        subject=subject,
+        time=datetime.now(UTC),
+        sequence=sequence,
+        data=data,
+    )

@@ -1,0 +1,56 @@
+"""The AMQP topology every service agrees on: event exchanges, consumer queues and
+the dead-letter path. Declared by publishers and consumers alike, with identical
+arguments, so whichever side starts first the other finds what it expects."""
+
+from kombu import Exchange, Queue
+
+DEAD_LETTER_EXCHANGE = "jvreg.dead-letter"
+DEAD_LETTER_QUEUE = "jvreg.dead-letters"
+# After this many failed deliveries a message goes to the dead-letter queue
+# instead of blocking the messages behind it.
+DELIVERY_LIMIT = 5
+
+
+def events_exchange(service: str) -> Exchange:
+    """`<service>.events`, the topic exchange nameko names and we publish to."""
+    return Exchange(f"{service}.events", type="topic", durable=True)
+
+
+def dead_letter_exchange() -> Exchange:
+    return Exchange(DEAD_LETTER_EXCHANGE, type="topic", durable=True)
+
+
+def dead_letter_queue() -> Queue:
+    return Queue(DEAD_LETTER_QUEUE, exchange=dead_letter_exchange(), routing_key="#", durable=True)
+
+
+def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
+    """A durable quorum queue with a delivery limit: a poison message is dead-lettered
+    after DELIVERY_LIMIT attempts rather than requeued forever."""
+    return Queue(
+        name,
+        exchange=events_exchange(source_service),
+        routing_key=pattern,
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        },
+    )
+
+
+def event_log_queue(service: str) -> Queue:
+    """Catch-all queue on a service's own exchange. It makes every event routable
+    (so `mandatory` publishing only fails on misconfiguration) and feeds the
+    service's event log, its audit trail."""
+    return consumer_queue(f"{service}.event-log", service, "#")
+
+
+def publisher_topology(service: str) -> list:
+    return [
+        dead_letter_exchange(),
+        dead_letter_queue(),
+        events_exchange(service),
+        event_log_queue(service),
+    ]

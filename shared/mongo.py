@@ -1,0 +1,94 @@
+"""MongoDB access: one client per service container, a repository per worker."""
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from bson.codec_options import TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128
+from nameko.extensions import DependencyProvider
+from pymongo import MongoClient
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+
+class DecimalCodec(TypeCodec):
+    """Store Decimal as BSON Decimal128 and read it back as Decimal: money and
+    equity stay exact all the way to disk and back."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+def connect(uri: str, **options: Any) -> MongoClient:
+    return MongoClient(
+        uri,
+        tz_aware=True,
+        type_registry=TypeRegistry([DecimalCodec()]),
+        serverSelectionTimeoutMS=options.pop("serverSelectionTimeoutMS", 5000),
+        appname=options.pop("appname", "jvreg"),
+        **options,
+    )
+
+
+class Repository:
+    """Base of each service's repository: its database, and transactions over it.
+    Subclasses add the queries and writes of their own aggregate."""
+
+    def __init__(self, client: MongoClient, db: Database):
+        self.client = client
+        self.db = db
+
+    @classmethod
+    def ensure_indexes(cls, db: Database) -> None:
+        from shared.inbox import Inbox
+        from shared.outbox import Outbox
+
+        Outbox.ensure_indexes(db)
+        Inbox.ensure_indexes(db)
+
+    def transaction(self, work: Callable[[ClientSession], T]) -> T:
+        """Run `work(session)` in one transaction, retried on transient errors."""
+        with self.client.start_session() as session:
+            return session.with_transaction(work)
+
+    def ping(self) -> bool:
+        self.db.command("ping")
+        return True
+
+
+class MongoStore(DependencyProvider):
+    """The service's own database. Creates the client once in setup and gives each
+    worker a `repository_cls` bound to it."""
+
+    def __init__(self, repository_cls: type[Repository], **kwargs):
+        self.repository_cls = repository_cls
+        super().__init__(**kwargs)
+
+    def setup(self):
+        settings = Settings.from_config(self.container.config)
+        self.client = connect(settings.mongo_uri, appname=self.container.service_name)
+        self.db = self.client[settings.database_name(self.container.service_name)]
+        self.repository_cls.ensure_indexes(self.db)
+
+    def stop(self):
+        self.client.close()
+
+    def kill(self):
+        self.client.close()
+
+    def repository(self) -> Repository:
+        return self.repository_cls(self.client, self.db)
+
+    def get_dependency(self, worker_ctx):
+        return self.repository()

@@ -1,0 +1,211 @@
+"""Transactional outbox: an event is written in the same MongoDB transaction as the
+state change it describes, and a relay publishes it afterwards with publisher
+confirms and `mandatory`, marking it sent only once the broker has confirmed.
+
+A crash between commit and publish leaves the record pending; the next relay pass
+(this process after restart, or another instance) publishes it. A crash between
+confirm and marking leaves it pending too, so it is published again: delivery is at
+least once, and consumers dedupe by event id (see shared.inbox).
+"""
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from kombu import Exchange
+from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.extensions import DependencyProvider
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+
+from shared import messaging
+from shared.envelope import CloudEvent
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT = "pending", "sent"
+# How long a relay may hold a claimed record before another relay may take it over.
+LEASE = timedelta(seconds=30)
+# After a failed publish the record waits this long before the next attempt.
+RETRY_AFTER = timedelta(seconds=2)
+# Records published per pass before the relay checks whether it should stop.
+RELAY_BATCH = 500
+
+
+class Outbox:
+    COLLECTION = "outbox"
+
+    def __init__(self, db: Database):
+        self.records = db[self.COLLECTION]
+
+    @classmethod
+    def ensure_indexes(cls, db: Database) -> None:
+        db[cls.COLLECTION].create_index(
+            [("status", ASCENDING), ("available_at", ASCENDING), ("created_at", ASCENDING)]
+        )
+
+    def add(self, event: CloudEvent, session: ClientSession) -> None:
+        """Record `event` for publication, inside the caller's transaction."""
+        now = datetime.now(UTC)
+        self.records.insert_one(
+            {
+                "_id": event.id,
+                "routing_key": event.routing_key,
+                "subject": event.subject,
+                "sequence": event.sequence,
+                "envelope": event.wire(),
+                "status": PENDING,
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+            },
+            session=session,
+        )
+
+    def pending_count(self) -> int:
+        return self.records.count_documents({"status": PENDING})
+
+
+class Relay:
+    """Publishes pending outbox records, oldest first. Claims each record with an
+    atomic lease, so several instances of a service never publish the same record
+    at the same time."""
+
+    def __init__(self, db: Database, publish: Callable[[CloudEvent], None], owner: str):
+        self.outbox = Outbox(db)
+        self.publish = publish
+        self.owner = owner
+        self.published = 0
+        self.unroutable = 0
+        self.failures = 0
+
+    def _claim_next(self) -> dict | None:
+        now = datetime.now(UTC)
+        return self.outbox.records.find_one_and_update(
+            {"status": PENDING, "available_at": {"$lte": now}},
+            {
+                "$set": {"available_at": now + LEASE, "lease_owner": self.owner},
+                "$inc": {"attempts": 1},
+            },
+            sort=[("created_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def _postpone(self, record: dict, error: str) -> None:
+        self.outbox.records.update_one(
+            {"_id": record["_id"], "lease_owner": self.owner},
+            {"$set": {"available_at": datetime.now(UTC) + RETRY_AFTER, "last_error": error}},
+        )
+
+    def relay_pending(self, limit: int | None = None) -> int:
+        """Publish up to `limit` due records; returns how many were confirmed. Stops at
+        the first broker failure, leaving the record pending for a later pass."""
+        limit = limit or RELAY_BATCH
+        sent = 0
+        while sent < limit:
+            record = self._claim_next()
+            if record is None:
+                break
+            event = CloudEvent.model_validate(record["envelope"])
+            try:
+                self.publish(event)
+            except UndeliverableMessage:
+                # No queue bound for this routing key: misconfiguration, not success.
+                self.unroutable += 1
+                log.error("event %s (%s) is unroutable; kept pending", event.id, event.type)
+                self._postpone(record, "unroutable: no queue bound for " + event.routing_key)
+                continue
+            except Exception as error:  # broker down, connection lost: try later
+                self.failures += 1
+                log.warning("publishing event %s failed: %r; kept pending", event.id, error)
+                self._postpone(record, repr(error))
+                break
+            self.outbox.records.update_one(
+                {"_id": record["_id"]},
+                {
+                    "$set": {"status": SENT, "sent_at": datetime.now(UTC)},
+                    "$unset": {"lease_owner": ""},
+                },
+            )
+            self.published += 1
+            sent += 1
+        return sent
+
+
+def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]:
+    """Publish one event to `<service>.events`, persistent, waiting for the broker's
+    confirm; raises UndeliverableMessage when no queue is bound for it."""
+    exchange: Exchange = messaging.events_exchange(service)
+    publisher = Publisher(
+        amqp_uri,
+        use_confirms=True,
+        mandatory=True,
+        delivery_mode=2,
+        serializer="json",
+        declare=messaging.publisher_topology(service),
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5},
+    )
+
+    def publish(event: CloudEvent) -> None:
+        publisher.publish(
+            event.wire(),
+            exchange=exchange,
+            routing_key=event.routing_key,
+            message_id=event.id,
+            type=event.type,
+        )
+
+    return publish
+
+
+class OutboxRelay(DependencyProvider):
+    """Runs a Relay in the background of a service container. It wakes after every
+    worker (which may just have committed an event) and polls for records left
+    behind by crashed relays."""
+
+    def __init__(self, store_attr: str = "store", **kwargs):
+        self.store_attr = store_attr
+        super().__init__(**kwargs)
+
+    def setup(self):
+        settings = Settings.from_config(self.container.config)
+        self.poll_seconds = settings.relay_poll_seconds
+        self.publish = event_publisher(settings.amqp_uri, self.container.service_name)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self._wake = threading.Event()
+        self._running = False
+
+    def start(self):
+        # The store's client exists only once every provider's setup has run.
+        store = next(dep for dep in self.container.dependencies if dep.attr_name == self.store_attr)
+        self.relay = Relay(store.db, self.publish, self.owner)
+        self._running = True
+        self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
+
+    def stop(self):
+        self._running = False
+        self._wake.set()
+
+    kill = stop
+
+    def worker_teardown(self, worker_ctx):
+        self._wake.set()
+
+    def _run(self):
+        while self._running:
+            self._wake.clear()
+            try:
+                if self.relay.relay_pending() == RELAY_BATCH:
+                    continue  # more may be due right away
+            except Exception:  # e.g. Mongo unreachable; keep the relay alive
+                log.exception("outbox relay pass failed")
+            self._wake.wait(self.poll_seconds)
+
+    def get_dependency(self, worker_ctx):
+        return self.relay

@@ -1,0 +1,50 @@
+"""Opaque cursors for `{"items": [...], "next_cursor": ...}` lists, ordered by id."""
+
+import base64
+import binascii
+import json
+
+from shared.errors import field_error
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+def encode_cursor(last_id: str) -> str:
+    raw = json.dumps({"after": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The id a page starts after; a cursor we did not issue is a 400 naming `cursor`."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = payload["after"]
+        if not isinstance(after, str) or not after:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise field_error(["query", "cursor"], "malformed cursor") from None
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise field_error(["query", "limit"], "must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise field_error(["query", "limit"], f"must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def page(items: list[dict], limit: int) -> dict:
+    """Build a page from up to `limit + 1` items fetched in id order."""
+    has_more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor(items[-1]["id"]) if has_more and items else None
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,138 @@
+"""Fixtures every test layer may use. Servers start once per session, and only when
+a test asks for them: unit tests need neither a broker nor a database."""
+
+import eventlet
+
+# nameko runs on eventlet: patch before anything imports socket or threading.
+eventlet.monkey_patch()
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import quote  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
+
+from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
+
+USE_DOCKER = os.environ.get("JVREG_TEST_DOCKER") == "1"
+LOCAL_AMQP = os.environ.get("JVREG_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+LOCAL_MANAGEMENT = os.environ.get(
+    "JVREG_TEST_RABBIT_MANAGEMENT", "http://guest:guest@127.0.0.1:15672"
+)
+
+
+def _management_up(url: str) -> bool:
+    return requests.get(f"{url}/api/overview", timeout=2).ok
+
+
+def _local_rabbitmq() -> dict:
+    if problem := broker_reachable(LOCAL_AMQP):
+        pytest.exit(
+            f"RabbitMQ is not reachable at {LOCAL_AMQP} ({problem}); "
+            "start it with `rabbitmq-server -detached`",
+            returncode=2,
+        )
+    try:
+        _management_up(LOCAL_MANAGEMENT)
+    except requests.RequestException:
+        # The tests make a vhost per test through the management API.
+        if shutil.which("rabbitmq-plugins"):
+            subprocess.run(
+                ["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
+                check=False,
+                capture_output=True,
+            )
+        try:
+            wait_until(lambda: _management_up(LOCAL_MANAGEMENT), 60, "RabbitMQ management API")
+        except TimeoutError as error:
+            pytest.exit(
+                f"{error}: enable it with `rabbitmq-plugins enable rabbitmq_management`",
+                returncode=2,
+            )
+    return {"amqp_uri": LOCAL_AMQP, "management_url": LOCAL_MANAGEMENT}
+
+
+@pytest.fixture(scope="session")
+def backends(request, tmp_path_factory):
+    """Where MongoDB and RabbitMQ are: SecantusDB started here on a free port and the
+    local RabbitMQ, or (JVREG_TEST_DOCKER=1) the containers of docker-compose.yml."""
+    if USE_DOCKER:
+        return docker_backends(
+            request.getfixturevalue("docker_ip"), request.getfixturevalue("docker_services")
+        )
+    rabbit = _local_rabbitmq()
+    data_dir = tmp_path_factory.mktemp("secantus")
+    server = MongoServer(data_dir, free_port(), log=data_dir / "server.log")
+    server.start()
+    request.addfinalizer(server.stop)
+    return {"mongo_uri": server.uri, **rabbit}
+
+
+class RabbitManagement:
+    """The few calls of RabbitMQ's management API the tests need."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def _call(self, method: str, path: str, **kwargs):
+        response = requests.request(method, f"{self.url}/api/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def create_vhost(self, vhost: str) -> None:
+        self._call("PUT", f"vhosts/{quote(vhost, safe='')}")
+        self._call(
+            "PUT",
+            f"permissions/{quote(vhost, safe='')}/guest",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    def delete_vhost(self, vhost: str) -> None:
+        self._call("DELETE", f"vhosts/{quote(vhost, safe='')}")
+
+    def queue(self, vhost: str, name: str) -> dict:
+        return self._call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+
+@pytest.fixture(scope="session")
+def rabbit_management(backends):
+    return RabbitManagement(backends["management_url"])
+
+
+def _amqp_uri_for(base: str, vhost: str) -> str:
+    return base.rstrip("/") + "/" + quote(vhost, safe="")
+
+
+@pytest.fixture
+def vhost(backends, rabbit_management):
+    """A RabbitMQ vhost of this test's own, deleted afterwards."""
+    name = f"jvreg-test-{uuid.uuid4().hex[:12]}"
+    rabbit_management.create_vhost(name)
+    yield name
+    rabbit_management.delete_vhost(name)
+
+
+@pytest.fixture
+def amqp_uri(backends, vhost):
+    return _amqp_uri_for(backends["amqp_uri"], vhost)
+
+
+@pytest.fixture
+def service_config(backends, amqp_uri):
+    """nameko config for in-process containers: this test's vhost and databases."""
+    return {
+        "AMQP_URI": amqp_uri,
+        "JVREG_MONGO_URI": backends["mongo_uri"],
+        "JVREG_AMQP_URI": amqp_uri,
+        "JVREG_DB_PREFIX": f"t{uuid.uuid4().hex[:10]}",
+        "JVREG_RELAY_POLL_SECONDS": 0.2,
+    }
