@@ -12,7 +12,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import quote  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
@@ -20,6 +19,7 @@ import requests  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 
 from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
+from support import RabbitManagement, amqp_uri_for  # noqa: E402
 
 from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
 
@@ -77,39 +77,9 @@ def backends(request, tmp_path_factory):
     return {"mongo_uri": server.uri, **rabbit}
 
 
-class RabbitManagement:
-    """The few calls of RabbitMQ's management API the tests need."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-
-    def _call(self, method: str, path: str, **kwargs):
-        response = requests.request(method, f"{self.url}/api/{path}", timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def create_vhost(self, vhost: str) -> None:
-        self._call("PUT", f"vhosts/{quote(vhost, safe='')}")
-        self._call(
-            "PUT",
-            f"permissions/{quote(vhost, safe='')}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        )
-
-    def delete_vhost(self, vhost: str) -> None:
-        self._call("DELETE", f"vhosts/{quote(vhost, safe='')}")
-
-    def queue(self, vhost: str, name: str) -> dict:
-        return self._call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
-
-
 @pytest.fixture(scope="session")
 def rabbit_management(backends):
     return RabbitManagement(backends["management_url"])
-
-
-def _amqp_uri_for(base: str, vhost: str) -> str:
-    return base.rstrip("/") + "/" + quote(vhost, safe="")
 
 
 @pytest.fixture
@@ -123,7 +93,7 @@ def vhost(backends, rabbit_management):
 
 @pytest.fixture
 def amqp_uri(backends, vhost):
-    return _amqp_uri_for(backends["amqp_uri"], vhost)
+    return amqp_uri_for(backends["amqp_uri"], vhost)
 
 
 @pytest.fixture

@@ -1,0 +1,92 @@
+"""Helpers for the tests (not fixtures): a RabbitMQ management client, an HTTP client
+for the gateway, and example request bodies."""
+
+import uuid
+from urllib.parse import quote
+
+import requests
+
+
+def amqp_uri_for(base: str, vhost: str) -> str:
+    return base.rstrip("/") + "/" + quote(vhost, safe="")
+
+
+class RabbitManagement:
+    """The few calls of RabbitMQ's management API the tests need."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def _call(self, method: str, path: str, **kwargs):
+        response = requests.request(method, f"{self.url}/api/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def create_vhost(self, vhost: str) -> None:
+        self._call("PUT", f"vhosts/{quote(vhost, safe='')}")
+        self._call(
+            "PUT",
+            f"permissions/{quote(vhost, safe='')}/guest",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    def delete_vhost(self, vhost: str) -> None:
+        self._call("DELETE", f"vhosts/{quote(vhost, safe='')}")
+
+    def queue(self, vhost: str, name: str) -> dict:
+        return self._call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+
+class Api:
+    """A thin HTTP client for the gateway, authenticated with one API key."""
+
+    def __init__(self, base_url: str, key: str | None):
+        self.base_url = base_url
+        self.session = requests.Session()
+        if key:
+            self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path, **kwargs):
+        return self.request("PATCH", path, **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.request("PUT", path, **kwargs)
+
+
+def venture_body(name: str | None = None, **overrides) -> dict:
+    """A valid registration, modelled on the ventures the 2025 health accord calls for."""
+    body = {
+        "name": name or f"Indus-Yangtze API Works {uuid.uuid4().hex[:6]}",
+        "sector": "api_manufacturing",
+        "province": "khyber_pakhtunkhwa",
+        "sez": "Rashakai SEZ",
+        "description": "Local production of paracetamol and amoxicillin APIs",
+        "partners": [
+            {
+                "name": "Indus Pharma (Pvt) Ltd",
+                "country": "PK",
+                "kind": "private_company",
+                "equity_pct": "51",
+            },
+            {
+                "name": "Zhejiang Yangtze Pharmaceutical Co.",
+                "country": "CN",
+                "kind": "private_company",
+                "equity_pct": "49",
+            },
+        ],
+        "focal_points": [
+            {"name": "Ayesha Khan", "email": "ayesha.khan@induspharma.example", "country": "PK"},
+        ],
+    }
+    body.update(overrides)
+    return body
