@@ -18,10 +18,10 @@ import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
+
 from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
 from support import RabbitManagement, amqp_uri_for  # noqa: E402
-
-from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
 
 USE_DOCKER = os.environ.get("JVREG_TEST_DOCKER") == "1"
 LOCAL_AMQP = os.environ.get("JVREG_TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")

@@ -5,9 +5,10 @@ import secrets
 import uuid
 
 import pytest
-from support import Api, amqp_uri_for
 
 from shared.cli.processes import Stack, free_port
+
+from support import Api, amqp_uri_for
 
 
 @pytest.fixture(scope="session")
