@@ -5,6 +5,7 @@ import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -15,16 +16,16 @@ VAR = ROOT / "var"
 LOCAL_MONGO_PORT = 27027
 
 
-def bootstrap_ops_key() -> str:
-    """JVREG_OPS_KEY, or one generated on first start and kept under var/ so the
+def bootstrap_ops_key(data_dir: Path) -> str:
+    """JVREG_OPS_KEY, or one generated on first start and kept beside the data so the
     key (like the data) survives restarts."""
     if key := os.environ.get("JVREG_OPS_KEY"):
         return key
-    path = VAR / "ops-key"
+    path = data_dir / "ops-key"
     if path.exists():
         return path.read_text().strip()
     key = "jvk_ops_" + secrets.token_urlsafe(32)
-    VAR.mkdir(exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
@@ -37,7 +38,20 @@ def bootstrap_ops_key() -> str:
     show_default=True,
     help="seconds to wait for GET /health to be ok",
 )
-def dev(health_timeout: int):
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=VAR,
+    show_default=True,
+    help="where SecantusDB keeps its data, the logs and the generated ops key",
+)
+@click.option(
+    "--mongo-port",
+    default=LOCAL_MONGO_PORT,
+    show_default=True,
+    help="port of the local SecantusDB (when JVREG_MONGO_URI is not set)",
+)
+def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     """Run every service locally, on SecantusDB and the local RabbitMQ, until Ctrl-C."""
     settings = Settings()
     if problem := broker_reachable(settings.amqp_uri):
@@ -58,20 +72,20 @@ def dev(health_timeout: int):
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    env = {"JVREG_OPS_KEY": bootstrap_ops_key(), "JVREG_AMQP_URI": settings.amqp_uri}
+    env = {"JVREG_OPS_KEY": bootstrap_ops_key(data_dir), "JVREG_AMQP_URI": settings.amqp_uri}
     mongo = None
     if "JVREG_MONGO_URI" not in os.environ:
-        if port_open("127.0.0.1", LOCAL_MONGO_PORT):
+        if port_open("127.0.0.1", mongo_port):
             click.echo(
-                f"port {LOCAL_MONGO_PORT} is taken: is another `make dev` running? "
+                f"port {mongo_port} is taken: is another `make dev` running? "
                 "Stop it, or set JVREG_MONGO_URI.",
                 err=True,
             )
             sys.exit(2)
-        mongo = MongoServer(VAR / "mongo", LOCAL_MONGO_PORT, log=VAR / "log" / "mongo.log")
+        mongo = MongoServer(data_dir / "mongo", mongo_port, log=data_dir / "log" / "mongo.log")
         mongo.start()
         env["JVREG_MONGO_URI"] = mongo.uri
-        click.echo(f"SecantusDB on {mongo.uri} (data in var/mongo)")
+        click.echo(f"SecantusDB on {mongo.uri} (data in {data_dir / 'mongo'})")
 
     stack = Stack(env)
     exit_code = 0
