@@ -195,7 +195,9 @@ def test_dockerfile_installs_the_lock_before_copying_code(dockerfile):
     lock_copy = index(lambda line: line.startswith("COPY") and "requirements.lock" in line)
     lock_install = index(lambda line: "pip install" in line and "-r requirements.lock" in line)
     code_copy = index(lambda line: line.startswith("COPY") and "services/" in line)
-    project_install = index(lambda line: "pip install" in line and "--no-deps ." in line)
+    project_install = index(
+        lambda line: "pip install" in line and "--no-deps" in line and " . " in f"{line} "
+    )
     assert lock_copy < lock_install < code_copy < project_install
 
 
