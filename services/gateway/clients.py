@@ -41,7 +41,7 @@ class ServiceClient(RpcProxy):
         self.timeout = Settings.from_config(self.container.config).rpc_timeout_seconds
         # A request no instance picked up in time expires in the queue, so a command
         # the caller was told failed (503) is not carried out later.
-        self.options["expiration"] = int(self.timeout * 1000)
+        self.options["expiration"] = self.timeout  # seconds, as kombu takes it
         super().setup()
 
     def get_dependency(self, worker_ctx):

@@ -27,6 +27,7 @@ def registry(backends, rabbit_management, tmp_path_factory):
         "JVREG_EXPIRY_SWEEP_SECONDS": "1",
         "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
         "JVREG_RELAY_POLL_SECONDS": "0.2",
+        "JVREG_RPC_TIMEOUT_SECONDS": "5",
     }
     log_dir = tmp_path_factory.mktemp("registry-logs")
     stack = Stack(env, log_dir=log_dir)

@@ -250,3 +250,26 @@ def test_filters_and_stable_pagination(new_key, ops):
     assert [v["name"] for v in owner.get(f"/v1/ventures?q={names[2][:12].lower()}").json()[
         "items"]] == [names[2]]
     assert len(owner.get("/v1/ventures?status=registered").json()["items"]) == 5
+
+
+def test_a_stopped_service_makes_health_degraded_and_requests_503_not_hang(registry, investor):
+    ventures = registry["stack"].processes["ventures"]
+    ventures.stop()
+    try:
+        health = Api(registry["url"], None).get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "degraded"
+        assert health.json()["checks"]["ventures"].startswith("down")
+        assert health.json()["checks"]["mongo"] == "ok"
+
+        started = time.monotonic()
+        response = investor.post("/v1/ventures", json=venture_body("Never Registered JV"))
+        problem_of(response, 503)
+        assert time.monotonic() - started < 15  # bounded by JVREG_RPC_TIMEOUT_SECONDS
+    finally:
+        ventures.start()
+    registry["stack"].wait_healthy(90)
+    # The request expired in the queue: the registration the caller was told failed
+    # did not happen later behind its back.
+    names = [v["name"] for v in investor.get("/v1/ventures").json()["items"]]
+    assert "Never Registered JV" not in names
