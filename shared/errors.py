@@ -127,3 +127,14 @@ def field_error(loc: list, msg: str, kind: str = "value_error") -> InvalidInput:
         f"invalid field: {'.'.join(str(part) for part in loc)}: {msg}",
         [{"loc": loc, "msg": msg, "type": kind}],
     )
+
+
+def validated(model, data, location: tuple = ("body",)):
+    """`data` (a JSON text, or the query's dict) as `model`, or InvalidInput naming
+    each field at `location` that is wrong."""
+    try:
+        if isinstance(data, str | bytes):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid_input(error, location) from None

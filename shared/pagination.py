@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+from collections.abc import Callable
 
 from shared.errors import field_error
 
@@ -48,3 +49,15 @@ def page(items: list[dict], limit: int) -> dict:
     items = items[:limit]
     next_cursor = encode_cursor(items[-1]["id"]) if has_more and items else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def every_item(fetch: Callable[[str | None, int], list[dict]]) -> list[dict]:
+    """Every item of a list, fetched a page at a time with `fetch(after, limit)`."""
+    items: list[dict] = []
+    after = None
+    while True:
+        batch = fetch(after, MAX_LIMIT)
+        items.extend(batch)
+        if len(batch) < MAX_LIMIT:
+            return items
+        after = batch[-1]["id"]

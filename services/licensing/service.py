@@ -1,16 +1,122 @@
-"""The licensing service. Its capabilities arrive with their own issues; for now it owns
-its database and answers the gateway's health check."""
+"""The licensing service: DRAP licence applications and their lifecycle, an expiry
+sweep, and a projection of the facilities it licenses (from `facilities.events`).
+Entrypoints are thin: parse, apply the domain rules, persist (with the event)."""
+
+import logging
 
 from nameko.rpc import rpc
+from nameko.timer import Timer
 
-from shared.mongo import MongoStore, Repository
+from services.licensing import domain
+from services.licensing.events import SERVICE, FacilityChanged, licence_event
+from services.licensing.store import LicenceChange, LicenceStore, new_licence_id
+from shared.clock import utcnow
+from shared.envelope import CloudEvent
+from shared.errors import validated
+from shared.inbox import EventLog, cloud_event_handler, event_log_handler
+from shared.mongo import MongoStore
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Licences expired per sweep at most; the next sweep takes the rest.
+EXPIRY_BATCH = 200
+
+
+class ExpirySweepTimer(Timer):
+    """nameko's timer, firing every JVREG_EXPIRY_SWEEP_SECONDS of the container's
+    config (read at setup, so in-process tests can each choose their own)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def setup(self):
+        self.interval = Settings.from_config(self.container.config).expiry_sweep_seconds
+
+    def stop(self):
+        # A second SIGTERM makes `nameko run` stop twice; nameko's timer fails on that.
+        if not self.should_stop.ready():
+            super().stop()
+
+
+def with_event(change: tuple[domain.Licence, dict]) -> LicenceChange:
+    licence, record = change
+    return licence, record, licence_event(licence, record)
 
 
 class LicensingService:
-    name = "licensing"
+    name = SERVICE
 
-    store: Repository = MongoStore(Repository)
+    store: LicenceStore = MongoStore(LicenceStore)
+    relay = OutboxRelay()
 
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
+
+    @rpc
+    def apply_for_license(self, body: str, actor: dict) -> dict:
+        application = validated(domain.ApplyForLicence, body)
+
+        def submit(facility: domain.FacilityView | None, last_rejected_at) -> LicenceChange:
+            domain.check_facility_accepts_applications(facility, application.facility_id)
+            now = utcnow()
+            domain.check_lockout(application.type, last_rejected_at, now)
+            licence = domain.Licence(
+                **application.model_dump(),
+                id=new_licence_id(),
+                venture_id=facility.venture_id,
+                owner=facility.owner,
+                status="submitted",
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            return with_event((licence, domain.submission(licence, actor)))
+
+        licence = self.store.apply(application.facility_id, application.type, submit)
+        return licence.model_dump(mode="json")
+
+    @rpc
+    def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
+        request = validated(domain.RequestTransition, body)
+
+        def decide(licence: domain.Licence) -> LicenceChange:
+            return with_event(domain.decide(licence, request, actor, utcnow()))
+
+        return self.store.transition(licence_id, decide).model_dump(mode="json")
+
+    @rpc
+    def get_license(self, licence_id: str) -> dict:
+        return self.store.get(licence_id).model_dump(mode="json")
+
+    @rpc
+    def list_licenses(self, filters: dict, after: str | None, limit: int) -> list[dict]:
+        query = validated(domain.LicenceFilters, filters, ("query",))
+        found = self.store.find(query.model_dump(exclude_none=True), after, limit)
+        return [licence.model_dump(mode="json") for licence in found]
+
+    @rpc
+    def license_history(self, licence_id: str, after: str | None, limit: int) -> list[dict]:
+        self.store.get(licence_id)  # 404 for a licence that does not exist
+        entries = self.store.history_of(licence_id, after, limit)
+        return [entry.model_dump(mode="json", by_alias=True) for entry in entries]
+
+    @ExpirySweepTimer.decorator
+    def expire_due_licences(self):
+        """Expire every granted licence past its valid_until. Each expiry is a conditional
+        update, so when several instances sweep at once each licence expires once."""
+        now = utcnow()
+        for licence in self.store.due_for_expiry(now, EXPIRY_BATCH):
+            if self.store.commit(licence, with_event(domain.expire(licence, now))):
+                log.info("licence %s expired (valid until %s)", licence.id, licence.valid_until)
+
+    @cloud_event_handler("facilities", "facility.#")
+    def follow_facility(self, event: CloudEvent):
+        changed = FacilityChanged.model_validate(event.data)
+        self.store.apply_facility_event(event, changed.facility.model_dump(exclude={"id"}))
+
+    @event_log_handler(SERVICE)
+    def keep_event_log(self, event):
+        EventLog(self.store.db).keep(event)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from shared.errors import Conflict
+from shared.vocabulary import Province
 
 Sector = Literal[
     "api_manufacturing",
@@ -25,15 +26,6 @@ Sector = Literal[
     "telemedicine",
     "traditional_chinese_medicine",
     "other",
-]
-Province = Literal[
-    "punjab",
-    "sindh",
-    "khyber_pakhtunkhwa",
-    "balochistan",
-    "islamabad_capital_territory",
-    "gilgit_baltistan",
-    "azad_jammu_and_kashmir",
 ]
 PartnerKind = Literal[
     "private_company",

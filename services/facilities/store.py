@@ -1,0 +1,155 @@
+"""The facilities service's repository over its own database: its facilities, and its
+projections of the ventures and licences it hears of through events."""
+
+from collections.abc import Callable
+
+from bson import ObjectId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
+
+from services.facilities.domain import Facility, VentureView
+from shared.envelope import CloudEvent
+from shared.errors import NotFound
+from shared.inbox import apply_once, check_order
+from shared.mongo import Repository
+from shared.outbox import Outbox
+
+# A change computed by the domain: the facility afterwards, and its event if it has one.
+FacilityChange = tuple[Facility, CloudEvent | None]
+
+
+def new_facility_id() -> str:
+    # ObjectIds grow with time, so ids sort in registration order (stable pagination).
+    return f"fac_{ObjectId()}"
+
+
+class FacilityStore(Repository):
+    @classmethod
+    def ensure_indexes(cls, db):
+        super().ensure_indexes(db)
+        for field in ("venture_id", "owner", "province", "kind", "status"):
+            db.facilities.create_index([(field, ASCENDING), ("_id", ASCENDING)])
+
+    @property
+    def facilities(self):
+        return self.db.facilities
+
+    @property
+    def venture_views(self):
+        """The projection of `ventures.events`: one document per venture."""
+        return self.db.ventures
+
+    @property
+    def licence_sequences(self):
+        """The last applied event of each manufacturing licence (their order matters)."""
+        return self.db.licence_sequences
+
+    def register(
+        self, venture_id: str, register: Callable[[VentureView | None], FacilityChange]
+    ) -> Facility:
+        """Insert the facility `register` makes for the venture as projected now. The
+        projection is written too (a counter), so a dissolution applied at the same
+        time conflicts with this transaction instead of missing the new facility."""
+
+        def work(session: ClientSession) -> Facility:
+            doc = self.venture_views.find_one_and_update(
+                {"_id": venture_id},
+                {"$inc": {"facility_count": 1}},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            facility, event = register(self._venture(doc) if doc else None)
+            self.facilities.insert_one(self._document(facility), session=session)
+            Outbox(self.db).add(event, session)
+            return facility
+
+        return self.transaction(work)
+
+    def get(self, facility_id: str, session: ClientSession | None = None) -> Facility:
+        doc = self.facilities.find_one({"_id": facility_id}, session=session)
+        if doc is None:
+            raise NotFound(f"no facility {facility_id}")
+        return self._facility(doc)
+
+    def find(self, filters: dict, after: str | None, limit: int) -> list[Facility]:
+        query = dict(filters)
+        if after:
+            query["_id"] = {"$gt": after}
+        cursor = self.facilities.find(query).sort("_id", ASCENDING).limit(limit)
+        return [self._facility(doc) for doc in cursor]
+
+    def venture(self, venture_id: str) -> VentureView | None:
+        doc = self.venture_views.find_one({"_id": venture_id})
+        return self._venture(doc) if doc else None
+
+    def apply_venture_event(
+        self,
+        event: CloudEvent,
+        venture: dict,
+        follow: Callable[[Facility], FacilityChange],
+    ) -> bool:
+        """Project the venture as `event` left it, in order and once, and let each of its
+        facilities follow (e.g. be decommissioned when it is dissolved)."""
+
+        def effect(session: ClientSession) -> None:
+            current = self.venture_views.find_one({"_id": event.subject}, session=session)
+            if not check_order(event, current["sequence"] if current else 0):
+                return
+            self.venture_views.update_one(
+                {"_id": event.subject},
+                {"$set": {**venture, "sequence": event.sequence}},
+                upsert=True,
+                session=session,
+            )
+            for doc in self.facilities.find({"venture_id": event.subject}, session=session):
+                facility = self._facility(doc)
+                self._save(facility, follow(facility), session)
+
+        return apply_once(self, event, effect)
+
+    def apply_licence_event(
+        self,
+        event: CloudEvent,
+        facility_id: str,
+        follow: Callable[[Facility], FacilityChange],
+    ) -> bool:
+        """Let the facility follow one of its manufacturing licences, per licence in
+        `sequence` order and once."""
+
+        def effect(session: ClientSession) -> None:
+            last = self.licence_sequences.find_one({"_id": event.subject}, session=session)
+            if not check_order(event, last["sequence"] if last else 0):
+                return
+            self.licence_sequences.update_one(
+                {"_id": event.subject},
+                {"$set": {"sequence": event.sequence, "facility_id": facility_id}},
+                upsert=True,
+                session=session,
+            )
+            facility = self.get(facility_id, session)
+            self._save(facility, follow(facility), session)
+
+        return apply_once(self, event, effect)
+
+    def _save(self, before: Facility, change: FacilityChange, session: ClientSession) -> None:
+        facility, event = change
+        if facility != before:
+            self.facilities.replace_one(
+                {"_id": facility.id}, self._document(facility), session=session
+            )
+        if event is not None:
+            Outbox(self.db).add(event, session)
+
+    @staticmethod
+    def _document(facility: Facility) -> dict:
+        doc = facility.model_dump(exclude={"id"})
+        doc["_id"] = facility.id
+        return doc
+
+    @staticmethod
+    def _facility(doc: dict) -> Facility:
+        return Facility.model_validate({**doc, "id": doc["_id"]})
+
+    @staticmethod
+    def _venture(doc: dict) -> VentureView:
+        return VentureView.model_validate({**doc, "id": doc["_id"]})

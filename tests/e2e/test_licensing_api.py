@@ -1,0 +1,373 @@
+"""Facilities and DRAP licences through the gateway, against the registry's real
+processes: a licence's whole lifecycle as a regulator's AMQP queue and the plant's
+status see it, automatic expiry with two licensing instances, and bad input."""
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from kombu import Connection, Queue
+
+from shared.cli.processes import Stack, wait_until
+from shared.clock import utcnow
+from shared.codec import rfc3339
+from shared.errors import PROBLEM_CONTENT_TYPE
+from shared.messaging import events_exchange
+
+from support import venture_body
+
+PLANT = {
+    "name": "Rashakai Formulation Plant 1",
+    "kind": "formulation_plant",
+    "address": "Plot 14, Rashakai Special Economic Zone",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "capacity": {"value": "250000000", "unit": "tablets/year"},
+}
+DML = {"type": "dml_formulation"}
+
+
+class Subscriber:
+    """A durable queue of one's own bound to a service's exchange, as a regulator binds
+    one (`jvreg watch` does the same); it keeps what arrives, per subject."""
+
+    def __init__(self, amqp_uri: str, service: str, pattern: str):
+        self.amqp_uri = amqp_uri
+        self.queue = Queue(
+            f"e2e-{service}-{uuid.uuid4().hex[:8]}",
+            exchange=events_exchange(service),
+            routing_key=pattern,
+            durable=True,
+        )
+        with Connection(amqp_uri) as connection:
+            self.queue(connection.channel()).declare()
+        self.received: list[dict] = []
+
+    def drain(self) -> None:
+        with Connection(self.amqp_uri) as connection:
+            bound = self.queue(connection.channel())
+            while (message := bound.get(accept=["json"])) is not None:
+                self.received.append(message.payload)
+                message.ack()
+
+    def about(self, subject: str) -> list[dict]:
+        return [event for event in self.received if event["subject"] == subject]
+
+    def wait_for(self, subject: str, count: int) -> list[dict]:
+        def enough():
+            self.drain()
+            return len(self.about(subject)) >= count
+
+        wait_until(enough, 30, f"{count} events about {subject}")
+        return self.about(subject)
+
+
+def created(api, path: str, body: dict) -> dict:
+    """POST that creates; a service that has not yet heard of the parent (503, events
+    on their way) is asked again."""
+    responses = []
+
+    def answered():
+        responses.append(api.post(path, json=body))
+        return responses[-1].status_code != 503
+
+    wait_until(answered, 30, f"POST {path}")
+    assert responses[-1].status_code == 201, responses[-1].text
+    return responses[-1].json()
+
+
+def plant_of(investor) -> dict:
+    venture = created(investor, "/v1/ventures", venture_body())
+    return created(investor, f"/v1/ventures/{venture['id']}/facilities", PLANT)
+
+
+def move(regulator, licence: dict, to: str, **fields) -> dict:
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions",
+        json={"to": to, "reason": f"DRAP decided: {to}", **fields},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def grant(regulator, licence: dict, **fields) -> dict:
+    licence = move(regulator, licence, "under_review")
+    licence = move(regulator, licence, "inspection_scheduled", inspection_date="2026-05-04")
+    return move(regulator, licence, "granted", decision_ref="DRAP/LIC/2026/0412", **fields)
+
+
+def facility_status(api, facility_id: str, status: str) -> None:
+    wait_until(
+        lambda: api.get(f"/v1/facilities/{facility_id}").json()["status"] == status,
+        30,
+        f"facility {status}",
+    )
+
+
+def test_a_licence_lifecycle_reaches_regulators_and_moves_the_plant(registry, investor, regulator):
+    licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
+    facilities = Subscriber(registry["amqp_uri"], "facilities", "facility.#")
+    plant = plant_of(investor)
+    assert plant["status"] == "planned"
+    licence = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    assert (licence["status"], licence["owner"]) == ("submitted", plant["owner"])
+
+    licence = grant(regulator, licence)
+    facility_status(investor, plant["id"], "operational")
+    licence = move(regulator, licence, "suspended", decision_ref="DRAP/LIC/2026/0480")
+    facility_status(investor, plant["id"], "halted")
+    licence = move(regulator, licence, "granted", decision_ref="DRAP/LIC/2026/0481")
+    facility_status(investor, plant["id"], "operational")
+    licence = move(regulator, licence, "revoked", decision_ref="DRAP/LIC/2026/0502")
+    facility_status(investor, plant["id"], "halted")
+    assert (licence["status"], licence["version"]) == ("revoked", 7)
+
+    steps = [
+        ("license.submitted", None, "submitted"),
+        ("license.under_review", "submitted", "under_review"),
+        ("license.inspection_scheduled", "under_review", "inspection_scheduled"),
+        ("license.granted", "inspection_scheduled", "granted"),
+        ("license.suspended", "granted", "suspended"),
+        ("license.reinstated", "suspended", "granted"),
+        ("license.revoked", "granted", "revoked"),
+    ]
+    events = licences.wait_for(licence["id"], len(steps))
+    assert [(e["sequence"], e["type"]) for e in events] == [
+        (n, f"jvreg.{step[0]}") for n, step in enumerate(steps, 1)
+    ]
+    assert len({e["id"] for e in events}) == len(steps)
+    for event, (_, source, target) in zip(events, steps, strict=True):
+        assert event["source"] == "/jvreg/licensing" and event["specversion"] == "1.0"
+        assert event["data"]["license"]["status"] == target
+        assert event["data"]["change"]["from"] == source
+    assert events[3]["data"]["change"]["fields"]["decision_ref"] == "DRAP/LIC/2026/0412"
+    assert events[3]["data"]["change"]["role"] == "regulator"
+
+    plant_events = facilities.wait_for(plant["id"], 5)
+    assert [(e["sequence"], e["type"]) for e in plant_events] == [
+        (1, "jvreg.facility.registered"),
+        *((n, "jvreg.facility.status_changed") for n in range(2, 6)),
+    ]
+    walk = [plant_events[0]["data"]["facility"]["status"]] + [
+        e["data"]["change"]["to"] for e in plant_events[1:]
+    ]
+    assert walk == ["planned", "operational", "halted", "operational", "halted"]
+
+    history = investor.get(f"/v1/licenses/{licence['id']}/history")
+    assert history.status_code == 200, history.text
+    entries = history.json()["items"]
+    assert [(h["sequence"], h["event"], h["from"], h["to"]) for h in entries] == [
+        (n, *step) for n, step in enumerate(steps, 1)
+    ]
+    assert entries[0]["role"] == "investor" and entries[0]["actor"]["owner"] == plant["owner"]
+    assert {h["role"] for h in entries[1:]} == {"regulator"}
+    assert entries[2]["fields"] == {"inspection_date": "2026-05-04"}
+    assert all(h["reason"] and h["time"].endswith("Z") for h in entries)
+
+    venture = investor.get(f"/v1/ventures/{plant['venture_id']}").json()
+    assert [f["id"] for f in venture["facilities"]] == [plant["id"]]
+    assert [(lic["id"], lic["status"]) for lic in venture["licenses"]] == [
+        (licence["id"], "revoked")
+    ]
+
+
+def test_a_licence_expires_once_with_two_licensing_instances(
+    registry, rabbit_management, investor, regulator, tmp_path
+):
+    second = Stack(registry["env"], log_dir=tmp_path, services=("licensing",))
+    second.start()
+    try:
+        wait_until(
+            lambda: rabbit_management.queue(registry["vhost"], "rpc-licensing")["consumers"] == 2,
+            60,
+            "the second licensing instance",
+        )
+        licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
+        plant = plant_of(investor)
+        soon = utcnow() + timedelta(seconds=6)
+        # A second licence due 2 s later: once it has expired, every sweep that could
+        # have expired the first one again has run.
+        first, later = (
+            grant(
+                regulator,
+                created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]}),
+                valid_until=rfc3339(valid_until),
+            )
+            for valid_until in (soon, soon + timedelta(seconds=2))
+        )
+        assert datetime.fromisoformat(first["valid_until"]) == soon
+        facility_status(investor, plant["id"], "operational")
+        wait_until(
+            lambda: investor.get(f"/v1/licenses/{later['id']}").json()["status"] == "expired",
+            60,
+            "both licences expired",
+        )
+        assert second.exited() == []
+    finally:
+        second.stop()
+
+    for licence in (first, later):
+        events = licences.wait_for(licence["id"], 5)
+        assert [(e["sequence"], e["type"]) for e in events][3:] == [
+            (4, "jvreg.license.granted"),
+            (5, "jvreg.license.expired"),
+        ]
+        assert events[4]["data"]["change"]["actor"]["role"] == "system"
+        history = investor.get(f"/v1/licenses/{licence['id']}/history").json()["items"]
+        assert [h["to"] for h in history].count("expired") == 1
+        assert investor.get(f"/v1/licenses/{licence['id']}").json()["version"] == 5
+    facility_status(investor, plant["id"], "halted")
+
+
+def assert_problem(response, status: int, loc: list | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == PROBLEM_CONTENT_TYPE
+    problem = response.json()
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    if loc:
+        assert loc in [error["loc"] for error in problem["errors"]], problem
+    return problem
+
+
+@pytest.fixture
+def submitted(investor):
+    plant = plant_of(investor)
+    return plant, created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+
+
+def unchanged(api, licence: dict) -> None:
+    now = api.get(f"/v1/licenses/{licence['id']}").json()
+    assert (now["status"], now["version"]) == (licence["status"], licence["version"])
+    history = api.get(f"/v1/licenses/{licence['id']}/history").json()["items"]
+    assert len(history) == licence["version"]
+
+
+def test_an_unknown_licence_type_is_refused(investor, ops, submitted):
+    plant, _ = submitted
+    response = investor.post(
+        "/v1/licenses", json={"facility_id": plant["id"], "type": "dml_cosmetics"}
+    )
+    assert_problem(response, 422, ["body", "type"])
+    response = investor.post(
+        "/v1/licenses", json={"facility_id": plant["id"], "type": "dml_basic", "product": "X-1"}
+    )
+    assert_problem(response, 422, ["body", "product"])
+    listed = ops.get("/v1/licenses", params={"facility_id": plant["id"]}).json()["items"]
+    assert len(listed) == 1
+
+
+def test_an_unknown_target_state_is_refused(regulator, submitted):
+    _, licence = submitted
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions", json={"to": "approved", "reason": "ok"}
+    )
+    assert_problem(response, 422, ["body", "to"])
+    unchanged(regulator, licence)
+
+
+def test_an_illegal_transition_names_the_allowed_next_states(regulator, submitted):
+    _, licence = submitted
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions",
+        json={"to": "granted", "reason": "straight to grant", "decision_ref": "DRAP/LIC/1"},
+    )
+    problem = assert_problem(response, 409)
+    assert (problem["current"], problem["allowed"]) == ("submitted", ["under_review"])
+    unchanged(regulator, licence)
+
+
+def test_a_transition_missing_its_required_field_is_refused(regulator, submitted):
+    _, licence = submitted
+    licence = move(regulator, licence, "under_review")
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions",
+        json={"to": "inspection_scheduled", "reason": "site visit"},
+    )
+    assert_problem(response, 422, ["body", "inspection_date"])
+    unchanged(regulator, licence)
+    licence = move(regulator, licence, "inspection_scheduled", inspection_date="2026-05-04")
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions", json={"to": "granted", "reason": "passed"}
+    )
+    assert_problem(response, 422, ["body", "decision_ref"])
+    unchanged(regulator, licence)
+
+
+def test_a_grant_valid_until_in_the_past_is_refused(regulator, submitted):
+    _, licence = submitted
+    licence = move(regulator, licence, "under_review")
+    licence = move(regulator, licence, "inspection_scheduled", inspection_date="2026-05-04")
+    response = regulator.post(
+        f"/v1/licenses/{licence['id']}/transitions",
+        json={
+            "to": "granted",
+            "reason": "passed",
+            "decision_ref": "DRAP/LIC/2026/0412",
+            "valid_until": rfc3339(utcnow() - timedelta(days=1)),
+        },
+    )
+    assert_problem(response, 422, ["body", "valid_until"])
+    unchanged(regulator, licence)
+
+
+def test_nobody_reaches_into_another_investors_venture(new_key, ops, investor, submitted):
+    plant, licence = submitted
+    rival = new_key("investor", f"Rival Holdings {uuid.uuid4().hex[:6]}")
+
+    response = rival.post("/v1/licenses", json={**DML, "facility_id": plant["id"]})
+    assert_problem(response, 404, ["body", "facility_id"])
+    response = rival.post(f"/v1/ventures/{plant['venture_id']}/facilities", json=PLANT)
+    assert_problem(response, 404)
+    assert_problem(rival.get(f"/v1/facilities/{plant['id']}"), 404)
+    assert_problem(rival.get(f"/v1/licenses/{licence['id']}"), 404)
+    assert_problem(rival.get(f"/v1/licenses/{licence['id']}/history"), 404)
+    assert rival.get("/v1/facilities", params={"venture_id": plant["venture_id"]}).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+    assert rival.get("/v1/licenses").json()["items"] == []
+    # Investors apply; only regulators and ops decide.
+    response = investor.post(
+        f"/v1/licenses/{licence['id']}/transitions", json={"to": "under_review", "reason": "x"}
+    )
+    assert_problem(response, 403)
+
+    unchanged(ops, licence)
+    facilities = ops.get("/v1/facilities", params={"venture_id": plant["venture_id"]}).json()
+    assert [f["id"] for f in facilities["items"]] == [plant["id"]]
+    listed = ops.get("/v1/licenses", params={"facility_id": plant["id"]}).json()["items"]
+    assert [lic["id"] for lic in listed] == [licence["id"]]
+
+
+def test_facilities_of_a_dissolved_venture_are_decommissioned(ops, investor, regulator):
+    plant = plant_of(investor)
+    response = regulator.post(
+        f"/v1/ventures/{plant['venture_id']}/status",
+        json={"to": "dissolved", "reason": "partners wound the venture up"},
+    )
+    assert response.status_code == 200, response.text
+    facility_status(investor, plant["id"], "decommissioned")
+    response = investor.post(f"/v1/ventures/{plant['venture_id']}/facilities", json=PLANT)
+    assert_problem(response, 409)
+    listed = ops.get("/v1/facilities", params={"venture_id": plant["venture_id"]}).json()
+    assert len(listed["items"]) == 1
+
+
+def test_lists_page_with_a_cursor(ops, investor):
+    plant = plant_of(investor)
+    venture_id = plant["venture_id"]
+    second = created(investor, f"/v1/ventures/{venture_id}/facilities", PLANT)
+    first_page = investor.get("/v1/facilities", params={"venture_id": venture_id, "limit": 1})
+    assert [f["id"] for f in first_page.json()["items"]] == [plant["id"]]
+    cursor = first_page.json()["next_cursor"]
+    rest = investor.get(
+        "/v1/facilities", params={"venture_id": venture_id, "limit": 1, "cursor": cursor}
+    )
+    assert [f["id"] for f in rest.json()["items"]] == [second["id"]]
+    assert_problem(ops.get("/v1/facilities", params={"kind": "brewery"}), 422, ["query", "kind"])
+    assert_problem(
+        ops.get("/v1/licenses", params={"expiring_before": "soon"}),
+        422,
+        ["query", "expiring_before"],
+    )

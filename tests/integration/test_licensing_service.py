@@ -1,0 +1,258 @@
+"""The licensing service in real nameko containers, fed real facilities' events through
+the broker: its projection of facilities, the lockout after a rejection, and the expiry
+sweep expiring each licence exactly once while two instances sweep the same database."""
+
+import json
+from datetime import datetime, timedelta
+
+import eventlet
+import pytest
+from kombu import Connection, Queue
+from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.testing.services import entrypoint_waiter
+
+from services.licensing import domain
+from services.licensing.service import LicensingService, with_event
+from shared import messaging
+from shared.cli.processes import wait_until
+from shared.clock import utcnow
+from shared.codec import rfc3339
+from shared.envelope import new_event
+from shared.errors import Conflict, NotFound
+from shared.outbox import event_publisher
+
+INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
+REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
+SWEEP_SECONDS = 0.2
+
+
+@pytest.fixture
+def config(service_config):
+    return {**service_config, "JVREG_EXPIRY_SWEEP_SECONDS": SWEEP_SECONDS}
+
+
+@pytest.fixture
+def licensing(config, container_factory):
+    container = container_factory(LicensingService, config)
+    container.start()
+    store = next(d for d in container.dependencies if d.attr_name == "store")
+    with ServiceRpcProxy("licensing", config) as proxy:
+        yield container, proxy, store.db
+
+
+def facility_event(routing_key, facility_id, sequence, status, venture_id="jv_1"):
+    facility = {
+        "id": facility_id,
+        "venture_id": venture_id,
+        "owner": INVESTOR["owner"],
+        "kind": "formulation_plant",
+        "status": status,
+        "name": "Rashakai Formulation Plant 1",
+    }
+    change = {"to": status, "reason": "in a test", "actor": INVESTOR}
+    return new_event(
+        "facilities", routing_key, facility_id, sequence, {"facility": facility, "change": change}
+    )
+
+
+@pytest.fixture
+def facilities(amqp_uri):
+    """The facilities service's side: publish its events, and wait for licensing to know."""
+    publish = event_publisher(amqp_uri, "facilities")
+
+    def registered(db, facility_id: str, venture_id: str = "jv_1") -> str:
+        publish(facility_event("facility.registered", facility_id, 1, "planned", venture_id))
+        wait_until(lambda: db.facilities.find_one({"_id": facility_id}), 20, "projected")
+        return facility_id
+
+    registered.publish = publish
+    return registered
+
+
+def apply(proxy, facility_id: str, licence_type: str = "dml_formulation", **fields) -> dict:
+    body = {"facility_id": facility_id, "type": licence_type, **fields}
+    return proxy.apply_for_license(json.dumps(body), INVESTOR)
+
+
+def move(proxy, licence: dict, to: str, **fields) -> dict:
+    body = {"to": to, "reason": f"moving to {to} in a test", **fields}
+    return proxy.transition_license(licence["id"], json.dumps(body), REGULATOR)
+
+
+def grant(proxy, licence: dict, valid_until: str | None = None) -> dict:
+    licence = move(proxy, licence, "under_review")
+    licence = move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02")
+    fields = {"decision_ref": "DRAP/LIC/2026/0412"}
+    if valid_until:
+        fields["valid_until"] = valid_until
+    return move(proxy, licence, "granted", **fields)
+
+
+def test_the_facility_projection_follows_facilities_events(licensing, facilities):
+    container, proxy, db = licensing
+    with pytest.raises(NotFound) as unknown:
+        apply(proxy, "fac_unknown")
+    assert unknown.value.errors[0]["loc"] == ["body", "facility_id"]
+
+    facilities(db, "fac_a", venture_id="jv_a")
+    licence = apply(proxy, "fac_a")
+    assert (licence["status"], licence["version"]) == ("submitted", 1)
+    assert (licence["venture_id"], licence["owner"]) == ("jv_a", INVESTOR["owner"])
+
+    # Sequence 3 before 2, and 2 twice: applied once each, in order.
+    operational = facility_event("facility.status_changed", "fac_a", 2, "operational")
+    decommissioned = facility_event("facility.status_changed", "fac_a", 3, "decommissioned")
+    facilities.publish(decommissioned)
+    facilities.publish(operational)
+    facilities.publish(operational)
+    wait_until(
+        lambda: db.facilities.find_one({"_id": "fac_a"})["sequence"] == 3, 30, "both applied"
+    )
+    assert db.facilities.find_one({"_id": "fac_a"})["status"] == "decommissioned"
+    assert db.inbox.count_documents({"subject": "fac_a"}) == 3
+    with pytest.raises(Conflict):
+        apply(proxy, "fac_a")
+    assert db.licences.count_documents({"facility_id": "fac_a"}) == 1
+
+
+def test_the_lifecycle_is_recorded_in_history_and_events(licensing, facilities, amqp_uri):
+    _, proxy, db = licensing
+    queue = Queue(
+        "test-regulator",
+        exchange=messaging.events_exchange("licensing"),
+        routing_key="license.#",
+        durable=True,
+    )
+    with Connection(amqp_uri) as connection:
+        queue(connection.channel()).declare()
+    facilities(db, "fac_b")
+    licence = grant(proxy, apply(proxy, "fac_b"))
+    licence = move(proxy, licence, "suspended", decision_ref="DRAP/LIC/2026/0500")
+    licence = move(proxy, licence, "granted", decision_ref="DRAP/LIC/2026/0501")
+    with pytest.raises(Conflict) as illegal:
+        move(proxy, licence, "under_review")
+    assert illegal.value.extra == {
+        "current": "granted",
+        "allowed": ["renewed", "revoked", "suspended"],
+    }
+    assert (licence["status"], licence["version"]) == ("granted", 6)
+
+    history = proxy.license_history(licence["id"], None, 50)
+    assert [(h["sequence"], h["from"], h["to"], h["event"]) for h in history] == [
+        (1, None, "submitted", "license.submitted"),
+        (2, "submitted", "under_review", "license.under_review"),
+        (3, "under_review", "inspection_scheduled", "license.inspection_scheduled"),
+        (4, "inspection_scheduled", "granted", "license.granted"),
+        (5, "granted", "suspended", "license.suspended"),
+        (6, "suspended", "granted", "license.reinstated"),
+    ]
+    assert history[2]["fields"] == {"inspection_date": "2026-04-02"}
+    assert history[0]["role"] == "investor" and history[5]["role"] == "regulator"
+    assert proxy.license_history(licence["id"], history[3]["id"], 1) == [history[4]]
+
+    events: list[dict] = []
+
+    def all_published():
+        with Connection(amqp_uri) as connection:
+            bound = queue(connection.channel())
+            while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+                events.append(message.payload)
+        return len(events) >= 6
+
+    wait_until(all_published, 20, "six licence events")
+    assert [(e["sequence"], e["type"]) for e in events] == [
+        (h["sequence"], "jvreg." + h["event"]) for h in history
+    ]
+    assert events[3]["data"]["license"]["valid_until"] == licence["valid_until"]
+    assert events[4]["data"]["change"]["fields"] == {"decision_ref": "DRAP/LIC/2026/0500"}
+
+
+def test_a_rejected_applicant_waits_ninety_days(licensing, facilities):
+    _, proxy, db = licensing
+    facilities(db, "fac_c")
+    licence = apply(proxy, "fac_c", "dml_basic")
+    licence = move(proxy, licence, "under_review")
+    licence = move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02")
+    rejected = move(proxy, licence, "rejected", decision_ref="DRAP/LIC/2026/0013")
+
+    with pytest.raises(Conflict) as locked:
+        apply(proxy, "fac_c", "dml_basic")
+    rejected_at = datetime.fromisoformat(rejected["updated_at"])
+    ends = rfc3339(rejected_at + timedelta(days=90))
+    assert locked.value.extra == {"locked_until": ends}
+    assert f"from {ends} ({ends[:10]})" in locked.value.detail
+    # Another type, or the same after the 90 days: no lockout.
+    assert apply(proxy, "fac_c", "gmp_certificate")["status"] == "submitted"
+    db.licences.update_one(
+        {"_id": rejected["id"]}, {"$set": {"updated_at": utcnow() - timedelta(days=90)}}
+    )
+    assert apply(proxy, "fac_c", "dml_basic")["status"] == "submitted"
+
+
+def test_the_list_filters_licences(licensing, facilities):
+    _, proxy, db = licensing
+    facilities(db, "fac_d", venture_id="jv_d")
+    facilities(db, "fac_e", venture_id="jv_e")
+    soon = grant(proxy, apply(proxy, "fac_d"), valid_until="2027-01-31")
+    later = grant(proxy, apply(proxy, "fac_e"), valid_until="2030-01-31")
+    product = apply(proxy, "fac_d", "product_registration", product="Amoxicillin 500 mg")
+
+    def ids(filters):
+        return [licence["id"] for licence in proxy.list_licenses(filters, None, 50)]
+
+    assert ids({"venture_id": "jv_d"}) == [soon["id"], product["id"]]
+    assert ids({"facility_id": "fac_e"}) == [later["id"]]
+    assert ids({"type": "product_registration"}) == [product["id"]]
+    assert ids({"status": "granted"}) == [soon["id"], later["id"]]
+    assert ids({"expiring_before": "2027-02-01"}) == [soon["id"]]
+    assert ids({"expiring_before": "2027-01-31"}) == []
+
+
+def test_two_instances_expire_each_licence_exactly_once(
+    licensing, config, container_factory, facilities
+):
+    first, proxy, db = licensing
+    second = container_factory(LicensingService, config)
+    second.start()
+    facilities(db, "fac_f")
+    licences = [grant(proxy, apply(proxy, "fac_f"), "2030-12-31") for _ in range(40)]
+    # Time passes: every licence falls due at the same moment, under both sweeps.
+    db.licences.update_many(
+        {"facility_id": "fac_f"}, {"$set": {"valid_until": utcnow() - timedelta(seconds=1)}}
+    )
+
+    def all_expired():
+        return db.licences.count_documents({"facility_id": "fac_f", "status": "expired"}) == 40
+
+    wait_until(all_expired, 30, "every licence expired")
+    # Let each instance finish the sweep it may be in, and one more.
+    for container in (first, second, first, second):
+        with entrypoint_waiter(container, "expire_due_licences", timeout=10):
+            pass
+
+    for licence in licences:
+        assert db.licences.find_one({"_id": licence["id"]})["version"] == 5
+        expiries = db.history.count_documents({"license_id": licence["id"], "to": "expired"})
+        assert expiries == 1
+        records = db.outbox.count_documents(
+            {"subject": licence["id"], "routing_key": "license.expired"}
+        )
+        assert records == 1
+        assert proxy.license_history(licence["id"], None, 50)[-1]["actor"]["role"] == "system"
+
+
+def test_a_change_decided_on_a_stale_read_does_not_happen(licensing, facilities):
+    container, proxy, db = licensing
+    facilities(db, "fac_g")
+    licence_id = grant(proxy, apply(proxy, "fac_g"), "2030-12-31")["id"]
+    store = next(d for d in container.dependencies if d.attr_name == "store").repository()
+    stale = store.get(licence_id)
+    moment = stale.valid_until + timedelta(milliseconds=1)
+    # Two sweeps, at a moment past valid_until, read the same granted licence and both
+    # decide to expire it.
+    decided = [with_event(domain.expire(stale, moment)) for _ in range(2)]
+    pool = eventlet.GreenPool()
+    outcomes = list(pool.imap(lambda change: store.commit(stale, change), decided))
+    assert sorted(outcomes) == [False, True]
+    assert db.history.count_documents({"license_id": licence_id, "to": "expired"}) == 1
+    assert db.outbox.count_documents({"subject": licence_id, "routing_key": "license.expired"}) == 1

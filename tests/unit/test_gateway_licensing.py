@@ -1,0 +1,138 @@
+"""The gateway's facility and licence routes without a broker: who may do what, whose
+resources an investor sees, and a projection that has not caught up yet (services
+replaced by nameko's worker_factory mocks)."""
+
+import json
+
+import pytest
+from nameko.testing.services import worker_factory
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from services.gateway.keys import Principal
+from services.gateway.service import GatewayService
+from shared.errors import Forbidden, NotFound, ServiceUnavailable
+
+OWNER = "Lahore Pharma"
+FACILITY = {"id": "fac_1", "venture_id": "jv_1", "owner": OWNER, "version": 1}
+LICENCE = {"id": "lic_1", "facility_id": "fac_1", "owner": OWNER, "version": 2}
+
+
+def request(method="POST", path="/v1/licenses", body: dict | None = None, query: str = ""):
+    builder = EnvironBuilder(
+        method=method,
+        path=path,
+        data=json.dumps(body or {}),
+        content_type="application/json",
+        query_string=query,
+    )
+    return Request(builder.get_environ())
+
+
+def gateway_as(role: str, owner: str = OWNER):
+    service = worker_factory(GatewayService)
+    service.keys.authenticate.return_value = Principal(key_id="key_1", role=role, owner=owner)
+    service.ventures.get_venture.return_value = {"id": "jv_1", "owner": OWNER, "version": 1}
+    service.facilities.get_facility.return_value = FACILITY
+    service.licensing.get_license.return_value = LICENCE
+    return service
+
+
+def test_an_investor_may_not_apply_for_another_organisations_facility():
+    service = gateway_as("investor", owner="Rival Holdings")
+    with pytest.raises(NotFound) as refused:
+        service.apply_for_license(request(body={"facility_id": "fac_1", "type": "dml_basic"}))
+    assert refused.value.errors[0]["loc"] == ["body", "facility_id"]
+    service.licensing.apply_for_license.assert_not_called()
+
+
+def test_an_unknown_facility_is_named_in_the_problem():
+    service = gateway_as("ops")
+    service.facilities.get_facility.side_effect = NotFound("no facility fac_9")
+    with pytest.raises(NotFound) as refused:
+        service.apply_for_license(request(body={"facility_id": "fac_9", "type": "dml_basic"}))
+    assert refused.value.errors[0]["loc"] == ["body", "facility_id"]
+    service.licensing.apply_for_license.assert_not_called()
+
+
+def test_an_application_without_a_facility_id_is_left_to_licensing_to_refuse():
+    service = gateway_as("investor")
+    service.licensing.apply_for_license.return_value = LICENCE
+    service.apply_for_license(request(body={"type": "dml_basic"}))
+    service.facilities.get_facility.assert_not_called()
+    body, actor = service.licensing.apply_for_license.call_args.args
+    assert json.loads(body) == {"type": "dml_basic"} and actor["owner"] == OWNER
+
+
+def test_a_facility_licensing_has_not_heard_of_yet_is_a_retry_later():
+    service = gateway_as("investor")
+    service.licensing.apply_for_license.side_effect = NotFound("no facility fac_1")
+    with pytest.raises(ServiceUnavailable) as later:
+        service.apply_for_license(request(body={"facility_id": "fac_1", "type": "dml_basic"}))
+    assert "retry" in later.value.detail
+
+
+def test_a_venture_facilities_has_not_heard_of_yet_is_a_retry_later():
+    service = gateway_as("investor")
+    service.facilities.register_facility.side_effect = NotFound("no venture jv_1")
+    with pytest.raises(ServiceUnavailable):
+        service.register_facility(request(path="/v1/ventures/jv_1/facilities"), "jv_1")
+
+
+def test_an_investor_may_not_register_a_facility_under_another_organisations_venture():
+    service = gateway_as("investor", owner="Rival Holdings")
+    with pytest.raises(NotFound):
+        service.register_facility(request(path="/v1/ventures/jv_1/facilities"), "jv_1")
+    service.facilities.register_facility.assert_not_called()
+
+
+def test_investors_may_not_decide():
+    service = gateway_as("investor")
+    with pytest.raises(Forbidden):
+        service.transition_license(request(body={"to": "under_review"}), "lic_1")
+    service.licensing.transition_license.assert_not_called()
+
+
+@pytest.mark.parametrize("role", ["regulator", "ops"])
+def test_regulators_and_ops_decide(role):
+    service = gateway_as(role, owner="DRAP Licensing Division")
+    service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
+    response = service.transition_license(request(body={"to": "under_review"}), "lic_1")
+    assert response.status_code == 200 and response.headers["ETag"] == '"3"'
+
+
+def test_regulators_may_not_apply():
+    with pytest.raises(Forbidden):
+        gateway_as("regulator").apply_for_license(request(body={"facility_id": "fac_1"}))
+
+
+def test_an_investor_sees_neither_another_organisations_licence_nor_its_history():
+    service = gateway_as("investor", owner="Rival Holdings")
+    with pytest.raises(NotFound):
+        service.get_license(request("GET"), "lic_1")
+    with pytest.raises(NotFound):
+        service.license_history(request("GET"), "lic_1")
+    service.licensing.license_history.assert_not_called()
+    with pytest.raises(NotFound):
+        service.get_facility(request("GET"), "fac_1")
+
+
+def test_an_investor_lists_only_its_own_organisations_facilities_and_licences():
+    service = gateway_as("investor")
+    service.facilities.list_facilities.return_value = []
+    service.licensing.list_licenses.return_value = []
+    query = "owner=Someone+Else&status=granted&limit=10"
+    service.list_facilities(request("GET", "/v1/facilities", query=query))
+    service.list_licenses(request("GET", "/v1/licenses", query=query))
+    for client in (service.facilities.list_facilities, service.licensing.list_licenses):
+        filters, after, limit = client.call_args.args
+        assert filters == {"owner": OWNER, "status": "granted"}
+        assert (after, limit) == (None, 11)
+
+
+def test_a_regulator_lists_everyone_s():
+    service = gateway_as("regulator", owner="DRAP Licensing Division")
+    service.licensing.list_licenses.return_value = []
+    service.list_licenses(request("GET", "/v1/licenses", query="venture_id=jv_1"))
+    filters, _, _ = service.licensing.list_licenses.call_args.args
+    assert filters == {"venture_id": "jv_1"}
