@@ -1,12 +1,16 @@
 """Runtime settings, read from JVREG_* environment variables (DESIGN.md §2)."""
 
+import json
 from collections.abc import Mapping
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?directConnection=true"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+# 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h: about 16 hours in all.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)
 
 
 class Settings(BaseSettings):
@@ -24,6 +28,19 @@ class Settings(BaseSettings):
     rpc_timeout_seconds: float = Field(10, gt=0)
     # How often an outbox relay looks for records a crashed relay left behind.
     relay_poll_seconds: float = Field(1.0, gt=0)
+    # Waits before each webhook retry; a delivery is tried once more than this list is
+    # long, then marked failed. JSON list or comma-separated, e.g. "5,30,120".
+    webhook_retry_schedule_seconds: Annotated[list[Annotated[float, Field(gt=0)]], NoDecode] = list(
+        DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    )
+
+    @field_validator("webhook_retry_schedule_seconds", mode="before")
+    @classmethod
+    def _schedule_from_text(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split(",")
+        return value
 
     @classmethod
     def from_config(cls, config: Mapping) -> "Settings":

@@ -20,7 +20,7 @@ from shared.mongo import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMEKO_CONFIG = ROOT / "deploy" / "config.yaml"
-SERVICES = ("ventures", "facilities", "licensing", "investments", "gateway")
+SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications", "gateway")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.2) -> None:

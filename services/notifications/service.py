@@ -1,0 +1,99 @@
+"""The notifications service: regulators' webhook subscriptions, and the delivery of
+every matching licensing event to them (signed, in order, retried, logged).
+
+It publishes no events of its own, so it needs no outbox relay: its outbox is the
+`deliveries` collection, drained over HTTP by `WebhookDelivery`."""
+
+from eventlet.semaphore import Semaphore
+from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+
+from services.notifications import domain
+from services.notifications.delivery import WebhookDelivery, resolve_host
+from services.notifications.store import NotificationStore, new_subscription_id
+from shared.clock import utcnow
+from shared.envelope import CloudEvent
+from shared.errors import validated
+from shared.inbox import cloud_event_handler
+from shared.mongo import MongoStore
+from shared.settings import Settings
+
+SERVICE = "notifications"
+
+
+class ArrivalOrder(DependencyProvider):
+    """One lock per container, granted first come first served (eventlet's semaphore
+    queues its waiters): events are fanned out one at a time in the order they came
+    off the queue, so a backlog does not race itself out of order. Across instances
+    the inbox's per-aggregate sequence check keeps the order."""
+
+    def setup(self):
+        self.lock = Semaphore(1)
+
+    def get_dependency(self, worker_ctx):
+        return self.lock
+
+
+class NotificationsService:
+    name = SERVICE
+
+    config = Config()
+    store: NotificationStore = MongoStore(NotificationStore)
+    delivery = WebhookDelivery()
+    arrival_order = ArrivalOrder()
+
+    @rpc
+    def ping(self) -> dict:
+        return {"service": self.name, "mongo": self.store.ping()}
+
+    @rpc
+    def create_subscription(self, body: str, actor: dict) -> dict:
+        command = validated(domain.CreateSubscription, body)
+        allow_private = Settings.from_config(self.config).webhook_allow_private
+        domain.check_destination(command.url, resolve_host, allow_private)
+        now = utcnow()
+        subscription = domain.Subscription(
+            **command.model_dump(),
+            id=new_subscription_id(),
+            status="active",
+            owner=actor["owner"],
+            created_by=actor["key_id"],
+            created_at=now,
+            updated_at=now,
+        )
+        secret = domain.new_secret()
+        self.store.add_subscription(subscription, secret)
+        created = domain.SubscriptionCreated(**subscription.model_dump(), secret=secret)
+        return created.model_dump(mode="json")
+
+    @rpc
+    def get_subscription(self, subscription_id: str) -> dict:
+        return self.store.get_subscription(subscription_id).model_dump(mode="json")
+
+    @rpc
+    def list_subscriptions(self, filters: dict, after: str | None, limit: int) -> list[dict]:
+        query = validated(domain.SubscriptionFilters, filters, ("query",))
+        found = self.store.find_subscriptions(query.model_dump(exclude_none=True), after, limit)
+        return [subscription.model_dump(mode="json") for subscription in found]
+
+    @rpc
+    def disable_subscription(self, subscription_id: str, actor: dict) -> dict:
+        reason = f"disabled by {actor['owner']} (key {actor['key_id']})"
+        return self.store.disable(subscription_id, reason).model_dump(mode="json")
+
+    @rpc
+    def list_deliveries(
+        self, subscription_id: str, filters: dict, after: str | None, limit: int
+    ) -> list[dict]:
+        query = validated(domain.DeliveryFilters, filters, ("query",))
+        self.store.get_subscription(subscription_id)  # 404 for an unknown subscription
+        found = self.store.find_deliveries(
+            subscription_id, query.model_dump(exclude_none=True), after, limit
+        )
+        return [delivery.model_dump(mode="json") for delivery in found]
+
+    @cloud_event_handler("licensing", "license.#")
+    def queue_webhook_deliveries(self, event: CloudEvent):
+        with self.arrival_order:
+            self.store.queue_deliveries(event)

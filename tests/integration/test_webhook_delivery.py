@@ -1,0 +1,278 @@
+"""The notifications service against the real broker and wire server: licensing
+events published to `licensing.events` (as the licensing service's outbox relay
+publishes them) reach webhook receivers, signed, once each and in order; failures
+are retried on the schedule and logged; 410 disables the subscription."""
+
+import json
+import uuid
+from datetime import datetime
+
+import pytest
+from nameko.standalone.rpc import ServiceRpcProxy
+from webhook_receiver import WebhookReceiver
+
+from services.notifications.service import NotificationsService
+from shared.cli.processes import wait_until
+from shared.envelope import new_event
+from shared.errors import InvalidInput
+from shared.outbox import event_publisher
+
+REGULATOR = {"key_id": "key_drap1", "role": "regulator", "owner": "DRAP Licensing Division"}
+RETRY_SECONDS = 0.3
+
+
+@pytest.fixture
+def notifications_config(service_config):
+    return {
+        **service_config,
+        "JVREG_WEBHOOK_ALLOW_PRIVATE": True,
+        "JVREG_WEBHOOK_RETRY_SCHEDULE_SECONDS": [RETRY_SECONDS, RETRY_SECONDS],
+    }
+
+
+@pytest.fixture
+def notifications(notifications_config, container_factory):
+    container = container_factory(NotificationsService, notifications_config)
+    container.start()
+    return container
+
+
+@pytest.fixture
+def rpc(notifications, amqp_uri):
+    with ServiceRpcProxy("notifications", {"AMQP_URI": amqp_uri}) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as server:
+        yield server
+
+
+@pytest.fixture
+def publish(amqp_uri):
+    return event_publisher(amqp_uri, "licensing")
+
+
+class Licence:
+    """Synthetic events of one licence, numbered as the licensing service numbers them."""
+
+    def __init__(self):
+        self.id = f"lic_{uuid.uuid4().hex[:12]}"
+        self.sequence = 0
+
+    def event(self, status: str):
+        self.sequence += 1
+        return new_event(
+            "licensing",
+            f"license.{status}",
+            subject=self.id,
+            sequence=self.sequence,
+            data={"license": {"id": self.id, "status": status}, "change": {"to": status}},
+        )
+
+
+def subscribe(rpc, url: str, *patterns: str) -> dict:
+    body = {"url": url, "event_types": list(patterns), "description": "DRAP licensing desk"}
+    return rpc.create_subscription(json.dumps(body), REGULATOR)
+
+
+def deliveries(rpc, subscription_id: str) -> list[dict]:
+    return rpc.list_deliveries(subscription_id, {}, None, 200)
+
+
+def test_matching_events_are_delivered_once_each_in_order_and_signed(rpc, receiver, publish):
+    everything = subscribe(rpc, receiver.answer("/all", 200), "license.#")
+    grants = subscribe(rpc, receiver.answer("/grants", 204), "license.granted")
+    assert everything["secret"].startswith("whsec_")
+    assert "secret" not in rpc.get_subscription(everything["id"])
+
+    first, second = Licence(), Licence()
+    events = [
+        first.event("submitted"),
+        first.event("under_review"),
+        second.event("submitted"),
+        first.event("inspection_scheduled"),
+        first.event("granted"),
+        second.event("under_review"),
+        first.event("suspended"),
+        first.event("granted"),
+    ]
+    for event in events:
+        publish(event)
+
+    wait_until(lambda: len(receiver.received("/all")) == len(events), 30, "every event at /all")
+    wait_until(lambda: len(receiver.received("/grants")) == 2, 30, "both grants at /grants")
+
+    received = receiver.received("/all")
+    assert [r.verified(everything["secret"])["id"] for r in received] == [e.id for e in events]
+    assert [r.headers["webhook-id"] for r in received] == [e.id for e in events]
+    assert all(r.headers["Content-Type"] == "application/json" for r in received)
+    assert received[0].event == events[0].wire()
+
+    granted = [e.id for e in events if e.type == "jvreg.license.granted"]
+    assert [r.verified(grants["secret"])["id"] for r in receiver.received("/grants")] == granted
+    with pytest.raises(Exception, match="signature"):
+        receiver.received("/grants")[0].verified(everything["secret"])
+
+    log = deliveries(rpc, everything["id"])
+    assert [d["event_id"] for d in log] == [e.id for e in events]
+    assert {d["status"] for d in log} == {"delivered"}
+    assert all(len(d["attempts"]) == 1 for d in log)
+    assert log[0]["attempts"][0]["status_code"] == 200
+    assert log[0]["attempts"][0]["outcome"] == "delivered"
+
+
+def test_failed_attempts_are_retried_on_schedule_and_logged_and_order_holds(rpc, receiver, publish):
+    subscription = subscribe(rpc, receiver.answer("/flaky", 500, 503, 200), "license.*")
+    licence = Licence()
+    first, second = licence.event("submitted"), licence.event("under_review")
+    publish(first)
+    publish(second)
+
+    wait_until(lambda: len(receiver.received("/flaky")) == 4, 30, "three tries and one more")
+    received = [r.verified(subscription["secret"])["id"] for r in receiver.received("/flaky")]
+    # The second event waited until the first got through.
+    assert received == [first.id, first.id, first.id, second.id]
+
+    def logged():
+        log = deliveries(rpc, subscription["id"])
+        return log if log and all(d["status"] == "delivered" for d in log) else None
+
+    wait_until(logged, 10, "both deliveries logged as delivered")
+    first_delivery, second_delivery = logged()
+    attempts = first_delivery["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert [a["status_code"] for a in attempts] == [500, 503, 200]
+    assert [a["outcome"] for a in attempts] == ["retry", "retry", "delivered"]
+    assert [a["error"] for a in attempts] == ["HTTP 500", "HTTP 503", None]
+    assert all(a["latency_ms"] >= 0 for a in attempts)
+    for attempt, following in zip(attempts, attempts[1:], strict=False):
+        retry_at = datetime.fromisoformat(attempt["next_retry_at"])
+        waited = (retry_at - datetime.fromisoformat(attempt["at"])).total_seconds()
+        assert waited >= RETRY_SECONDS
+        assert datetime.fromisoformat(following["at"]) >= retry_at
+    assert attempts[-1]["next_retry_at"] is None
+    assert first_delivery["attempt_count"] == 3 and first_delivery["next_attempt_at"] is None
+    assert [a["attempt"] for a in second_delivery["attempts"]] == [1]
+
+
+def test_a_delivery_fails_once_the_schedule_is_spent_and_the_next_goes_on(rpc, receiver, publish):
+    down = receiver.answer("/down", 500)
+    subscription = subscribe(rpc, down, "license.#")
+    licence = Licence()
+    doomed = licence.event("submitted")
+    publish(doomed)
+    wait_until(lambda: len(receiver.received("/down")) == 3, 30, "an attempt and two retries")
+    receiver.answer("/down", 204)
+    after = licence.event("under_review")
+    publish(after)
+
+    wait_until(
+        lambda: (
+            [d["status"] for d in deliveries(rpc, subscription["id"])] == ["failed", "delivered"]
+        ),
+        30,
+        "the first failed, the second delivered",
+    )
+    failed = deliveries(rpc, subscription["id"])[0]
+    assert [a["outcome"] for a in failed["attempts"]] == ["retry", "retry", "failed"]
+    assert [r.event["id"] for r in receiver.received("/down")] == [doomed.id] * 3 + [after.id]
+    assert rpc.get_subscription(subscription["id"])["status"] == "active"
+
+
+def test_410_gone_disables_the_subscription(rpc, receiver, publish):
+    gone = subscribe(rpc, receiver.answer("/gone", 410), "license.#")
+    subscribe(rpc, receiver.answer("/witness", 204), "license.#")  # sees every event too
+    licence = Licence()
+    publish(licence.event("submitted"))
+    wait_until(
+        lambda: rpc.get_subscription(gone["id"])["status"] == "disabled", 30, "disabled on 410"
+    )
+    subscription = rpc.get_subscription(gone["id"])
+    assert "410" in subscription["disabled_reason"]
+    (delivery,) = deliveries(rpc, gone["id"])
+    assert delivery["status"] == "failed"
+    assert [(a["status_code"], a["outcome"]) for a in delivery["attempts"]] == [(410, "gone")]
+
+    later = licence.event("under_review")
+    publish(later)
+    wait_until(lambda: len(receiver.received("/witness")) == 2, 30, "the later event elsewhere")
+    assert len(receiver.received("/gone")) == 1
+    assert len(deliveries(rpc, gone["id"])) == 1  # nothing more queued for it
+
+
+def test_the_same_event_published_twice_is_delivered_once(rpc, receiver, publish):
+    subscription = subscribe(rpc, receiver.answer("/once", 204), "license.#")
+    licence = Licence()
+    event, follower = licence.event("submitted"), licence.event("under_review")
+    publish(event)
+    publish(event)  # an outbox relay re-sends after a lost confirm: same id
+    publish(follower)
+    wait_until(lambda: len(receiver.received("/once")) >= 2, 30, "two deliveries")
+    wait_until(
+        lambda: all(d["status"] == "delivered" for d in deliveries(rpc, subscription["id"])),
+        10,
+        "deliveries settled",
+    )
+    assert [r.event["id"] for r in receiver.received("/once")] == [event.id, follower.id]
+    assert len(deliveries(rpc, subscription["id"])) == 2
+
+
+def test_two_instances_never_send_one_subscriptions_events_at_once(
+    notifications, notifications_config, container_factory, rpc, receiver, publish
+):
+    container_factory(NotificationsService, notifications_config).start()
+    subscription = subscribe(rpc, receiver.answer("/busy", 204, delay=0.2), "license.#")
+    licences = [Licence() for _ in range(3)]
+    events = [
+        licence.event(status) for status in ("submitted", "under_review") for licence in licences
+    ]
+    events += [licence.event("deferred") for licence in licences]
+    for event in events:
+        publish(event)
+    wait_until(lambda: len(receiver.received("/busy")) == len(events), 60, "every event")
+    assert receiver.most_in_flight["/busy"] == 1
+    received = [r.verified(subscription["secret"])["id"] for r in receiver.received("/busy")]
+    assert sorted(received) == sorted(event.id for event in events)  # once each
+    for licence in licences:  # and each licence's events in sequence order
+        mine = [e.id for e in events if e.subject == licence.id]
+        assert [event_id for event_id in received if event_id in mine] == mine
+
+
+def test_disabling_cancels_what_is_pending(rpc, receiver, publish):
+    subscription = subscribe(rpc, receiver.answer("/slow", 500), "license.#")
+    licence = Licence()
+    publish(licence.event("submitted"))
+    publish(licence.event("under_review"))
+    wait_until(lambda: receiver.received("/slow"), 30, "a first attempt")
+    disabled = rpc.disable_subscription(subscription["id"], REGULATOR)
+    assert disabled["status"] == "disabled"
+    assert disabled["disabled_reason"] == "disabled by DRAP Licensing Division (key key_drap1)"
+    wait_until(
+        lambda: {d["status"] for d in deliveries(rpc, subscription["id"])} == {"cancelled"},
+        10,
+        "both deliveries cancelled",
+    )
+    assert rpc.disable_subscription(subscription["id"], REGULATOR) == disabled
+
+
+def test_bad_subscriptions_are_refused_naming_the_field(rpc):
+    body = {"url": "https://drap.example/hooks", "event_types": ["license.#", "license..x"]}
+    with pytest.raises(InvalidInput) as caught:
+        rpc.create_subscription(json.dumps(body), REGULATOR)
+    assert [error["loc"] for error in caught.value.errors] == [["body", "event_types", 1]]
+    assert rpc.list_subscriptions({}, None, 10) == []
+
+
+def test_private_addresses_are_refused_unless_allowed(service_config, container_factory, amqp_uri):
+    container = container_factory(NotificationsService, service_config)
+    container.start()
+    with ServiceRpcProxy("notifications", {"AMQP_URI": amqp_uri}) as proxy:
+        for url in ("http://127.0.0.1:8000/hooks", "http://[::1]/hooks", "http://10.0.0.8/"):
+            body = {"url": url, "event_types": ["license.#"]}
+            with pytest.raises(InvalidInput) as caught:
+                proxy.create_subscription(json.dumps(body), REGULATOR)
+            assert caught.value.errors[0]["loc"] == ["body", "url"]
+            assert "webhooks may only target public addresses" in caught.value.errors[0]["msg"]
+        assert proxy.list_subscriptions({}, None, 10) == []
