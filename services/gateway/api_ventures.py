@@ -11,7 +11,7 @@ from services.gateway.openapi import (
 )
 from services.ventures.domain import ChangeVentureStatus, RegisterVenture, UpdateVenture, Venture
 from shared.errors import NotFound
-from shared.pagination import decode_cursor, page, parse_limit
+from shared.pagination import decode_cursor, every_item, page, parse_limit
 
 PAGING_PARAMS = ("limit", "cursor")
 
@@ -53,6 +53,14 @@ class VentureRoutes:
     @api("GET", "/v1/ventures/<venture_id>")
     def get_venture(self, request, venture_id):
         venture = self._visible_venture(self.principal(request), venture_id)
+        venture["investment_summary"] = self.venture_investment_summary(venture_id)
+        under_venture = {"venture_id": venture_id}
+        venture["facilities"] = every_item(
+            lambda after, limit: self.facilities.list_facilities(under_venture, after, limit)
+        )
+        venture["licenses"] = every_item(
+            lambda after, limit: self.licensing.list_licenses(under_venture, after, limit)
+        )
         return json_response(venture, headers={"ETag": etag(venture["version"])})
 
     @api("PATCH", "/v1/ventures/<venture_id>")

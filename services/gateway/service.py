@@ -6,7 +6,13 @@ from kombu import Connection
 from nameko.dependency_providers import Config
 from pydantic import ValidationError
 
-from services.gateway import api_ventures
+from services.gateway import (
+    api_facilities,
+    api_investments,
+    api_licensing,
+    api_subscriptions,
+    api_ventures,
+)
 from services.gateway.clients import ServiceClient
 from services.gateway.http import api, json_response, read_json_body
 from services.gateway.keys import ApiKeys, CreateApiKey, Principal
@@ -15,12 +21,18 @@ from shared.errors import invalid_input
 from shared.settings import Settings
 
 # Each contributes a mixin of routes (`*Routes`) and its part of the OpenAPI document.
-ROUTE_MODULES = [api_ventures]
-BACKEND_SERVICES = ("ventures", "facilities", "licensing", "investments")
+ROUTE_MODULES = [api_ventures, api_subscriptions, api_investments, api_facilities, api_licensing]
+BACKEND_SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications")
 HEALTH_TIMEOUT_SECONDS = 3
 
 
-class GatewayService(api_ventures.VentureRoutes):
+class GatewayService(
+    api_ventures.VentureRoutes,
+    api_subscriptions.SubscriptionRoutes,
+    api_investments.InvestmentRoutes,
+    api_facilities.FacilityRoutes,
+    api_licensing.LicenceRoutes,
+):
     name = "gateway"
 
     config = Config()
@@ -29,6 +41,7 @@ class GatewayService(api_ventures.VentureRoutes):
     facilities = ServiceClient("facilities")
     licensing = ServiceClient("licensing")
     investments = ServiceClient("investments")
+    notifications = ServiceClient("notifications")
 
     def principal(self, request) -> Principal:
         return self.keys.authenticate(request.headers.get("Authorization"))

@@ -1,16 +1,84 @@
-"""The investments service. Its capabilities arrive with their own issues; for now it owns
-its database and answers the gateway's health check."""
+"""The investments service: records the money partners commit and disburse, the exchange
+rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
+rules, persist (with the event); reports read sums that MongoDB computes."""
 
 from nameko.rpc import rpc
 
-from shared.mongo import MongoStore, Repository
+from services.investments import domain, reports
+from services.investments.events import SERVICE, VENTURE_EVENTS, VENTURES_SERVICE
+from services.investments.store import InvestmentStore
+from shared.errors import validated
+from shared.inbox import EventLog, cloud_event_handler, event_log_handler
+from shared.mongo import MongoStore
+from shared.outbox import OutboxRelay
+
+QUERY = ("query",)
+
+
+def rates_for(store: InvestmentStore, rows: list[reports.DayTotals], reporting: str):
+    """The rates that converting `rows` into `reporting` may need."""
+    if not rows:
+        return reports.Rates([])
+    currencies = {row.currency for row in rows} | {reporting}
+    return store.rates_for(currencies, max(row.value_date for row in rows))
+
+
+def portfolio_summary(
+    store: InvestmentStore, query: domain.PortfolioQuery, owner: str | None
+) -> reports.PortfolioSummary:
+    """Every venture's flows, or only those of `owner`'s ventures (an investor's view)."""
+    venture_ids = None if owner is None else store.venture_ids_of(owner)
+    rows = store.portfolio_day_totals(query.group_by, venture_ids)
+    return reports.portfolio_summary(
+        rows, rates_for(store, rows, query.currency), query.currency, query.group_by
+    )
 
 
 class InvestmentsService:
-    name = "investments"
+    name = SERVICE
 
-    store: Repository = MongoStore(Repository)
+    store: InvestmentStore = MongoStore(InvestmentStore)
+    relay = OutboxRelay()
 
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
+
+    @rpc
+    def record_flow(self, venture_id: str, body: str, actor: dict) -> dict:
+        command = domain.parse_flow(body)
+        return self.store.record_flow(venture_id, command, actor).model_dump(mode="json")
+
+    @rpc
+    def list_flows(self, venture_id: str, filters: dict, after: str | None, limit: int) -> list:
+        query = validated(domain.FlowFilters, filters, QUERY)
+        found = self.store.list_flows(venture_id, query.model_dump(exclude_none=True), after, limit)
+        return [flow.model_dump(mode="json") for flow in found]
+
+    @rpc
+    def venture_summary(self, venture_id: str, query: dict) -> dict:
+        reporting = validated(domain.SummaryQuery, query, QUERY).currency
+        rows = self.store.venture_day_totals(venture_id)
+        summary = reports.venture_summary(
+            venture_id, rows, rates_for(self.store, rows, reporting), reporting
+        )
+        return summary.model_dump(mode="json")
+
+    @rpc
+    def portfolio_summary(self, query: dict, owner: str | None = None) -> dict:
+        parsed = validated(domain.PortfolioQuery, query, QUERY)
+        return portfolio_summary(self.store, parsed, owner).model_dump(mode="json")
+
+    @rpc
+    def set_fx_rate(self, currency: str, day: str, body: str, actor: dict) -> dict:
+        key, command = domain.parse_fx_rate(currency, day, body)
+        rate, changed = self.store.set_fx_rate(key, command, actor)
+        return {"fx_rate": rate.model_dump(mode="json"), "changed": changed}
+
+    @cloud_event_handler(VENTURES_SERVICE, VENTURE_EVENTS)
+    def project_venture(self, event):
+        self.store.apply_venture_event(event)
+
+    @event_log_handler(SERVICE)
+    def keep_event_log(self, event):
+        EventLog(self.store.db).keep(event)

@@ -26,10 +26,12 @@ from shared.errors import (
 )
 
 
-def request(method="POST", data: bytes | str = b"{}", headers=None,
-            content_type="application/json"):
-    builder = EnvironBuilder(method=method, path="/v1/ventures", data=data, headers=headers,
-                             content_type=content_type)
+def request(
+    method="POST", data: bytes | str = b"{}", headers=None, content_type="application/json"
+):
+    builder = EnvironBuilder(
+        method=method, path="/v1/ventures", data=data, headers=headers, content_type=content_type
+    )
     return Request(builder.get_environ())
 
 
@@ -89,7 +91,10 @@ VENTURE = {"id": "jv_1", "owner": "Lahore Pharma", "version": 3, "name": "Sino-I
 def gateway_as(role: str, owner: str = "Lahore Pharma"):
     service = worker_factory(GatewayService)
     service.keys.authenticate.return_value = Principal(key_id="key_1", role=role, owner=owner)
-    service.ventures.get_venture.return_value = VENTURE
+    service.ventures.get_venture.return_value = dict(VENTURE)
+    service.facilities.list_facilities.return_value = []
+    service.licensing.list_licenses.return_value = []
+    service.investments.venture_summary.return_value = {"currency": "USD"}
     return service
 
 
@@ -119,8 +124,9 @@ def test_investors_may_not_change_a_ventures_status():
 def test_an_investor_lists_only_its_own_organisations_ventures():
     service = gateway_as("investor")
     service.ventures.list_ventures.return_value = []
-    builder = EnvironBuilder(method="GET", path="/v1/ventures",
-                             query_string="owner=Someone+Else&sector=telemedicine")
+    builder = EnvironBuilder(
+        method="GET", path="/v1/ventures", query_string="owner=Someone+Else&sector=telemedicine"
+    )
     service.list_ventures(Request(builder.get_environ()))
     filters, after, limit = service.ventures.list_ventures.call_args.args
     assert filters == {"owner": "Lahore Pharma", "sector": "telemedicine"}

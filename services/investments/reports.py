@@ -1,0 +1,310 @@
+"""Investment reports. MongoDB sums the flows per (group, currency, value date); here
+those sums are converted into the reporting currency with the rate in force on each value
+date, added up exactly, and rounded once, at the end. Pure functions; no I/O.
+
+What counts as what (IATI transaction types):
+- committed = commitments, reductions and cancellations (negative commitments) included;
+- disbursed = disbursements; outstanding = committed - disbursed;
+  disbursement_ratio = disbursed / committed;
+- equity purchases and sales, loans and loan repayments are money of another kind (an
+  asset bought or sold, a debt and its service): each is its own figure and none of
+  them counts as committed or disbursed.
+"""
+
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+
+from pydantic import BaseModel, Field
+
+from services.investments.currencies import minor_units
+from services.investments.domain import COMMITMENT, DISBURSEMENT, FLOW_TYPES, USD
+from shared.errors import RuleViolated
+
+ROUNDING = ROUND_HALF_EVEN
+RATIO_PLACES = 4
+# Sums and products of the amounts and rates the registry accepts have far fewer digits
+# than this, so they are exact; a division (a cross rate into a currency other than USD,
+# the ratio) is carried to this many digits before the final rounding.
+PRECISION = 100
+ZERO = Decimal(0)
+
+FIGURE_OF_TYPE = {
+    "commitment": "committed",
+    "disbursement": "disbursed",
+    "equity_purchase": "equity_purchases",
+    "equity_sale": "equity_sales",
+    "loan": "loans",
+    "loan_repayment": "loan_repayments",
+}
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """One row of the aggregation: the sums, by flow type, of one group's flows in one
+    currency with one value date."""
+
+    group: Hashable
+    currency: str
+    value_date: date
+    sums: Mapping[str, Decimal]
+
+
+class Rates:
+    """usd_per_unit per currency and day; a conversion takes the most recent rate on or
+    before the value date. USD's rate is 1 by definition."""
+
+    def __init__(self, rates: Iterable[tuple[str, date, Decimal]]):
+        self._days: dict[str, list[date]] = {}
+        self._values: dict[str, list[Decimal]] = {}
+        for currency, day, usd_per_unit in sorted(rates):
+            self._days.setdefault(currency, []).append(day)
+            self._values.setdefault(currency, []).append(usd_per_unit)
+
+    def usd_per_unit(self, currency: str, on: date) -> Decimal | None:
+        if currency == USD:
+            return Decimal(1)
+        index = bisect_right(self._days.get(currency, []), on) - 1
+        return self._values[currency][index] if index >= 0 else None
+
+
+def missing_rates_error(missing: Mapping[str, date], reporting: str) -> RuleViolated:
+    """Names, per currency, the earliest value date without a rate: one rate on or before
+    that day would cover every later one too."""
+    items = [{"currency": code, "date": day.isoformat()} for code, day in sorted(missing.items())]
+    named = "; ".join(f"{item['currency']} on or before {item['date']}" for item in items)
+    return RuleViolated(
+        f"cannot report in {reporting}: no usd_per_unit rate for {named}; "
+        "ops sets one with PUT /v1/fx-rates/{currency}/{date}",
+        errors=[
+            {
+                "loc": ["fx_rates", item["currency"], item["date"]],
+                "msg": f"no rate for {item['currency']} on or before {item['date']}",
+                "type": "missing_fx_rate",
+            }
+            for item in items
+        ],
+        extra={"missing_rates": items},
+    )
+
+
+def conversion_factors(
+    rows: Iterable[DayTotals], rates: Rates, reporting: str
+) -> dict[tuple[str, date], Decimal]:
+    """Units of `reporting` per unit of each (currency, value date) of `rows`, through
+    USD; raises naming every missing rate instead of guessing one."""
+    factors: dict[tuple[str, date], Decimal] = {}
+    missing: dict[str, date] = {}
+    for row in rows:
+        key = (row.currency, row.value_date)
+        if key in factors:
+            continue
+        if row.currency == reporting:
+            factors[key] = Decimal(1)
+            continue
+        source = rates.usd_per_unit(row.currency, row.value_date)
+        target = rates.usd_per_unit(reporting, row.value_date)
+        for currency, rate in ((row.currency, source), (reporting, target)):
+            if rate is None:
+                missing[currency] = min(missing.get(currency, row.value_date), row.value_date)
+        if source is not None and target is not None:
+            factors[key] = source / target
+    if missing:
+        raise missing_rates_error(missing, reporting)
+    return factors
+
+
+class Totals:
+    """Exact sums by flow type, in one currency."""
+
+    def __init__(self):
+        self.sums = dict.fromkeys(FLOW_TYPES, ZERO)
+
+    def add(self, sums: Mapping[str, Decimal], factor: Decimal) -> None:
+        for flow_type, amount in sums.items():
+            self.sums[flow_type] += amount * factor
+
+
+def accumulate(
+    rows: Iterable[DayTotals],
+    key: Callable[[DayTotals], Hashable],
+    factors: Mapping[tuple[str, date], Decimal] | None = None,
+) -> dict[Hashable, Totals]:
+    """Totals per `key(row)`, converted by `factors` (in the original currency without)."""
+    totals: dict[Hashable, Totals] = {}
+    for row in rows:
+        factor = factors[(row.currency, row.value_date)] if factors is not None else 1
+        totals.setdefault(key(row), Totals()).add(row.sums, factor)
+    return totals
+
+
+def money(value: Decimal, places: int) -> str:
+    """`value` to `places` decimals, half to even; never "-0.00"."""
+    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUNDING)
+    return str(abs(rounded) if rounded == 0 else rounded)
+
+
+class Figures(BaseModel):
+    """Decimal strings in the report's currency, each rounded from the exact sum."""
+
+    committed: str = Field(description="commitments net of reductions and cancellations")
+    disbursed: str
+    outstanding: str = Field(description="committed - disbursed")
+    disbursement_ratio: str | None = Field(
+        description="disbursed / committed to 4 decimals; null when nothing is committed"
+    )
+    equity_purchases: str
+    equity_sales: str
+    loans: str
+    loan_repayments: str
+
+    @classmethod
+    def of(cls, totals: Totals | None, places: int) -> "Figures":
+        sums = totals.sums if totals else dict.fromkeys(FLOW_TYPES, ZERO)
+        committed, disbursed = sums[COMMITMENT], sums[DISBURSEMENT]
+        ratio = None
+        if committed > 0:
+            ratio = money(disbursed / committed, RATIO_PLACES)
+        return cls(
+            **{FIGURE_OF_TYPE[flow_type]: money(sums[flow_type], places) for flow_type in sums},
+            outstanding=money(committed - disbursed, places),
+            disbursement_ratio=ratio,
+        )
+
+
+class PartnerKey(BaseModel):
+    partner: str
+    country: str
+
+
+class PartnerFigures(Figures, PartnerKey):
+    pass
+
+
+class CurrencyFigures(BaseModel):
+    currency: str
+    original: Figures = Field(description="in this currency, as recorded")
+    converted: Figures = Field(description="in the report's currency")
+
+
+class VentureSummary(BaseModel):
+    venture_id: str
+    currency: str = Field(description="the reporting currency")
+    rounding: str
+    total: Figures
+    by_partner: list[PartnerFigures]
+    by_currency: list[CurrencyFigures]
+
+
+class GroupKey(BaseModel):
+    group: str
+
+
+class GroupFigures(Figures, GroupKey):
+    pass
+
+
+class MonthlyDisbursement(BaseModel):
+    month: str = Field(description="YYYY-MM of the value dates")
+    disbursed: str
+
+
+class PortfolioSummary(BaseModel):
+    currency: str
+    group_by: str | None
+    rounding: str
+    total: Figures
+    groups: list[GroupFigures]
+    monthly_disbursements: list[MonthlyDisbursement] = Field(
+        description="every month from the first to the last with a disbursement"
+    )
+
+
+def rounding_rule(currency: str) -> str:
+    return (
+        f"half to even (banker's rounding) to {minor_units(currency)} decimal place(s), "
+        f"the ISO 4217 minor unit of {currency}, applied once to each exact figure"
+    )
+
+
+def venture_summary(
+    venture_id: str, rows: list[DayTotals], rates: Rates, reporting: str
+) -> VentureSummary:
+    """`rows` are grouped by (partner, partner's country)."""
+    with localcontext(Context(prec=PRECISION)):
+        factors = conversion_factors(rows, rates, reporting)
+        places = minor_units(reporting)
+        total = accumulate(rows, lambda row: None, factors).get(None)
+        by_partner = accumulate(rows, lambda row: row.group, factors)
+        converted = accumulate(rows, lambda row: row.currency, factors)
+        original = accumulate(rows, lambda row: row.currency)
+        return VentureSummary(
+            venture_id=venture_id,
+            currency=reporting,
+            rounding=rounding_rule(reporting),
+            total=Figures.of(total, places),
+            by_partner=[
+                PartnerFigures(
+                    partner=partner, country=country, **Figures.of(totals, places).model_dump()
+                )
+                for (partner, country), totals in sorted(by_partner.items())
+            ],
+            by_currency=[
+                CurrencyFigures(
+                    currency=currency,
+                    original=Figures.of(original[currency], minor_units(currency)),
+                    converted=Figures.of(totals, places),
+                )
+                for currency, totals in sorted(converted.items())
+            ],
+        )
+
+
+def months_between(first: date, last: date) -> list[date]:
+    months, month = [], first.replace(day=1)
+    while month <= last:
+        months.append(month)
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return months
+
+
+def monthly_disbursements(
+    rows: list[DayTotals], factors: Mapping[tuple[str, date], Decimal], places: int
+) -> list[MonthlyDisbursement]:
+    by_month: dict[date, Decimal] = {}
+    for row in rows:
+        if disbursed := row.sums.get(DISBURSEMENT):
+            month = row.value_date.replace(day=1)
+            converted = disbursed * factors[(row.currency, row.value_date)]
+            by_month[month] = by_month.get(month, ZERO) + converted
+    if not by_month:
+        return []
+    return [
+        MonthlyDisbursement(
+            month=month.strftime("%Y-%m"), disbursed=money(by_month.get(month, ZERO), places)
+        )
+        for month in months_between(min(by_month), max(by_month))
+    ]
+
+
+def portfolio_summary(
+    rows: list[DayTotals], rates: Rates, reporting: str, group_by: str | None
+) -> PortfolioSummary:
+    """`rows` are grouped by the `group_by` value (None when not grouped)."""
+    with localcontext(Context(prec=PRECISION)):
+        factors = conversion_factors(rows, rates, reporting)
+        places = minor_units(reporting)
+        groups = accumulate(rows, lambda row: row.group, factors) if group_by else {}
+        return PortfolioSummary(
+            currency=reporting,
+            group_by=group_by,
+            rounding=rounding_rule(reporting),
+            total=Figures.of(accumulate(rows, lambda row: None, factors).get(None), places),
+            groups=[
+                GroupFigures(group=str(group), **Figures.of(totals, places).model_dump())
+                for group, totals in sorted(groups.items(), key=lambda item: str(item[0]))
+            ],
+            monthly_disbursements=monthly_disbursements(rows, factors, places),
+        )
