@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test test-unit test-integration test-e2e lint fmt up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e bench lint fmt up down logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ venv: $(STAMP) ## create .venv with the pinned dependencies
 dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every service)
 	$(BIN)/jvreg dev
 
+dlq: $(STAMP) ## list the dead-letter queue (jvreg dlq requeue --id ID | --all sends back)
+	$(BIN)/jvreg dlq list
+
 test: $(STAMP) ## unit, integration and end-to-end tests (real RabbitMQ, SecantusDB)
 	$(BIN)/pytest tests/unit tests/integration tests/e2e
 
@@ -36,6 +39,9 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+bench: $(STAMP) ## time the portfolio investment report over 100,000 flows (a few minutes)
+	$(BIN)/python tests/bench/bench_investments.py
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,14 +53,15 @@ fmt: $(STAMP) ## format and fix what ruff can
 up: ## production-like stack in Docker (needs JVREG_OPS_KEY)
 	$(COMPOSE) up -d --build --wait
 
+# Compose checks JVREG_OPS_KEY for every command; only `up` needs the real one.
 down: ## stop the Docker stack
-	$(COMPOSE) down
+	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) down
 
 logs: ## follow the Docker stack's logs
-	$(COMPOSE) logs -f
+	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) logs -f
 
 ps: ## the Docker stack's containers
-	$(COMPOSE) ps
+	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) ps
 
 lock: ## re-pin every dependency from pyproject.toml into requirements.lock
 	rm -rf /tmp/jvreg-lock && $(PYTHON) -m venv /tmp/jvreg-lock

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.contract import EVENT_TYPES
+
 EVENT_TYPE_PREFIX = "jvreg."
 
 
@@ -37,6 +39,8 @@ class CloudEvent(BaseModel):
 def new_event(
     service: str, routing_key: str, subject: str, sequence: int, data: dict[str, Any]
 ) -> CloudEvent:
+    if routing_key not in EVENT_TYPES:
+        raise ValueError(f"{routing_key} is not an event type of the contract (shared/contract.py)")
     return CloudEvent(
         specversion="1.0",
         id=str(uuid.uuid4()),

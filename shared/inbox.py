@@ -4,22 +4,43 @@ aggregate, in `sequence` order. A handler that fails has its message requeued,
 never acknowledged-and-dropped; after the delivery limit it is dead-lettered."""
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from typing import TypeVar
 
+import eventlet
 from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
+from pydantic import ValidationError
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from shared import messaging
+from shared.contract import EVENT_TYPES
+from shared.dead_letters import dead_letter, delivery_attempts
 from shared.envelope import CloudEvent
+from shared.faults import crash_point
 
 log = logging.getLogger(__name__)
+
+# Seconds an early event waits before it goes back to its queue, per delivery. With
+# the retries in place below, its predecessor has about 20 s to arrive before the
+# delivery limit dead-letters it (ops can requeue it from there).
+OUT_OF_ORDER_PAUSES = (0.5, 1, 2, 4)
+# How long, and how often, a handler retries an early event in place before pausing.
+EARLY_EVENT_PATIENCE_SECONDS = 2
+EARLY_EVENT_RETRY_SECONDS = 0.05
+T = TypeVar("T")
 
 
 class EventOutOfOrder(Exception):
     """An event arrived before its predecessor; it is requeued until the gap fills."""
+
+
+class InvalidCloudEvent(Exception):
+    """A message that is not a CloudEvent of our contract: retrying cannot help."""
 
 
 class Inbox:
@@ -76,19 +97,70 @@ def apply_once(repository, event: CloudEvent, effect: Callable[[ClientSession], 
         return True
 
     applied = repository.transaction(work)
+    crash_point("after_apply")
     if not applied:
         log.info("event %s (%s) was applied before; skipped", event.id, event.type)
     return applied
 
 
+class DeadLetteringQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that a message it cannot even decode (not JSON,
+    a foreign content type) is dead-lettered with the reason, instead of the exception
+    stopping the consumer for every message behind it."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = lambda message, exc, p=provider: p.dead_letter(
+                message, f"undecodable message: {exc!r}"
+            )
+        return consumers
+
+
 class CloudEventHandler(EventHandler):
     """nameko's event handler on a quorum queue with a delivery limit and a
-    dead-letter exchange, requeueing (never dropping) a message whose handler raised."""
+    dead-letter exchange. A message whose handler raised is requeued (never dropped);
+    on its last allowed delivery, or at once when it is not a valid CloudEvent, it is
+    dead-lettered with the error."""
+
+    queue_consumer = DeadLetteringQueueConsumer()
 
     def __init__(self, source_service: str, pattern: str, queue_name: str | None = None, **kwargs):
         self.pattern = pattern
         self.queue_name = queue_name
         super().__init__(source_service, pattern, requeue_on_error=True, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None and issubclass(exc_info[0], EventOutOfOrder):
+            # Requeued at once, an early event reaches the delivery limit within
+            # milliseconds; pausing first gives its predecessor time to arrive.
+            attempt = int((message.headers or {}).get("x-delivery-count") or 0)
+            eventlet.sleep(OUT_OF_ORDER_PAUSES[min(attempt, len(OUT_OF_ORDER_PAUSES) - 1)])
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            return super().handle_message_processed(message, result, exc_info)
+        error_type, error = exc_info[0], exc_info[1]
+        final = (
+            issubclass(error_type, InvalidCloudEvent)
+            or delivery_attempts(message) >= messaging.DELIVERY_LIMIT
+        )
+        if not final:
+            return self.queue_consumer.requeue_message(message)
+        self.dead_letter(message, f"{error_type.__name__}: {error}")
+
+    def dead_letter(self, message, error: str) -> None:
+        """Move `message` to the dead-letter queue with `error`; if even that fails,
+        reject it so the broker dead-letters it (without our error text)."""
+        log.error("dead-lettering a message from %s: %s", self.queue.name, error)
+        try:
+            dead_letter(self.container.config["AMQP_URI"], message, self.queue.name, error)
+        except Exception:
+            log.exception("could not publish the dead letter; rejecting it to the broker")
+            message.reject(requeue=False)
+            return
+        self.queue_consumer.ack_message(message)
 
     def setup(self):
         super().setup()
@@ -106,15 +178,44 @@ class CloudEventHandler(EventHandler):
             messaging.dead_letter_queue()(channel).declare()
 
 
+def parse_cloud_event(body) -> CloudEvent:
+    try:
+        event = CloudEvent.model_validate(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise InvalidCloudEvent(f"not a valid CloudEvent: {problems}") from None
+    if event.routing_key not in EVENT_TYPES:
+        raise InvalidCloudEvent(f"unknown event type {event.type}")
+    return event
+
+
+def when_in_order(apply: Callable[[], T]) -> T:
+    """Run `apply`, retrying it for a moment while it finds its event early: in a burst
+    of events of one aggregate, the predecessor is usually being applied by another
+    worker right then. After that the event is requeued (see OUT_OF_ORDER_PAUSES)."""
+    deadline = time.monotonic() + EARLY_EVENT_PATIENCE_SECONDS
+    while True:
+        try:
+            return apply()
+        except EventOutOfOrder:
+            if time.monotonic() >= deadline:
+                raise
+            eventlet.sleep(EARLY_EVENT_RETRY_SECONDS)
+
+
 def cloud_event_handler(source_service: str, pattern: str, queue_name: str | None = None):
     """Decorate `method(self, event: CloudEvent)`: the message body is validated as a
-    CloudEvent before the method sees it; an invalid one fails (and is retried, then
-    dead-lettered) instead of reaching domain code."""
+    CloudEvent of a known type before the method sees it; an invalid one is
+    dead-lettered at once instead of reaching domain code."""
 
     def decorator(method):
         @wraps(method)
         def handle(self, body):
-            return method(self, CloudEvent.model_validate(body))
+            event = parse_cloud_event(body)
+            return when_in_order(lambda: method(self, event))
 
         return CloudEventHandler.decorator(source_service, pattern, queue_name)(handle)
 

@@ -11,6 +11,7 @@ from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
+from shared.faults import crash_point
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -60,7 +61,9 @@ class Repository:
     def transaction(self, work: Callable[[ClientSession], T]) -> T:
         """Run `work(session)` in one transaction, retried on transient errors."""
         with self.client.start_session() as session:
-            return session.with_transaction(work)
+            result = session.with_transaction(work)
+        crash_point("after_commit")
+        return result
 
     def ping(self) -> bool:
         self.db.command("ping")

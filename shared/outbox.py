@@ -24,17 +24,21 @@ from pymongo.database import Database
 
 from shared import messaging
 from shared.envelope import CloudEvent
+from shared.faults import crash_point
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT = "pending", "sent"
 # How long a relay may hold a claimed record before another relay may take it over.
-LEASE = timedelta(seconds=30)
+LEASE = timedelta(seconds=10)
 # After a failed publish the record waits this long before the next attempt.
 RETRY_AFTER = timedelta(seconds=2)
 # Records published per pass before the relay checks whether it should stop.
 RELAY_BATCH = 500
+# How long a record waits, before it is looked at again, while an earlier event of its
+# aggregate is still pending (in flight at another relay, or leased by one that died).
+WAIT_FOR_PREDECESSOR = timedelta(milliseconds=300)
 
 
 class Outbox:
@@ -48,6 +52,7 @@ class Outbox:
         db[cls.COLLECTION].create_index(
             [("status", ASCENDING), ("available_at", ASCENDING), ("created_at", ASCENDING)]
         )
+        db[cls.COLLECTION].create_index([("subject", ASCENDING), ("sequence", ASCENDING)])
 
     def add(self, event: CloudEvent, session: ClientSession) -> None:
         """Record `event` for publication, inside the caller's transaction."""
@@ -74,7 +79,10 @@ class Outbox:
 class Relay:
     """Publishes pending outbox records, oldest first. Claims each record with an
     atomic lease, so several instances of a service never publish the same record
-    at the same time."""
+    at the same time. Per aggregate, a record is published only once every earlier
+    one is sent: consumers apply in `sequence` order, and a successor that overtook
+    a predecessor (held by a relay that crashed, until its lease ends) would only
+    wait in their queues until the delivery limit dead-lettered it."""
 
     def __init__(self, db: Database, publish: Callable[[CloudEvent], None], owner: str):
         self.outbox = Outbox(db)
@@ -83,6 +91,7 @@ class Relay:
         self.published = 0
         self.unroutable = 0
         self.failures = 0
+        self.held_back = 0
 
     def _claim_next(self) -> dict | None:
         now = datetime.now(UTC)
@@ -94,6 +103,22 @@ class Relay:
             },
             sort=[("created_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
+        )
+
+    def _predecessor_pending(self, record: dict) -> bool:
+        earlier = {"subject": record["subject"], "sequence": {"$lt": record["sequence"]},
+                   "status": PENDING}
+        return self.outbox.records.find_one(earlier, {"_id": 1}) is not None
+
+    def _hold_back(self, record: dict) -> None:
+        """Give the claim back (not an attempt) and look again shortly."""
+        self.outbox.records.update_one(
+            {"_id": record["_id"], "lease_owner": self.owner},
+            {
+                "$set": {"available_at": datetime.now(UTC) + WAIT_FOR_PREDECESSOR},
+                "$unset": {"lease_owner": ""},
+                "$inc": {"attempts": -1},
+            },
         )
 
     def _postpone(self, record: dict, error: str) -> None:
@@ -111,6 +136,10 @@ class Relay:
             record = self._claim_next()
             if record is None:
                 break
+            if self._predecessor_pending(record):
+                self.held_back += 1
+                self._hold_back(record)
+                continue
             event = CloudEvent.model_validate(record["envelope"])
             try:
                 self.publish(event)
@@ -125,6 +154,7 @@ class Relay:
                 log.warning("publishing event %s failed: %r; kept pending", event.id, error)
                 self._postpone(record, repr(error))
                 break
+            crash_point("after_confirm")
             self.outbox.records.update_one(
                 {"_id": record["_id"]},
                 {

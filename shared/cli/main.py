@@ -1,8 +1,16 @@
 """`jvreg`: the registry's command line for developers, ops and regulators."""
 
+import warnings
+
 import click
 
-from shared.cli.dev import dev
+# The CLI does not run on eventlet; nameko's import of it need not warn ops.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from shared.cli.dev import dev  # noqa: E402
+from shared.cli.dlq import dlq  # noqa: E402
+from shared.cli.reconcile import reconcile_command  # noqa: E402
+from shared.cli.watch import watch  # noqa: E402
 
 
 @click.group()
@@ -11,6 +19,9 @@ def cli():
 
 
 cli.add_command(dev)
+cli.add_command(dlq)
+cli.add_command(reconcile_command)
+cli.add_command(watch)
 
 if __name__ == "__main__":
     cli()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.cli.processes import free_port, port_open, wait_until
+
 from support import Api, venture_body
 
 JVREG = str(Path(sys.executable).parent / "jvreg")
@@ -21,7 +22,10 @@ class DevProcess:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [JVREG, "dev", "--data-dir", str(data_dir), "--mongo-port", str(mongo_port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -51,8 +55,7 @@ class DevProcess:
 
 @pytest.fixture
 def dev_env(amqp_uri):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
     env.update(JVREG_AMQP_URI=amqp_uri, JVREG_GATEWAY_PORT=str(free_port()))
     return env
 

@@ -58,8 +58,11 @@ def test_a_failing_handler_gets_the_message_again_instead_of_dropping_it(consume
     ProjectionService.failures_left["count"] = 2
     publish = event_publisher(amqp_uri, "ventures")
     publish(new_event("ventures", "venture.registered", "jv_2", 1, {}))
-    wait_until(lambda: db.effects.find_one({"_id": "jv_2"}) is not None, 20,
-               "the event applied after two failures")
+    wait_until(
+        lambda: db.effects.find_one({"_id": "jv_2"}) is not None,
+        20,
+        "the event applied after two failures",
+    )
     assert ProjectionService.failures_left["count"] == 0
     assert db.effects.find_one({"_id": "jv_2"})["applied"] == 1
 

@@ -29,8 +29,12 @@ def repository(backends):
 @pytest.fixture
 def regulator_queue(amqp_uri):
     """A queue bound to ventures.events, as a subscriber would have."""
-    queue = Queue("test-subscriber", exchange=messaging.events_exchange(SERVICE),
-                  routing_key="venture.#", durable=True)
+    queue = Queue(
+        "test-subscriber",
+        exchange=messaging.events_exchange(SERVICE),
+        routing_key="venture.#",
+        durable=True,
+    )
     with Connection(amqp_uri) as connection:
         queue(connection.channel()).declare()
     return queue
@@ -54,8 +58,7 @@ def commit_events(repository, count: int) -> list[str]:
     return ids
 
 
-def test_a_committed_event_is_published_and_then_marked_sent(repository, amqp_uri,
-                                                             regulator_queue):
+def test_a_committed_event_is_published_and_then_marked_sent(repository, amqp_uri, regulator_queue):
     [event_id] = commit_events(repository, 1)
     relay = Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test")
     assert relay.relay_pending() == 1
@@ -64,8 +67,9 @@ def test_a_committed_event_is_published_and_then_marked_sent(repository, amqp_ur
     assert repository.db.outbox.find_one({"_id": event_id})["status"] == SENT
 
 
-def test_an_event_whose_publish_failed_is_published_by_a_later_pass(repository, amqp_uri,
-                                                                    regulator_queue):
+def test_an_event_whose_publish_failed_is_published_by_a_later_pass(
+    repository, amqp_uri, regulator_queue
+):
     [event_id] = commit_events(repository, 1)
     broker_down = event_publisher("amqp://guest:guest@127.0.0.1:1//", SERVICE)
     assert Relay(repository.db, broker_down, owner="crashed").relay_pending() == 0
@@ -96,8 +100,10 @@ def test_a_rolled_back_change_publishes_nothing(repository, amqp_uri, regulator_
 
 def test_two_relays_never_publish_the_same_record(repository, amqp_uri, regulator_queue):
     ids = commit_events(repository, 120)
-    relays = [Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner=f"relay-{n}")
-              for n in range(2)]
+    relays = [
+        Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner=f"relay-{n}")
+        for n in range(2)
+    ]
     pool = eventlet.GreenPool()
     sent = sum(pool.imap(lambda relay: relay.relay_pending(), relays))
     assert sent == 120

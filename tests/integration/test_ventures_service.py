@@ -34,8 +34,12 @@ def rpc_client(service_config):
 
 @pytest.fixture
 def subscriber(amqp_uri):
-    queue = Queue("test-ventures-subscriber", exchange=messaging.events_exchange("ventures"),
-                  routing_key="venture.#", durable=True)
+    queue = Queue(
+        "test-ventures-subscriber",
+        exchange=messaging.events_exchange("ventures"),
+        routing_key="venture.#",
+        durable=True,
+    )
     with Connection(amqp_uri) as connection:
         queue(connection.channel()).declare()
 
@@ -60,17 +64,24 @@ def test_every_change_is_an_event_in_sequence(ventures, subscriber):
     venture = proxy.register_venture(json.dumps(venture_body("Gwadar Vaccines JV")), ACTOR)
     update = json.dumps({"description": "Fill-finish of inactivated vaccines"})
     proxy.update_venture(venture["id"], update, 1, ACTOR)
-    proxy.change_venture_status(venture["id"], json.dumps({"to": "active",
-                                                           "reason": "DRAP site visit"}), ACTOR)
+    proxy.change_venture_status(
+        venture["id"], json.dumps({"to": "active", "reason": "DRAP site visit"}), ACTOR
+    )
     events = subscriber(3)
     assert [(e["type"], e["sequence"]) for e in events] == [
-        ("jvreg.venture.registered", 1), ("jvreg.venture.updated", 2),
+        ("jvreg.venture.registered", 1),
+        ("jvreg.venture.updated", 2),
         ("jvreg.venture.status_changed", 3),
     ]
     assert events[1]["data"]["change"]["fields"]["description"]["to"] == (
-        "Fill-finish of inactivated vaccines")
-    assert events[2]["data"]["change"] == {"from": "registered", "to": "active",
-                                           "reason": "DRAP site visit", "actor": ACTOR}
+        "Fill-finish of inactivated vaccines"
+    )
+    assert events[2]["data"]["change"] == {
+        "from": "registered",
+        "to": "active",
+        "reason": "DRAP site visit",
+        "actor": ACTOR,
+    }
     wait_until(lambda: db.event_log.count_documents({}) == 3, 15, "the event log")
     assert db.outbox.count_documents({"status": "sent"}) == 3
 
@@ -93,8 +104,7 @@ def test_invalid_input_crosses_rpc_naming_the_field(ventures):
 
 def test_concurrent_updates_of_one_version_let_exactly_one_through(ventures, rpc_client):
     proxy, db = ventures
-    venture = proxy.register_venture(json.dumps(venture_body("Sialkot Surgical Devices")),
-                                     ACTOR)
+    venture = proxy.register_venture(json.dumps(venture_body("Sialkot Surgical Devices")), ACTOR)
 
     def update(n):
         body = json.dumps({"description": f"writer {n}"})

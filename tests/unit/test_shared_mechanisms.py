@@ -17,16 +17,21 @@ from shared.pagination import decode_cursor, encode_cursor, page, parse_limit
 
 def test_codec_writes_decimals_as_strings_and_times_as_utc():
     pakistan = timezone(timedelta(hours=5))
-    text = codec.dumps({
-        "amount": Decimal("1250000.50"),
-        "stored": Decimal128("0.10"),
-        "at": datetime(2026, 1, 31, 17, 0, tzinfo=pakistan),
-        "on": date(2026, 1, 31),
-        "id": ObjectId("6b09ca1e45901e5f93479c31"),
-    })
+    text = codec.dumps(
+        {
+            "amount": Decimal("1250000.50"),
+            "stored": Decimal128("0.10"),
+            "at": datetime(2026, 1, 31, 17, 0, tzinfo=pakistan),
+            "on": date(2026, 1, 31),
+            "id": ObjectId("6b09ca1e45901e5f93479c31"),
+        }
+    )
     assert json.loads(text) == {
-        "amount": "1250000.50", "stored": "0.10", "at": "2026-01-31T12:00:00.000Z",
-        "on": "2026-01-31", "id": "6b09ca1e45901e5f93479c31",
+        "amount": "1250000.50",
+        "stored": "0.10",
+        "at": "2026-01-31T12:00:00.000Z",
+        "on": "2026-01-31",
+        "id": "6b09ca1e45901e5f93479c31",
     }
 
 
@@ -51,14 +56,17 @@ def test_new_event_has_every_cloudevents_attribute():
     assert CloudEvent.model_validate(json.loads(json.dumps(wire))) == event
 
 
-@pytest.mark.parametrize("change", [
-    {"specversion": "0.3"},
-    {"time": "yesterday"},
-    {"time": "2026-01-01T00:00:00"},  # no offset: ambiguous
-    {"type": "venture.registered"},  # not one of ours
-    {"sequence": 0},
-    {"id": ""},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"specversion": "0.3"},
+        {"time": "yesterday"},
+        {"time": "2026-01-01T00:00:00"},  # no offset: ambiguous
+        {"type": "venture.registered"},  # not one of ours
+        {"sequence": 0},
+        {"id": ""},
+    ],
+)
 def test_invalid_envelopes_are_refused(change):
     wire = new_event("ventures", "venture.updated", "jv_1", 2, {}).wire()
     with pytest.raises(ValidationError):
@@ -102,11 +110,14 @@ def test_page_links_to_the_next_only_when_there_is_more():
 
 
 def test_errors_cross_rpc_as_the_same_type_with_typed_details():
-    error = Conflict("a registered venture cannot become suspended",
-                     extra={"current": "registered", "allowed": ["active", "dissolved"]})
-    invalid = InvalidInput("1 invalid field(s)",
-                           [{"loc": ["body", "partners", 0, "equity_pct"], "msg": "x",
-                             "type": "y"}])
+    error = Conflict(
+        "a registered venture cannot become suspended",
+        extra={"current": "registered", "allowed": ["active", "dissolved"]},
+    )
+    invalid = InvalidInput(
+        "1 invalid field(s)",
+        [{"loc": ["body", "partners", 0, "equity_pct"], "msg": "x", "type": "y"}],
+    )
     for original in (error, invalid, NotFound("no venture jv_1")):
         wire = json.loads(json.dumps(serialize(original)))  # as nameko sends it
         received = deserialize(wire)
@@ -117,8 +128,14 @@ def test_errors_cross_rpc_as_the_same_type_with_typed_details():
 
 def test_problem_document_shape():
     problem = Conflict("taken", extra={"allowed": []}).problem("/v1/ventures/jv_1")
-    assert problem == {"type": "/problems/conflict", "title": "Conflict", "status": 409,
-                       "detail": "taken", "instance": "/v1/ventures/jv_1", "allowed": []}
+    assert problem == {
+        "type": "/problems/conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "taken",
+        "instance": "/v1/ventures/jv_1",
+        "allowed": [],
+    }
     assert isinstance(Conflict("x"), RegistryError)
 
 

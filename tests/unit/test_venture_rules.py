@@ -20,8 +20,7 @@ def register(**overrides) -> domain.RegisterVenture:
 def partners(*shares, countries=None):
     countries = countries or ["PK", "CN"] + ["PK"] * (len(shares) - 2)
     return [
-        {"name": f"Partner {i}", "country": country, "kind": "private_company",
-         "equity_pct": share}
+        {"name": f"Partner {i}", "country": country, "kind": "private_company", "equity_pct": share}
         for i, (share, country) in enumerate(zip(shares, countries, strict=True))
     ]
 
@@ -112,8 +111,14 @@ def test_status_transitions(current, target, allowed):
 
 def stored_venture(**overrides) -> domain.Venture:
     now = datetime.now(UTC)
-    stored = {"id": "jv_1", "status": "registered", "owner": "Lahore Pharma", "version": 1,
-              "created_at": now, "updated_at": now}
+    stored = {
+        "id": "jv_1",
+        "status": "registered",
+        "owner": "Lahore Pharma",
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
     return domain.Venture(**register().model_dump(), **{**stored, **overrides})
 
 

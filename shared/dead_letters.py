@@ -1,0 +1,150 @@
+"""The dead-letter path: where a message goes when it can never be applied (not a
+valid CloudEvent) or kept failing up to the delivery limit, with the error that
+stopped it, so ops can read it (`jvreg dlq list`) and send it back (`jvreg dlq requeue`)
+once the cause is fixed. Nothing is ever acknowledged away without being kept here."""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kombu import Connection, Exchange, Message
+from nameko.amqp.publish import Publisher
+
+from shared import messaging
+
+log = logging.getLogger(__name__)
+
+ERROR_HEADER = "x-jvreg-error"
+QUEUE_HEADER = "x-jvreg-queue"
+ATTEMPTS_HEADER = "x-jvreg-attempts"
+
+
+def delivery_attempts(message: Message) -> int:
+    """How many times the broker has delivered this message, this time included
+    (quorum queues count earlier deliveries in `x-delivery-count`)."""
+    return int((message.headers or {}).get("x-delivery-count") or 0) + 1
+
+
+def dead_letter(amqp_uri: str, message: Message, queue: str, error: str) -> None:
+    """Publish a copy of `message` to the dead-letter exchange with why it failed,
+    waiting for the broker's confirm. The caller acks the original only afterwards."""
+    headers = dict(message.headers or {})
+    headers.update(
+        {
+            ERROR_HEADER: error[:2000],
+            QUEUE_HEADER: queue,
+            ATTEMPTS_HEADER: delivery_attempts(message),
+        }
+    )
+    publisher = Publisher(
+        amqp_uri,
+        use_confirms=True,
+        mandatory=True,
+        delivery_mode=2,
+        declare=[messaging.dead_letter_exchange(), messaging.dead_letter_queue()],
+    )
+    publisher.publish(
+        message.body,
+        exchange=messaging.dead_letter_exchange(),
+        routing_key=message.delivery_info.get("routing_key", ""),
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.properties.get("message_id"),
+        type=message.properties.get("type"),
+        serializer=None,
+    )
+
+
+@dataclass
+class DeadLetter:
+    queue: str
+    event_id: str | None
+    type: str | None
+    error: str
+    attempts: int
+    message: Message
+
+    @classmethod
+    def of(cls, message: Message) -> "DeadLetter":
+        headers = message.headers or {}
+        deaths = headers.get("x-death") or [{}]
+        queue = headers.get(QUEUE_HEADER) or deaths[0].get("queue", "?")
+        error = headers.get(ERROR_HEADER) or (
+            f"dead-lettered by the broker: {deaths[0].get('reason', 'unknown reason')}"
+        )
+        attempts = headers.get(ATTEMPTS_HEADER) or deaths[0].get("count") or 0
+        try:
+            body = message.decode()
+        except Exception:  # an undecodable body is exactly what may land here
+            body = None
+        body = body if isinstance(body, dict) else {}
+        return cls(
+            queue=queue,
+            event_id=message.properties.get("message_id") or body.get("id"),
+            type=message.properties.get("type") or body.get("type"),
+            error=error,
+            attempts=int(attempts),
+            message=message,
+        )
+
+    def summary(self) -> dict:
+        return {
+            "queue": self.queue,
+            "event_id": self.event_id,
+            "type": self.type,
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+
+class DeadLetterQueue:
+    """Reads and requeues `jvreg.dead-letters` with plain AMQP (kombu)."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+
+    def _messages(self, connection: Connection) -> Iterator[Message]:
+        queue = messaging.dead_letter_queue()(connection.channel())
+        queue.declare()
+        while (message := queue.get(no_ack=False, accept=None)) is not None:
+            yield message
+
+    def list(self) -> list[dict]:
+        """Every dead letter, left in place (unacked messages return to the queue
+        when the channel closes)."""
+        with Connection(self.amqp_uri) as connection:
+            return [DeadLetter.of(message).summary() for message in self._messages(connection)]
+
+    def requeue(self, event_id: str | None = None) -> int:
+        """Send dead letters (all, or those of one event id) back to the queue each
+        came from; returns how many were sent. Each is removed from the dead-letter
+        queue only after the broker confirmed its return."""
+        sent = 0
+        with Connection(self.amqp_uri) as connection:
+            publisher = Publisher(self.amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
+            for message in list(self._messages(connection)):
+                letter = DeadLetter.of(message)
+                if event_id is not None and letter.event_id != event_id:
+                    continue
+                headers = {
+                    k: v
+                    for k, v in (message.headers or {}).items()
+                    if not k.startswith(
+                        ("x-jvreg-", "x-death", "x-first-death", "x-last-death", "x-delivery-count")
+                    )
+                }
+                publisher.publish(
+                    message.body,
+                    exchange=Exchange(""),
+                    routing_key=letter.queue,
+                    headers=headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    message_id=message.properties.get("message_id"),
+                    type=message.properties.get("type"),
+                    serializer=None,
+                )
+                message.ack()
+                sent += 1
+        return sent

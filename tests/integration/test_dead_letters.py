@@ -1,0 +1,118 @@
+"""Poison messages among healthy ones: each poison ends in the dead-letter queue with
+its error, after the delivery limit or at once when it can never be valid; every
+healthy event is applied; ops can send dead letters back."""
+
+import json
+
+import pytest
+from kombu import Connection
+
+from shared import messaging
+from shared.cli.processes import wait_until
+from shared.dead_letters import DeadLetterQueue
+from shared.envelope import new_event
+from shared.inbox import apply_once, cloud_event_handler
+from shared.mongo import MongoStore, Repository
+from shared.outbox import event_publisher
+
+
+class PoisonAwareService:
+    name = "dlq_test"
+    store = MongoStore(Repository)
+
+    @cloud_event_handler("ventures", "venture.#")
+    def project(self, event):
+        if event.data.get("poison") and not self.store.db.cures.find_one({"_id": event.id}):
+            raise ValueError(f"cannot apply {event.subject}")
+
+        def effect(session):
+            self.store.db.applied.insert_one(
+                {"_id": event.id, "subject": event.subject}, session=session
+            )
+
+        apply_once(self.store, event, effect)
+
+
+@pytest.fixture
+def service(service_config, container_factory):
+    container = container_factory(PoisonAwareService, service_config)
+    container.start()
+    return next(d for d in container.dependencies if d.attr_name == "store").db
+
+
+def publish_raw(amqp_uri, body: bytes, content_type: str, routing_key="venture.updated"):
+    with Connection(amqp_uri) as connection:
+        producer = connection.Producer()
+        producer.publish(
+            body,
+            exchange=messaging.events_exchange("ventures"),
+            routing_key=routing_key,
+            content_type=content_type,
+            content_encoding="utf-8",
+            declare=[messaging.events_exchange("ventures")],
+        )
+
+
+def test_poison_messages_are_dead_lettered_and_healthy_ones_applied(
+    service, amqp_uri, vhost, rabbit_management
+):
+    db = service
+    publish = event_publisher(amqp_uri, "ventures")
+    healthy = [new_event("ventures", "venture.registered", f"jv_ok_{n}", 1, {}) for n in range(6)]
+    poison = new_event("ventures", "venture.registered", "jv_poison", 1, {"poison": True})
+    invalid = {
+        **new_event("ventures", "venture.updated", "jv_bad", 2, {}).wire(),
+        "specversion": "0.3",
+    }
+    unknown = {
+        **new_event("ventures", "venture.updated", "jv_unknown", 2, {}).wire(),
+        "type": "jvreg.venture.renamed",
+    }
+
+    publish(healthy[0])
+    publish(poison)
+    publish(healthy[1])
+    publish_raw(amqp_uri, json.dumps(invalid).encode(), "application/json")
+    publish(healthy[2])
+    publish_raw(amqp_uri, b"<venture>not json</venture>", "application/xml")
+    publish(healthy[3])
+    publish_raw(
+        amqp_uri, json.dumps(unknown).encode(), "application/json", routing_key="venture.renamed"
+    )
+    publish_raw(amqp_uri, b"{not json", "application/json")
+    for event in healthy[4:]:
+        publish(event)
+
+    dlq = DeadLetterQueue(amqp_uri)
+    wait_until(lambda: len(dlq.list()) == 5, 60, "five dead letters")
+    wait_until(lambda: db.applied.count_documents({}) == 6, 10, "six healthy events applied")
+    letters = {letter["event_id"] or letter["error"][:30]: letter for letter in dlq.list()}
+    queue = "dlq_test.project"
+    assert letters[poison.id]["attempts"] == messaging.DELIVERY_LIMIT
+    assert letters[poison.id]["error"] == "ValueError: cannot apply jv_poison"
+    assert letters[poison.id]["queue"] == queue
+    assert "specversion" in letters[invalid["id"]]["error"]
+    assert letters[invalid["id"]]["attempts"] == 1  # never valid: no retries
+    assert "unknown event type jvreg.venture.renamed" in letters[unknown["id"]]["error"]
+    undecodable = [
+        letter for letter in letters.values() if letter["error"].startswith("undecodable")
+    ]
+    assert len(undecodable) == 2
+    assert {db_doc["subject"] for db_doc in db.applied.find()} == {e.subject for e in healthy}
+
+    # Once the cause is fixed, ops send the poison back and it is applied once.
+    db.cures.insert_one({"_id": poison.id})
+    assert dlq.requeue(poison.id) == 1
+    wait_until(
+        lambda: db.applied.find_one({"_id": poison.id}) is not None,
+        20,
+        "the requeued event applied",
+    )
+    assert len(dlq.list()) == 4
+    assert db.applied.count_documents({}) == 7
+
+    def consumer_queue_empty():
+        stats = rabbit_management.queue(vhost, queue)
+        return stats.get("messages_ready") == 0 and stats.get("messages_unacknowledged") == 0
+
+    wait_until(consumer_queue_empty, 15, "the consumer queue drained (0 ready, 0 unacked)")
