@@ -3,8 +3,6 @@ status in step with the venture (from `ventures.events`) and the plant's manufac
 licences (from `licensing.events`). Entrypoints are thin: parse, apply the domain
 rules, persist (with the event)."""
 
-from nameko.rpc import rpc
-
 from services.facilities import domain
 from services.facilities.events import (
     FACILITY_REGISTERED,
@@ -16,6 +14,7 @@ from services.facilities.events import (
 )
 from services.facilities.store import FacilityChange, FacilityStore, new_facility_id
 from shared.clock import utcnow
+from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
 from shared.inbox import EventLog, cloud_event_handler, event_log_handler

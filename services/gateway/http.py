@@ -91,6 +91,11 @@ class ProblemWebServer(WebServer):
 class ApiEndpoint(HttpRequestHandler):
     server = ProblemWebServer()
 
+    def __init__(self, method, url, **kwargs):
+        # A RegistryError is the caller's answer (4xx), not the gateway failing.
+        kwargs.setdefault("expected_exceptions", RegistryError)
+        super().__init__(method, url, **kwargs)
+
     def response_from_exception(self, exc):
         return problem_response(problem_for(exc))
 

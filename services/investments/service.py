@@ -2,11 +2,10 @@
 rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
 rules, persist (with the event); reports read sums that MongoDB computes."""
 
-from nameko.rpc import rpc
-
 from services.investments import domain, reports
 from services.investments.events import SERVICE, VENTURE_EVENTS, VENTURES_SERVICE
 from services.investments.store import InvestmentStore
+from shared.entrypoints import rpc
 from shared.errors import validated
 from shared.inbox import EventLog, cloud_event_handler, event_log_handler
 from shared.mongo import MongoStore

@@ -4,13 +4,13 @@ Entrypoints are thin: parse, apply the domain rules, persist (with the event).""
 
 import logging
 
-from nameko.rpc import rpc
 from nameko.timer import Timer
 
 from services.licensing import domain
 from services.licensing.events import SERVICE, FacilityChanged, licence_event
 from services.licensing.store import LicenceChange, LicenceStore, new_licence_id
 from shared.clock import utcnow
+from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
 from shared.inbox import EventLog, cloud_event_handler, event_log_handler

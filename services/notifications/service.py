@@ -7,12 +7,12 @@ It publishes no events of its own, so it needs no outbox relay: its outbox is th
 from eventlet.semaphore import Semaphore
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 
 from services.notifications import domain
 from services.notifications.delivery import WebhookDelivery, resolve_host
 from services.notifications.store import NotificationStore, new_subscription_id
 from shared.clock import utcnow
+from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
 from shared.inbox import cloud_event_handler

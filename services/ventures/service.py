@@ -1,7 +1,6 @@
 """The ventures service: registers joint ventures and keeps their lifecycle.
 Entrypoints are thin: parse, apply the domain rules, persist (with the event)."""
 
-from nameko.rpc import rpc
 from pydantic import ValidationError
 
 from services.ventures import domain
@@ -14,17 +13,11 @@ from services.ventures.events import (
 )
 from services.ventures.store import VentureStore, new_venture_id
 from shared.clock import utcnow
-from shared.errors import invalid_input
+from shared.entrypoints import rpc
+from shared.errors import invalid_input, validated
 from shared.inbox import EventLog, event_log_handler
 from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
-
-
-def parse(model, body: str):
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        raise invalid_input(error) from None
 
 
 class VenturesService:
@@ -39,7 +32,7 @@ class VenturesService:
 
     @rpc
     def register_venture(self, body: str, actor: dict) -> dict:
-        fields = parse(domain.RegisterVenture, body)
+        fields = validated(domain.RegisterVenture, body)
         now = utcnow()
         venture = domain.Venture(
             **fields.model_dump(),
@@ -60,10 +53,7 @@ class VenturesService:
 
     @rpc
     def list_ventures(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        try:
-            query = domain.VentureFilters.model_validate(filters)
-        except ValidationError as error:
-            raise invalid_input(error, ("query",)) from None
+        query = validated(domain.VentureFilters, filters, ("query",))
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [venture.model_dump(mode="json") for venture in found]
 
@@ -71,7 +61,7 @@ class VenturesService:
     def update_venture(
         self, venture_id: str, body: str, expected_version: int, actor: dict
     ) -> dict:
-        update = parse(domain.UpdateVenture, body)
+        update = validated(domain.UpdateVenture, body)
         venture = self.store.get(venture_id)
         domain.check_editable(venture)
         try:
@@ -94,7 +84,7 @@ class VenturesService:
 
     @rpc
     def change_venture_status(self, venture_id: str, body: str, actor: dict) -> dict:
-        command = parse(domain.ChangeVentureStatus, body)
+        command = validated(domain.ChangeVentureStatus, body)
         venture = self.store.get(venture_id)
         domain.check_status_change(venture.status, command.to)
         updated = venture.model_copy(
