@@ -1,5 +1,8 @@
 """/v1/ventures: the HTTP face of the ventures service."""
 
+from pydantic import Field
+
+from services.facilities.domain import Facility
 from services.gateway.http import api, etag, expected_version, json_response, read_json_body
 from services.gateway.openapi import (
     LIST_PARAMS,
@@ -9,6 +12,8 @@ from services.gateway.openapi import (
     path_param,
     query_params,
 )
+from services.investments.reports import VentureSummary
+from services.licensing.domain import Licence
 from services.ventures.domain import ChangeVentureStatus, RegisterVenture, UpdateVenture, Venture
 from shared.errors import NotFound
 from shared.pagination import decode_cursor, every_item, page, parse_limit
@@ -83,7 +88,26 @@ class VentureRoutes:
 
 
 VenturePage = page_of(Venture)
-OPENAPI_MODELS = [RegisterVenture, UpdateVenture, ChangeVentureStatus, Venture, VenturePage]
+
+
+class VentureDetail(Venture):
+    """A venture as `GET /v1/ventures/{id}` composes it from every service."""
+
+    facilities: list[Facility]
+    licenses: list[Licence]
+    investment_summary: VentureSummary | dict = Field(
+        description='in USD; `{"problem": ...}` when it cannot be made (e.g. a rate is missing)'
+    )
+
+
+OPENAPI_MODELS = [
+    RegisterVenture,
+    UpdateVenture,
+    ChangeVentureStatus,
+    Venture,
+    VenturePage,
+    VentureDetail,
+]
 
 
 def openapi_paths() -> dict:
@@ -100,7 +124,12 @@ def openapi_paths() -> dict:
             ),
         },
         "/v1/ventures/{venture_id}": {
-            "get": operation("Read a venture", 200, Venture, params=venture_id),
+            "get": operation(
+                "Read a venture with its facilities, licences and investment summary",
+                200,
+                VentureDetail,
+                params=venture_id,
+            ),
             "patch": operation(
                 "Update a venture", 200, Venture, UpdateVenture, params=venture_id + [if_match()]
             ),
