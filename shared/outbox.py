@@ -106,8 +106,11 @@ class Relay:
         )
 
     def _predecessor_pending(self, record: dict) -> bool:
-        earlier = {"subject": record["subject"], "sequence": {"$lt": record["sequence"]},
-                   "status": PENDING}
+        earlier = {
+            "subject": record["subject"],
+            "sequence": {"$lt": record["sequence"]},
+            "status": PENDING,
+        }
         return self.outbox.records.find_one(earlier, {"_id": 1}) is not None
 
     def _hold_back(self, record: dict) -> None:

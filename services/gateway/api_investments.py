@@ -1,6 +1,7 @@
 """/v1/ventures/{id}/investments, /v1/investments/summary and /v1/fx-rates: the HTTP face
 of the investments service."""
 
+from services.gateway.api_facilities import once_projected
 from services.gateway.http import api, etag, json_response, read_json_body
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, query_params
 from services.investments.domain import Flow, FxRate, RecordFlow, SetFxRate
@@ -29,8 +30,12 @@ class InvestmentRoutes:
     def record_investment(self, request, venture_id):
         principal = self.principal(request).require("investor", "ops")
         self._visible_venture(principal, venture_id)
-        flow = self.investments.record_flow(
-            venture_id, read_json_body(request), principal.model_dump()
+        flow = once_projected(
+            lambda: self.investments.record_flow(
+                venture_id, read_json_body(request), principal.model_dump()
+            ),
+            "investments",
+            f"venture {venture_id}",
         )
         return json_response(flow, 201)
 

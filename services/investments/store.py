@@ -15,7 +15,7 @@ from services.investments import domain, events
 from services.investments.reports import DayTotals, Rates
 from shared.clock import utcnow
 from shared.envelope import CloudEvent
-from shared.errors import Conflict
+from shared.errors import NotFound
 from shared.inbox import apply_once, check_order
 from shared.mongo import Repository
 from shared.outbox import Outbox
@@ -106,11 +106,7 @@ class InvestmentStore(Repository):
         def work(session: ClientSession) -> domain.Flow:
             venture = self.venture(venture_id, session)
             if venture is None:
-                raise Conflict(
-                    f"venture {venture_id} is not yet known to the investments service: its "
-                    "registration is still on its way; retry in a moment",
-                    extra={"retryable": True},
-                )
+                raise NotFound(f"the investments service knows no venture {venture_id}")
             flow = domain.new_flow(venture, command, flow_id, actor, utcnow())
             if domain.counts_against_commitments(flow.type):
                 self._update_balance(flow, session)

@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from shared.cli.processes import wait_until
+
 from investment_scenario import (
     FLOWS_A,
     FLOWS_B,
@@ -20,8 +23,6 @@ from investment_scenario import (
     venture_a,
     venture_b,
 )
-
-from shared.cli.processes import wait_until
 
 PROBLEM = "application/problem+json"
 
@@ -38,12 +39,13 @@ def record(api, venture_id: str, flow: dict):
 
 def record_first(api, venture_id: str, flow: dict) -> dict:
     """The first flow of a new venture may arrive before the venture's registration has
-    reached the investments service: that is a retryable 409, so try again a while."""
+    reached the investments service: the gateway answers 503 "retry shortly", so try
+    again a while."""
     recorded = []
 
     def accepted() -> bool:
         response = record(api, venture_id, flow)
-        if response.status_code == 409 and response.json().get("retryable"):
+        if response.status_code == 503 and "not yet learned" in response.json()["detail"]:
             return False
         assert response.status_code == 201, response.text
         recorded.append(response.json())

@@ -5,12 +5,12 @@ queue of the regulator's own that loses nothing while the watcher is stopped).""
 import uuid
 
 import pytest
-from watch_process import WatchProcess
-from webhook_receiver import WebhookReceiver
 
 from shared.cli.processes import wait_until
 
 from support import venture_body
+from watch_process import WatchProcess
+from webhook_receiver import WebhookReceiver
 
 PROBLEM = "application/problem+json"
 

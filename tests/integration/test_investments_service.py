@@ -10,6 +10,13 @@ import eventlet
 import pytest
 from bson import Decimal128
 from bson.codec_options import CodecOptions
+from nameko.standalone.rpc import ServiceRpcProxy
+
+from services.investments.service import InvestmentsService
+from services.ventures.service import VenturesService
+from shared.cli.processes import wait_until
+from shared.errors import Conflict, InvalidInput, NotFound, RuleViolated
+
 from investment_scenario import (
     FLOWS_A,
     FLOWS_B,
@@ -22,12 +29,6 @@ from investment_scenario import (
     venture_a,
     venture_b,
 )
-from nameko.standalone.rpc import ServiceRpcProxy
-
-from services.investments.service import InvestmentsService
-from services.ventures.service import VenturesService
-from shared.cli.processes import wait_until
-from shared.errors import Conflict, InvalidInput, RuleViolated
 
 OWNER = "Lahore Pharma Holdings"
 INVESTOR = {"key_id": "key_investor", "role": "investor", "owner": OWNER}
@@ -120,10 +121,10 @@ def test_the_projection_follows_each_venture_in_sequence(registry):
     assert registry.db.flows.count_documents({}) == 0
 
 
-def test_a_venture_the_projection_does_not_know_yet_is_a_retryable_conflict(registry):
-    with pytest.raises(Conflict) as caught:
+def test_a_venture_the_projection_does_not_know_yet_is_not_found_there(registry):
+    with pytest.raises(NotFound):
         record(registry, "jv_not_yet_projected", commitment("10.00"))
-    assert caught.value.extra == {"retryable": True}
+    assert registry.db.flows.count_documents({}) == 0
 
 
 def test_concurrent_disbursements_never_exceed_the_commitment(registry):

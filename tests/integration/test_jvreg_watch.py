@@ -10,12 +10,13 @@ from urllib.parse import quote
 import pytest
 import requests
 from kombu import Connection, Producer, Queue
-from watch_process import WatchProcess
 
 from shared import messaging
 from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.outbox import event_publisher
+
+from watch_process import WatchProcess
 
 
 @pytest.fixture

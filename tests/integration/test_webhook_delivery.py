@@ -9,13 +9,14 @@ from datetime import datetime
 
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
-from webhook_receiver import WebhookReceiver
 
 from services.notifications.service import NotificationsService
 from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.errors import InvalidInput
 from shared.outbox import event_publisher
+
+from webhook_receiver import WebhookReceiver
 
 REGULATOR = {"key_id": "key_drap1", "role": "regulator", "owner": "DRAP Licensing Division"}
 RETRY_SECONDS = 0.3

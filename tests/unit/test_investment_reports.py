@@ -5,6 +5,16 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+
+from services.investments.reports import (
+    DayTotals,
+    Rates,
+    money,
+    portfolio_summary,
+    venture_summary,
+)
+from shared.errors import RuleViolated
+
 from investment_scenario import (
     COUNTRY,
     FLOWS_A,
@@ -17,15 +27,6 @@ from investment_scenario import (
     VENTURE_B_TOTAL_USD,
     day_totals,
 )
-
-from services.investments.reports import (
-    DayTotals,
-    Rates,
-    money,
-    portfolio_summary,
-    venture_summary,
-)
-from shared.errors import RuleViolated
 
 SCENARIO_RATES = Rates((code, date.fromisoformat(day), Decimal(v)) for code, day, v in RATES)
 # Where each scenario venture sits, as the ventures projection says.
