@@ -43,10 +43,23 @@ def dead_letter(amqp_uri: str, message: Message, queue: str, error: str) -> None
         delivery_mode=2,
         declare=[messaging.dead_letter_exchange(), messaging.dead_letter_queue()],
     )
+    republish(
+        publisher,
+        message,
+        messaging.dead_letter_exchange(),
+        message.delivery_info.get("routing_key", ""),
+        headers,
+    )
+
+
+def republish(
+    publisher: Publisher, message: Message, exchange: Exchange, routing_key: str, headers: dict
+) -> None:
+    """Publish `message` again, byte for byte, with its identifying properties."""
     publisher.publish(
         message.body,
-        exchange=messaging.dead_letter_exchange(),
-        routing_key=message.delivery_info.get("routing_key", ""),
+        exchange=exchange,
+        routing_key=routing_key,
         headers=headers,
         content_type=message.content_type,
         content_encoding=message.content_encoding,
@@ -134,17 +147,8 @@ class DeadLetterQueue:
                         ("x-jvreg-", "x-death", "x-first-death", "x-last-death", "x-delivery-count")
                     )
                 }
-                publisher.publish(
-                    message.body,
-                    exchange=Exchange(""),
-                    routing_key=letter.queue,
-                    headers=headers,
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    message_id=message.properties.get("message_id"),
-                    type=message.properties.get("type"),
-                    serializer=None,
-                )
+                # The default exchange routes by queue name: back to that queue only.
+                republish(publisher, message, Exchange(""), letter.queue, headers)
                 message.ack()
                 sent += 1
         return sent
