@@ -9,23 +9,19 @@ least once, and consumers dedupe by event id (see shared.inbox).
 """
 
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher, UndeliverableMessage
-from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from shared import messaging
+from shared.background import BackgroundLoop
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -197,48 +193,19 @@ def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]
     return publish
 
 
-class OutboxRelay(DependencyProvider):
-    """Runs a Relay in the background of a service container. It wakes after every
-    worker (which may just have committed an event) and polls for records left
-    behind by crashed relays."""
+class OutboxRelay(BackgroundLoop):
+    """Runs a Relay in the background of a service container."""
 
-    def __init__(self, store_attr: str = "store", **kwargs):
-        self.store_attr = store_attr
-        super().__init__(**kwargs)
+    identifier = "outbox-relay"
 
-    def setup(self):
-        settings = Settings.from_config(self.container.config)
-        self.poll_seconds = settings.relay_poll_seconds
+    def configure(self, settings):
         self.publish = event_publisher(settings.amqp_uri, self.container.service_name)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        self._wake = threading.Event()
-        self._running = False
 
-    def start(self):
-        # The store's client exists only once every provider's setup has run.
-        store = next(dep for dep in self.container.dependencies if dep.attr_name == self.store_attr)
+    def begin(self, store):
         self.relay = Relay(store.db, self.publish, self.owner)
-        self._running = True
-        self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
 
-    def stop(self):
-        self._running = False
-        self._wake.set()
-
-    kill = stop
-
-    def worker_teardown(self, worker_ctx):
-        self._wake.set()
-
-    def _run(self):
-        while self._running:
-            self._wake.clear()
-            try:
-                if self.relay.relay_pending() == RELAY_BATCH:
-                    continue  # more may be due right away
-            except Exception:  # e.g. Mongo unreachable; keep the relay alive
-                log.exception("outbox relay pass failed")
-            self._wake.wait(self.poll_seconds)
+    def work(self) -> bool:
+        return self.relay.relay_pending() == RELAY_BATCH
 
     def get_dependency(self, worker_ctx):
         return self.relay

@@ -9,16 +9,13 @@ dies mid-attempt leaves the lease to expire and another sends it again (at least
 once: receivers dedupe by `webhook-id`, the event id)."""
 
 import logging
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import eventlet
 import requests
-from nameko.extensions import DependencyProvider
 from standardwebhooks.webhooks import Webhook
 
 from services.notifications.domain import (
@@ -34,8 +31,8 @@ from services.notifications.store import (
     NotificationStore,
     is_due,
 )
+from shared.background import BackgroundLoop
 from shared.clock import utcnow
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -175,66 +172,43 @@ class Deliverer:
         )
 
 
-class WebhookDelivery(DependencyProvider):
-    """Runs the Deliverer in the background of the notifications container: after
-    every worker (which may just have queued deliveries) and every poll interval
-    (retries falling due), each subscription with pending deliveries is drained in
-    a green thread of its own, so a slow receiver delays only its own events."""
+class WebhookDelivery(BackgroundLoop):
+    """Runs the Deliverer in the background of the notifications container: each
+    subscription with pending deliveries is drained in a green thread of its own, so a
+    slow receiver delays only its own events. Polling also finds retries falling due."""
 
-    def __init__(self, store_attr: str = "store", **kwargs):
-        self.store_attr = store_attr
-        super().__init__(**kwargs)
+    identifier = "webhook-delivery"
 
-    def setup(self):
-        settings = Settings.from_config(self.container.config)
-        # Retries fall due between wake-ups: look as often as an outbox relay does.
-        self.poll_seconds = settings.relay_poll_seconds
+    def configure(self, settings):
         self.schedule = settings.webhook_retry_schedule_seconds
         self.allow_private = settings.webhook_allow_private
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        self._wake = threading.Event()
-        self._running = False
         self._in_flight: set[str] = set()
         self._pool = eventlet.GreenPool(CONCURRENT_SUBSCRIPTIONS)
 
-    def start(self):
-        # The store's client exists only once every provider's setup has run.
-        store = next(dep for dep in self.container.dependencies if dep.attr_name == self.store_attr)
+    def begin(self, store):
         self.deliverer = Deliverer(
             store.repository(), self.owner, self.schedule, self.allow_private
         )
-        self._running = True
-        self.container.spawn_managed_thread(self._run, identifier="webhook-delivery")
 
     def stop(self):
-        self._running = False
-        self._wake.set()
+        super().stop()
         self._pool.waitall()  # let attempts in progress finish and be logged
 
     def kill(self):
-        self._running = False
-        self._wake.set()
+        super().kill()
         for green_thread in list(self._pool.coroutines_running):
             eventlet.kill(green_thread)
 
-    def worker_teardown(self, worker_ctx):
-        self._wake.set()
-
-    def _run(self):
-        while self._running:
-            self._wake.clear()
-            try:
-                for subscription_id in self.deliverer.store.subscriptions_with_pending():
-                    if subscription_id not in self._in_flight and self._running:
-                        self._in_flight.add(subscription_id)
-                        self._pool.spawn_n(self._drain, subscription_id)
-            except Exception:  # e.g. Mongo unreachable; keep delivering once it is back
-                log.exception("webhook delivery pass failed")
-            self._wake.wait(self.poll_seconds)
+    def work(self) -> bool:
+        for subscription_id in self.deliverer.store.subscriptions_with_pending():
+            if subscription_id not in self._in_flight and self.running:
+                self._in_flight.add(subscription_id)
+                self._pool.spawn_n(self._drain, subscription_id)
+        return False
 
     def _drain(self, subscription_id: str):
         try:
-            while self._running and self.deliverer.deliver_next(subscription_id):
+            while self.running and self.deliverer.deliver_next(subscription_id):
                 pass
         except Exception:
             log.exception("delivering to subscription %s failed", subscription_id)
