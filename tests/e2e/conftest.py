@@ -9,6 +9,7 @@ import pytest
 from shared.cli.processes import Stack, free_port
 
 from support import Api, amqp_uri_for
+from webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +78,10 @@ def investor(new_key) -> Api:
 @pytest.fixture(scope="session")
 def regulator(new_key) -> Api:
     return new_key("regulator", "DRAP Licensing Division")
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on loopback that records the webhooks it receives."""
+    with WebhookReceiver() as server:
+        yield server

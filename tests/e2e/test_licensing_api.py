@@ -105,9 +105,16 @@ def facility_status(api, facility_id: str, status: str) -> None:
     )
 
 
-def test_a_licence_lifecycle_reaches_regulators_and_moves_the_plant(registry, investor, regulator):
+def test_a_licence_lifecycle_reaches_regulators_and_moves_the_plant(
+    registry, investor, regulator, receiver
+):
     licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
     facilities = Subscriber(registry["amqp_uri"], "facilities", "facility.#")
+    hook = regulator.post(
+        "/v1/subscriptions",
+        json={"url": receiver.answer("/drap/licensing", 204), "event_types": ["license.#"]},
+    )
+    assert hook.status_code == 201, hook.text
     plant = plant_of(investor)
     assert plant["status"] == "planned"
     licence = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
@@ -143,6 +150,16 @@ def test_a_licence_lifecycle_reaches_regulators_and_moves_the_plant(registry, in
         assert event["data"]["change"]["from"] == source
     assert events[3]["data"]["change"]["fields"]["decision_ref"] == "DRAP/LIC/2026/0412"
     assert events[3]["data"]["change"]["role"] == "regulator"
+
+    # The webhook receiver gets the same events: once each, in order, validly signed.
+    def delivered() -> list[dict]:
+        return [
+            r for r in receiver.received("/drap/licensing") if r.event["subject"] == licence["id"]
+        ]
+
+    wait_until(lambda: len(delivered()) >= len(steps), 60, "every event at the webhook")
+    signed = [r.verified(hook.json()["secret"]) for r in delivered()]
+    assert [e["id"] for e in signed] == [e["id"] for e in events]
 
     plant_events = facilities.wait_for(plant["id"], 5)
     assert [(e["sequence"], e["type"]) for e in plant_events] == [

@@ -10,15 +10,8 @@ from shared.cli.processes import wait_until
 
 from support import venture_body
 from watch_process import WatchProcess
-from webhook_receiver import WebhookReceiver
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def receiver():
-    with WebhookReceiver() as server:
-        yield server
 
 
 @pytest.fixture
