@@ -10,7 +10,10 @@ from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
+from shared.clock import utcnow
+from shared.errors import Conflict
 from shared.faults import crash_point
 from shared.settings import Settings
 
@@ -42,13 +45,26 @@ def connect(uri: str, **options: Any) -> MongoClient:
     )
 
 
+# The context key under which the gateway names a command (one HTTP request, or the
+# client's Idempotency-Key); it travels with the RPC as nameko context data.
+COMMAND_KEY = "command_key"
+COMMANDS = "commands"
+# How long a command's key is remembered: far beyond any redelivery or client retry.
+COMMAND_KEY_TTL_SECONDS = 7 * 24 * 3600
+
+
 class Repository:
     """Base of each service's repository: its database, and transactions over it.
-    Subclasses add the queries and writes of their own aggregate."""
+    Subclasses add the queries and writes of their own aggregate.
 
-    def __init__(self, client: MongoClient, db: Database):
+    A repository given a `command_key` records it in the first transaction it commits:
+    the same command delivered again (an RPC redelivered after a crash, or a client
+    retrying with the same Idempotency-Key) then conflicts instead of applying twice."""
+
+    def __init__(self, client: MongoClient, db: Database, command_key: str | None = None):
         self.client = client
         self.db = db
+        self.command_key = command_key
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
@@ -57,11 +73,29 @@ class Repository:
 
         Outbox.ensure_indexes(db)
         Inbox.ensure_indexes(db)
+        db[COMMANDS].create_index("at", expireAfterSeconds=COMMAND_KEY_TTL_SECONDS)
 
     def transaction(self, work: Callable[[ClientSession], T]) -> T:
         """Run `work(session)` in one transaction, retried on transient errors."""
-        with self.client.start_session() as session:
-            result = session.with_transaction(work)
+        key = self.command_key
+
+        def keyed_work(session: ClientSession) -> T:
+            if key is not None:
+                self.db[COMMANDS].insert_one({"_id": key, "at": utcnow()}, session=session)
+            return work(session)
+
+        try:
+            with self.client.start_session() as session:
+                result = session.with_transaction(keyed_work)
+        except DuplicateKeyError as error:
+            if key is not None and f"{self.db.name}.{COMMANDS}" in str(error):
+                raise Conflict(
+                    "this request was already carried out (same command or Idempotency-Key); "
+                    "read the resource to see its result",
+                    extra={"command_key": key.rpartition(":")[2]},
+                ) from None
+            raise
+        self.command_key = None  # one command, one committed change
         crash_point("after_commit")
         return result
 
@@ -90,8 +124,8 @@ class MongoStore(DependencyProvider):
     def kill(self):
         self.client.close()
 
-    def repository(self) -> Repository:
-        return self.repository_cls(self.client, self.db)
+    def repository(self, command_key: str | None = None) -> Repository:
+        return self.repository_cls(self.client, self.db, command_key)
 
     def get_dependency(self, worker_ctx):
-        return self.repository()
+        return self.repository(worker_ctx.data.get(COMMAND_KEY))

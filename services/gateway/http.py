@@ -1,8 +1,10 @@
 """HTTP plumbing of the gateway: one entrypoint that turns every error into an
 RFC 9457 problem document, from one table of exception types."""
 
+import hashlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from nameko.exceptions import RemoteError
@@ -21,6 +23,7 @@ from shared.errors import (
     RegistryError,
     UnsupportedMediaType,
 )
+from shared.mongo import COMMAND_KEY
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,36 @@ class ProblemWsgiApp(WsgiApp):
         return response(environ, start_response)
 
 
+COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def command_key(request: Request) -> str:
+    """The name of the command a request carries out, passed to the services so that
+    they apply it once: the client's Idempotency-Key (scoped to its credentials), or a
+    fresh one, which still stops an RPC redelivered after a crash from applying twice."""
+    given = request.headers.get("Idempotency-Key")
+    if given is None:
+        return f"req:{uuid.uuid4().hex}"
+    if not 1 <= len(given) <= MAX_IDEMPOTENCY_KEY or not given.isprintable():
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+            errors=[
+                {"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}
+            ],
+        )
+    caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()[:16]
+    return f"{caller}:{given}"
+
+
 class ProblemWebServer(WebServer):
     def get_wsgi_app(self):
         return ProblemWsgiApp(self)
+
+    def context_data_from_headers(self, request):
+        if request.method in COMMAND_METHODS:
+            return {COMMAND_KEY: command_key(request)}
+        return {}
 
 
 class ApiEndpoint(HttpRequestHandler):

@@ -120,3 +120,18 @@ def test_concurrent_updates_of_one_version_let_exactly_one_through(ventures, rpc
     stored = db.ventures.find_one({"_id": venture["id"]})
     assert stored["version"] == 2
     assert db.outbox.count_documents({"subject": venture["id"]}) == 2
+
+
+def test_a_command_delivered_twice_is_applied_once(ventures, service_config):
+    """An RPC redelivered after the service crashed past its commit, or a client retrying
+    with the same Idempotency-Key, carries the same command key: the second delivery
+    conflicts instead of registering (and publishing) again."""
+    _, db = ventures
+    body = json.dumps(venture_body("Hattar Amoxicillin Works"))
+    context = {"command_key": "key_1:retry-7f3a"}
+    with ServiceRpcProxy("ventures", service_config, context_data=context) as proxy:
+        proxy.register_venture(body, ACTOR)
+        with pytest.raises(Conflict, match="already carried out"):
+            proxy.register_venture(body.replace("Hattar", "Haripur"), ACTOR)
+    assert db.ventures.count_documents({}) == 1
+    assert db.outbox.count_documents({}) == 1
