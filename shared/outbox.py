@@ -9,12 +9,13 @@ least once, and consumers dedupe by event id (see shared.inbox).
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher, UndeliverableMessage
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
@@ -32,6 +33,8 @@ LEASE = timedelta(seconds=10)
 RETRY_AFTER = timedelta(seconds=2)
 # Records published per pass before the relay checks whether it should stop.
 RELAY_BATCH = 500
+# Records claimed (and marked sent) with one write each; published well within LEASE.
+CLAIM_BATCH = 50
 # How long a record waits, before it is looked at again, while an earlier event of its
 # aggregate is still pending (in flight at another relay, or leased by one that died).
 WAIT_FOR_PREDECESSOR = timedelta(milliseconds=300)
@@ -49,6 +52,7 @@ class Outbox:
             [("status", ASCENDING), ("available_at", ASCENDING), ("created_at", ASCENDING)]
         )
         db[cls.COLLECTION].create_index([("subject", ASCENDING), ("sequence", ASCENDING)])
+        db[cls.COLLECTION].create_index("claim", sparse=True)
 
     def add(self, event: CloudEvent, session: ClientSession) -> None:
         """Record `event` for publication, inside the caller's transaction."""
@@ -73,12 +77,13 @@ class Outbox:
 
 
 class Relay:
-    """Publishes pending outbox records, oldest first. Claims each record with an
-    atomic lease, so several instances of a service never publish the same record
-    at the same time. Per aggregate, a record is published only once every earlier
-    one is sent: consumers apply in `sequence` order, and a successor that overtook
-    a predecessor (held by a relay that crashed, until its lease ends) would only
-    wait in their queues until the delivery limit dead-lettered it."""
+    """Publishes pending outbox records, oldest first, a batch at a time: one write
+    claims a batch with a lease, one marks the confirmed records sent, so the database's
+    write latency is paid per batch and not per event. The claim is atomic per record,
+    so several instances of a service never publish the same record at the same time.
+    Per aggregate, a record is published only once every earlier one is sent: consumers
+    apply in `sequence` order, and a successor that overtook a predecessor (held by a
+    relay that crashed, until its lease ends) would only wait in their queues."""
 
     def __init__(self, db: Database, publish: Callable[[CloudEvent], None], owner: str):
         self.outbox = Outbox(db)
@@ -89,55 +94,94 @@ class Relay:
         self.failures = 0
         self.held_back = 0
 
-    def _claim_next(self) -> dict | None:
-        now = datetime.now(UTC)
-        return self.outbox.records.find_one_and_update(
-            {"status": PENDING, "available_at": {"$lte": now}},
-            {
-                "$set": {"available_at": now + LEASE, "lease_owner": self.owner},
-                "$inc": {"attempts": 1},
-            },
-            sort=[("created_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+    def _claim_batch(self) -> tuple[str, list[dict]]:
+        records = self.outbox.records
+        claim = uuid.uuid4().hex
+        while True:
+            now = datetime.now(UTC)
+            due = {"status": PENDING, "available_at": {"$lte": now}}
+            oldest = records.find(due, {"_id": 1}).sort("created_at", ASCENDING)
+            ids = [record["_id"] for record in oldest.limit(CLAIM_BATCH)]
+            if not ids:
+                return claim, []
+            # Each record is updated atomically: one another relay claimed meanwhile
+            # has a later `available_at` and no longer matches.
+            claimed = records.update_many(
+                {**due, "_id": {"$in": ids}},
+                {
+                    "$set": {
+                        "available_at": now + LEASE,
+                        "lease_owner": self.owner,
+                        "claim": claim,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+            )
+            if claimed.modified_count:  # else another relay took them all: look again
+                return claim, list(records.find({"claim": claim}).sort("created_at", ASCENDING))
 
-    def _predecessor_pending(self, record: dict) -> bool:
-        earlier = {
-            "subject": record["subject"],
-            "sequence": {"$lt": record["sequence"]},
-            "status": PENDING,
-        }
-        return self.outbox.records.find_one(earlier, {"_id": 1}) is not None
-
-    def _hold_back(self, record: dict) -> None:
-        """Give the claim back (not an attempt) and look again shortly."""
-        self.outbox.records.update_one(
-            {"_id": record["_id"], "lease_owner": self.owner},
-            {
-                "$set": {"available_at": datetime.now(UTC) + WAIT_FOR_PREDECESSOR},
-                "$unset": {"lease_owner": ""},
-                "$inc": {"attempts": -1},
-            },
+    def _subjects_waiting(self, claim: str, batch: list[dict]) -> set[str]:
+        """Subjects of the batch with an earlier record still pending outside it."""
+        first = {}
+        for record in batch:
+            first.setdefault(record["subject"], record["sequence"])
+        earlier = [
+            {"subject": subject, "sequence": {"$lt": sequence}}
+            for subject, sequence in first.items()
+        ]
+        pending = self.outbox.records.find(
+            {"status": PENDING, "claim": {"$ne": claim}, "$or": earlier}, {"subject": 1}
         )
+        return {record["subject"] for record in pending}
 
-    def _postpone(self, record: dict, error: str) -> None:
-        self.outbox.records.update_one(
-            {"_id": record["_id"], "lease_owner": self.owner},
-            {"$set": {"available_at": datetime.now(UTC) + RETRY_AFTER, "last_error": error}},
-        )
+    def _release(self, claim: str, ids: list[str], error: str | None = None) -> None:
+        """Give claimed records back: after a failed publish (`error`) in RETRY_AFTER;
+        otherwise (not attempted) shortly, and not counted as an attempt."""
+        if not ids:
+            return
+        update = {"$unset": {"lease_owner": "", "claim": ""}}
+        if error is None:
+            update["$set"] = {"available_at": datetime.now(UTC) + WAIT_FOR_PREDECESSOR}
+            update["$inc"] = {"attempts": -1}
+        else:
+            update["$set"] = {"available_at": datetime.now(UTC) + RETRY_AFTER, "last_error": error}
+        self.outbox.records.update_many({"_id": {"$in": ids}, "claim": claim}, update)
+
+    def _mark_sent(self, claim: str, ids: list[str]) -> None:
+        if ids:
+            self.outbox.records.update_many(
+                {"_id": {"$in": ids}, "claim": claim},
+                {
+                    "$set": {"status": SENT, "sent_at": datetime.now(UTC)},
+                    "$unset": {"lease_owner": "", "claim": ""},
+                },
+            )
 
     def relay_pending(self, limit: int | None = None) -> int:
-        """Publish up to `limit` due records; returns how many were confirmed. Stops at
-        the first broker failure, leaving the record pending for a later pass."""
+        """Publish up to `limit` due records (in whole batches); returns how many were
+        confirmed. Stops at the first broker failure, leaving the record pending for a
+        later pass."""
         limit = limit or RELAY_BATCH
         sent = 0
         while sent < limit:
-            record = self._claim_next()
-            if record is None:
+            claim, batch = self._claim_batch()
+            if not batch:
                 break
-            if self._predecessor_pending(record):
+            confirmed, broker_down = self._publish_batch(claim, batch)
+            sent += confirmed
+            if broker_down:
+                break
+        return sent
+
+    def _publish_batch(self, claim: str, batch: list[dict]) -> tuple[int, bool]:
+        """Publish a claimed batch in order; returns how many were confirmed and
+        whether the broker failed."""
+        stopped = self._subjects_waiting(claim, batch)  # no record of these goes out
+        confirmed, not_attempted, broker_down = [], [], False
+        for position, record in enumerate(batch):
+            if record["subject"] in stopped:
                 self.held_back += 1
-                self._hold_back(record)
+                not_attempted.append(record["_id"])
                 continue
             event = CloudEvent.model_validate(record["envelope"])
             try:
@@ -146,24 +190,26 @@ class Relay:
                 # No queue bound for this routing key: misconfiguration, not success.
                 self.unroutable += 1
                 log.error("event %s (%s) is unroutable; kept pending", event.id, event.type)
-                self._postpone(record, "unroutable: no queue bound for " + event.routing_key)
+                self._release(
+                    claim, [record["_id"]], "unroutable: no queue bound for " + event.routing_key
+                )
+                stopped.add(record["subject"])
                 continue
             except Exception as error:  # broker down, connection lost: try later
                 self.failures += 1
+                broker_down = True
                 log.warning("publishing event %s failed: %r; kept pending", event.id, error)
-                self._postpone(record, repr(error))
+                self._release(claim, [record["_id"]], repr(error))
+                not_attempted += [later["_id"] for later in batch[position + 1 :]]
                 break
             crash_point("after_confirm")
-            self.outbox.records.update_one(
-                {"_id": record["_id"]},
-                {
-                    "$set": {"status": SENT, "sent_at": datetime.now(UTC)},
-                    "$unset": {"lease_owner": ""},
-                },
-            )
-            self.published += 1
-            sent += 1
-        return sent
+            confirmed.append(record["_id"])
+        # Only confirmed records are marked sent; a crash before this line publishes
+        # them again (consumers dedupe by event id).
+        self._mark_sent(claim, confirmed)
+        self._release(claim, not_attempted)
+        self.published += len(confirmed)
+        return len(confirmed), broker_down
 
 
 def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]:
