@@ -17,12 +17,17 @@ log = logging.getLogger(__name__)
 ERROR_HEADER = "x-jvreg-error"
 QUEUE_HEADER = "x-jvreg-queue"
 ATTEMPTS_HEADER = "x-jvreg-attempts"
+# Times a handler failed on the message so far, carried by the copy sent to try again.
+FAILURES_HEADER = "x-jvreg-failures"
+# Headers the broker sets on a delivery; a message sent back starts without them.
+BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death", "x-delivery-count")
 
 
 def delivery_attempts(message: Message) -> int:
-    """How many times the broker has delivered this message, this time included
-    (quorum queues count earlier deliveries in `x-delivery-count`)."""
-    return int((message.headers or {}).get("x-delivery-count") or 0) + 1
+    """How many times a handler has tried this message, this time included. Counted by
+    the consumer and not by the broker, whose `x-delivery-count` also counts the
+    returns of a consumer that died holding the message."""
+    return int((message.headers or {}).get(FAILURES_HEADER) or 0) + 1
 
 
 def dead_letter(amqp_uri: str, message: Message, queue: str, error: str) -> None:
@@ -67,6 +72,19 @@ def republish(
         type=message.properties.get("type"),
         serializer=None,
     )
+
+
+def requeue_copy(amqp_uri: str, message: Message, queue: str, headers: dict) -> None:
+    """Publish a copy of `message` (with `headers` added) to the tail of `queue`,
+    waiting for the broker's confirm; the copy starts a fresh delivery count. The
+    caller acks the original only afterwards."""
+    kept = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if not key.startswith(BROKER_HEADERS)
+    }
+    publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
+    republish(publisher, message, Exchange(""), queue, {**kept, **headers})
 
 
 @dataclass
@@ -143,9 +161,7 @@ class DeadLetterQueue:
                 headers = {
                     k: v
                     for k, v in (message.headers or {}).items()
-                    if not k.startswith(
-                        ("x-jvreg-", "x-death", "x-first-death", "x-last-death", "x-delivery-count")
-                    )
+                    if not k.startswith(("x-jvreg-", *BROKER_HEADERS))
                 }
                 # The default exchange routes by queue name: back to that queue only.
                 republish(publisher, message, Exchange(""), letter.queue, headers)

@@ -12,31 +12,53 @@ from typing import TypeVar
 
 import eventlet
 from nameko.events import EventHandler
-from nameko.messaging import QueueConsumer
 from pydantic import ValidationError
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from shared import messaging
 from shared.contract import EVENT_TYPES
-from shared.dead_letters import dead_letter, delivery_attempts
+from shared.dead_letters import FAILURES_HEADER, dead_letter, delivery_attempts, requeue_copy
+from shared.entrypoints import BROKER_GONE, QueueConsumer
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
 
 log = logging.getLogger(__name__)
 
-# Seconds an early event waits before it goes back to its queue, per delivery. With
-# the retries in place below, its predecessor has about 20 s to arrive before the
-# delivery limit dead-letters it (ops can requeue it from there).
-OUT_OF_ORDER_PAUSES = (0.5, 1, 2, 4)
+# An early event goes back to the tail of its queue, as a new message, until its
+# predecessor has been applied: its waits do not count against the delivery limit
+# (which a few consumer crashes would exhaust) and hold no worker. It is dead-lettered
+# only after waiting this long, far longer than what legitimately holds a predecessor
+# back: a crashed relay's lease (shared.outbox.LEASE), or the open transaction of a
+# crashed consumer, which the database keeps for 60 s (MongoDB's
+# transactionLifetimeLimitSeconds) and which blocks the predecessor's redelivery.
+EARLY_EVENT_LIMIT_SECONDS = 300
+# Seconds an early event waits (after its retries in place) before going back.
+EARLY_EVENT_PAUSE_SECONDS = 1
+# When the event was first found early (epoch seconds), carried by its copies.
+EARLY_SINCE_HEADER = "x-jvreg-early-since"
+# How long applying an event may wait on conflicting transactions before it is held
+# back: a worker waiting out a crashed consumer's lock would keep the message unacked,
+# and each further crash would count as one of its deliveries.
+APPLY_WAIT_SECONDS = 5
 # How long, and how often, a handler retries an early event in place before pausing.
 EARLY_EVENT_PATIENCE_SECONDS = 2
 EARLY_EVENT_RETRY_SECONDS = 0.05
 T = TypeVar("T")
 
 
-class EventOutOfOrder(Exception):
-    """An event arrived before its predecessor; it is requeued until the gap fills."""
+class EventNotYetApplicable(Exception):
+    """An event that cannot be applied yet but will be: it is held back (sent to the
+    tail of its queue) instead of counting as a failed delivery."""
+
+
+class EventOutOfOrder(EventNotYetApplicable):
+    """An event arrived before its predecessor; it is held back until the gap fills."""
+
+
+class EventBlocked(EventNotYetApplicable):
+    """Applying the event kept conflicting with another transaction, e.g. the one a
+    crashed consumer left open, which the database keeps for up to 60 s."""
 
 
 class InvalidCloudEvent(Exception):
@@ -88,8 +110,16 @@ def apply_once(repository, event: CloudEvent, effect: Callable[[ClientSession], 
     """Run `effect` and record the event in the inbox in one transaction, unless it
     was applied before. Returns whether the effect ran."""
     inbox = Inbox(repository.db)
+    deadline = time.monotonic() + APPLY_WAIT_SECONDS
 
     def work(session: ClientSession) -> bool:
+        # Called again after each write conflict; past the deadline, give up (the
+        # transaction is aborted properly) and hold the event back.
+        if time.monotonic() > deadline:
+            raise EventBlocked(
+                f"{event.type} {event.subject} sequence {event.sequence}: "
+                f"still conflicting after {APPLY_WAIT_SECONDS} s"
+            )
         if inbox.seen(event, session):
             return False
         effect(session)
@@ -104,7 +134,7 @@ def apply_once(repository, event: CloudEvent, effect: Callable[[ClientSession], 
 
 
 class DeadLetteringQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, except that a message it cannot even decode (not JSON,
+    """The registry's queue consumer, except that a message it cannot even decode (not JSON,
     a foreign content type) is dead-lettered with the reason, instead of the exception
     stopping the consumer for every message behind it."""
 
@@ -119,9 +149,10 @@ class DeadLetteringQueueConsumer(QueueConsumer):
 
 class CloudEventHandler(EventHandler):
     """nameko's event handler on a quorum queue with a delivery limit and a
-    dead-letter exchange. A message whose handler raised is requeued (never dropped);
-    on its last allowed delivery, or at once when it is not a valid CloudEvent, it is
-    dead-lettered with the error."""
+    dead-letter exchange. A message whose handler raised is tried again (never
+    dropped); after DELIVERY_LIMIT failures, or at once when it is not a valid
+    CloudEvent, it is dead-lettered with the error. An event that cannot be applied
+    yet is held back without counting as a failure."""
 
     queue_consumer = DeadLetteringQueueConsumer()
 
@@ -131,24 +162,45 @@ class CloudEventHandler(EventHandler):
         super().__init__(source_service, pattern, requeue_on_error=True, **kwargs)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None and issubclass(exc_info[0], EventOutOfOrder):
-            # Requeued at once, an early event reaches the delivery limit within
+        if exc_info is not None and issubclass(exc_info[0], EventNotYetApplicable):
+            # Sent back at once, an early event would come round again within
             # milliseconds; pausing first gives its predecessor time to arrive.
-            attempt = int((message.headers or {}).get("x-delivery-count") or 0)
-            eventlet.sleep(OUT_OF_ORDER_PAUSES[min(attempt, len(OUT_OF_ORDER_PAUSES) - 1)])
+            eventlet.sleep(EARLY_EVENT_PAUSE_SECONDS)
         return super().handle_result(message, worker_ctx, result, exc_info)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             return super().handle_message_processed(message, result, exc_info)
         error_type, error = exc_info[0], exc_info[1]
+        if issubclass(error_type, EventNotYetApplicable):
+            return self.hold_back(message, f"{error_type.__name__}: {error}")
         final = (
             issubclass(error_type, InvalidCloudEvent)
             or delivery_attempts(message) >= messaging.DELIVERY_LIMIT
         )
         if not final:
-            return self.queue_consumer.requeue_message(message)
+            return self.try_again(message, {FAILURES_HEADER: delivery_attempts(message)})
         self.dead_letter(message, f"{error_type.__name__}: {error}")
+
+    def try_again(self, message, headers: dict) -> None:
+        """Send `message` to the tail of its queue as a new message carrying `headers`
+        (acking this one once the broker confirmed the copy), not requeue it: a requeue
+        counts against the broker's delivery limit, which a copy starts afresh."""
+        try:
+            requeue_copy(self.container.config["AMQP_URI"], message, self.queue.name, headers)
+        except Exception:
+            log.exception("could not send the message back; requeueing it")
+            return self.queue_consumer.requeue_message(message)
+        self.queue_consumer.ack_message(message)
+
+    def hold_back(self, message, error: str) -> None:
+        """Send an event that cannot be applied yet to the tail of its queue as a new
+        message (acking this one once the broker confirmed the copy); dead-letter it
+        once it has waited EARLY_EVENT_LIMIT_SECONDS."""
+        since = float((message.headers or {}).get(EARLY_SINCE_HEADER) or time.time())
+        if time.time() - since > EARLY_EVENT_LIMIT_SECONDS:
+            return self.dead_letter(message, f"{error} (waited {time.time() - since:.0f} s)")
+        self.try_again(message, {EARLY_SINCE_HEADER: since})
 
     def dead_letter(self, message, error: str) -> None:
         """Move `message` to the dead-letter queue with `error`; if even that fails,
@@ -158,7 +210,10 @@ class CloudEventHandler(EventHandler):
             dead_letter(self.container.config["AMQP_URI"], message, self.queue.name, error)
         except Exception:
             log.exception("could not publish the dead letter; rejecting it to the broker")
-            message.reject(requeue=False)
+            try:
+                message.reject(requeue=False)
+            except BROKER_GONE:
+                log.warning("could not reject it either; the broker will deliver it again")
             return
         self.queue_consumer.ack_message(message)
 

@@ -6,9 +6,14 @@ from kombu import Exchange, Queue
 
 DEAD_LETTER_EXCHANGE = "jvreg.dead-letter"
 DEAD_LETTER_QUEUE = "jvreg.dead-letters"
-# After this many failed deliveries a message goes to the dead-letter queue
-# instead of blocking the messages behind it.
+# After its handler failed this many times a message goes to the dead-letter queue
+# instead of blocking the messages behind it (counted by the consumer, shared.inbox).
 DELIVERY_LIMIT = 5
+# Deliveries the broker allows a message, counting those returned because their
+# consumer died: the backstop for a message that crashes its consumer. Set well above
+# DELIVERY_LIMIT, so that a consumer's crash loop (each crash returns every message it
+# had not acked) does not dead-letter healthy messages that were merely in flight.
+BROKER_DELIVERY_LIMIT = 20
 
 
 def events_exchange(service: str) -> Exchange:
@@ -25,8 +30,8 @@ def dead_letter_queue() -> Queue:
 
 
 def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
-    """A durable quorum queue with a delivery limit: a poison message is dead-lettered
-    after DELIVERY_LIMIT attempts rather than requeued forever."""
+    """A durable quorum queue with a delivery limit: a message that keeps killing its
+    consumer is dead-lettered by the broker rather than delivered forever."""
     return Queue(
         name,
         exchange=events_exchange(source_service),
@@ -34,7 +39,7 @@ def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
         durable=True,
         queue_arguments={
             "x-queue-type": "quorum",
-            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-delivery-limit": BROKER_DELIVERY_LIMIT,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         },
     )

@@ -116,3 +116,28 @@ def test_poison_messages_are_dead_lettered_and_healthy_ones_applied(
         return stats.get("messages_ready") == 0 and stats.get("messages_unacknowledged") == 0
 
     wait_until(consumer_queue_empty, 15, "the consumer queue drained (0 ready, 0 unacked)")
+
+
+def test_a_message_whose_consumers_died_holding_it_is_still_applied(
+    service_config, container_factory, amqp_uri
+):
+    """Each consumer that dies holding a message returns it, and the broker counts
+    that as a delivery: a crash loop must not dead-letter a healthy message (only
+    failures of its handler count towards DELIVERY_LIMIT)."""
+    container = container_factory(PoisonAwareService, service_config)
+    container.start()  # declares the queue
+    container.stop()
+    event = new_event("ventures", "venture.registered", "jv_survivor", 1, {})
+    event_publisher(amqp_uri, "ventures")(event)
+    queue = messaging.consumer_queue("dlq_test.project", "ventures", "venture.#")
+    crashes = messaging.DELIVERY_LIMIT + 2
+    for _ in range(crashes):
+        with Connection(amqp_uri) as connection:  # a consumer that dies before acking
+            bound = queue(connection.channel())
+            wait_until(lambda b=bound: b.get(no_ack=False, accept=None), 10, "the message")
+
+    restarted = container_factory(PoisonAwareService, service_config)
+    restarted.start()
+    db = next(d for d in restarted.dependencies if d.attr_name == "store").db
+    wait_until(lambda: db.applied.find_one({"_id": event.id}), 20, "the event applied")
+    assert DeadLetterQueue(amqp_uri).list() == []
