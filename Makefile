@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e bench lint fmt up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e chaos bench lint fmt up down logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -27,8 +27,8 @@ dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every s
 dlq: $(STAMP) ## list the dead-letter queue (jvreg dlq requeue --id ID | --all sends back)
 	$(BIN)/jvreg dlq list
 
-test: $(STAMP) ## unit, integration and end-to-end tests (real RabbitMQ, SecantusDB)
-	$(BIN)/pytest tests/unit tests/integration tests/e2e
+test: $(STAMP) ## unit, integration, end-to-end and a reduced chaos run (real RabbitMQ, SecantusDB)
+	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos
 
 test-unit: $(STAMP) ## tests that need no broker and no database
 	$(BIN)/pytest tests/unit
@@ -38,6 +38,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+chaos: $(STAMP) ## fault injection, 1,000+ faults (stops RabbitMQ briefly); writes docs/reliability.md
+	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s
 
 bench: $(STAMP) ## time the portfolio investment report over 100,000 flows (a few minutes)
 	$(BIN)/python tests/bench/bench_investments.py

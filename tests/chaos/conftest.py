@@ -1,0 +1,84 @@
+"""Fixtures of the chaos suite: the launcher that forks the registry's processes, a
+registry per scenario, and the report of the run (docs/reliability.md, written only by
+a full run, `make chaos`, in which every scenario passed)."""
+
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import pytest
+from harness import MIN_LIFE_SECONDS, Launcher, chaos_registry
+from report import DOC, write_report
+
+# `full` (make chaos): at least 1,000 faults in all; otherwise a reduced run that
+# `make test` includes, with every scenario and few iterations.
+FULL = os.environ.get("JVREG_CHAOS") == "full"
+
+
+@pytest.fixture(scope="session")
+def launcher(tmp_path_factory):
+    log = tmp_path_factory.mktemp("chaos") / "launcher.log"
+    started = Launcher(log)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def registry(backends, rabbit_management, launcher, tmp_path):
+    """Start a registry of the scenario's own: `with registry(licensing=2) as r: ...`;
+    `min_life`: seconds a process runs at least before a fault may kill it."""
+
+    def start(min_life: float = MIN_LIFE_SECONDS, **instances):
+        return chaos_registry(
+            backends, rabbit_management, launcher, tmp_path, instances=instances, min_life=min_life
+        )
+
+    return start
+
+
+class Report:
+    def __init__(self):
+        self.outcomes = []
+        self.started = time.monotonic()
+
+    def add(self, outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+# Every scenario of test_chaos.py adds its outcome once all its checks passed.
+SCENARIOS = 6
+# What a full run must inject in all (issue 5).
+FULL_RUN_FAULTS = 1000
+
+
+@pytest.fixture(scope="session")
+def report():
+    """The outcomes of the run; a full run in which every scenario passed and the faults
+    add up writes docs/reliability.md."""
+    run = Report()
+    yield run
+    complete = len(run.outcomes) == SCENARIOS
+    if FULL and complete and sum(o.faults for o in run.outcomes) >= FULL_RUN_FAULTS:
+        facts = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+            "python": platform.python_version(),
+            "rabbitmq": rabbitmq_version(),
+            "secantusdb": version("SecantusDB"),
+            "wall_seconds": time.monotonic() - run.started,
+        }
+        write_report(run.outcomes, facts)
+        print(f"\nwrote {DOC}")
+
+
+def rabbitmq_version() -> str:
+    try:
+        result = subprocess.run(
+            ["rabbitmqctl", "version"], capture_output=True, text=True, timeout=60
+        )
+        return result.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

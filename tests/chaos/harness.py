@@ -1,0 +1,773 @@
+"""The chaos suite's harness: the registry's real service processes (forked by
+launcher.py, supervised and restarted when they die), a regulator's independent
+queue, a driver that walks licences through their lifecycle over HTTP whatever
+fails, and the measurements and invariants every scenario reports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import eventlet
+import requests
+from eventlet.event import Event
+from kombu import Connection, Queue
+from pymongo import MongoClient
+
+from shared.cli.processes import ROOT, free_port, wait_until
+from shared.cli.reconcile import reconcile
+from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
+from shared.settings import Settings
+
+from support import Api, RabbitManagement, amqp_uri_for, venture_body
+from webhook_receiver import WebhookReceiver
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+TALLY = "tests.chaos.tally"
+# Every process a scenario runs, by service name, with its module.
+MODULES = {
+    "gateway": "services.gateway.service",
+    "ventures": "services.ventures.service",
+    "facilities": "services.facilities.service",
+    "licensing": "services.licensing.service",
+    "investments": "services.investments.service",
+    "notifications": "services.notifications.service",
+    "chaos_tally": TALLY,
+}
+# The consumers of licensing.events whose effects the suite checks, by queue.
+LICENCE_CONSUMER_QUEUES = (
+    "chaos_tally.tally",
+    "facilities.follow_licence",
+    "notifications.queue_webhook_deliveries",
+)
+WEBHOOK_PATH = "/drap"
+# How long a process runs at least before a fault may kill it (its hook is armed then,
+# or the random killer may pick it), so that it gets some work done between kills.
+# A consumer's crash returns every message it had not acked, and the broker counts
+# each return towards its delivery limit (shared.messaging.BROKER_DELIVERY_LIMIT, 20):
+# a crash loop far faster than this would dead-letter messages merely in flight.
+MIN_LIFE_SECONDS = 3
+PLANT = {
+    "name": "Rashakai Formulation Plant",
+    "kind": "formulation_plant",
+    "address": "Plot 14, Rashakai Special Economic Zone",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "capacity": {"value": "250000000", "unit": "tablets/year"},
+}
+MANUFACTURING_LICENCES = ("dml_formulation", "dml_basic", "dml_semi_basic", "dml_repacking")
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+class Launcher:
+    """Client of launcher.py: forks service processes and reports how each ended."""
+
+    def __init__(self, log: Path):
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        }
+        env.pop("JVREG_FAULTS", None)
+        self.process = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), *MODULES.values()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(log, "ab"),  # noqa: SIM115
+            cwd=ROOT,
+            env=env,
+        )
+        self.exits: dict[int, dict] = {}
+        self.replies: dict[str, Event] = {}
+        self.ready = Event()
+        eventlet.spawn_n(self._read)
+        with eventlet.Timeout(60):
+            self.ready.wait()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            message = json.loads(line)
+            if "exited" in message:
+                self.exits[message["exited"]] = message
+            elif "id" in message:
+                self.replies.pop(message["id"]).send(message["pid"])
+            elif message.get("ready"):
+                self.ready.send(True)
+
+    def start(self, module: str, env: dict[str, str], log: Path, fault_grace: float) -> int:
+        request_id = uuid.uuid4().hex
+        reply = self.replies[request_id] = Event()
+        request = {
+            "id": request_id,
+            "module": module,
+            "env": env,
+            "log": str(log),
+            "fault_grace": fault_grace,
+        }
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.flush()
+        with eventlet.Timeout(30):
+            return reply.wait()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
+class ServiceProcess:
+    """One instance of a service: a forked `nameko run` equivalent with its own env."""
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        name: str,
+        instance: int,
+        env: dict,
+        log_dir: Path,
+        min_life: float,
+    ):
+        self.launcher = launcher
+        self.min_life = min_life
+        self.name = name
+        self.label = f"{name}-{instance}"
+        self.env = dict(env)
+        self.log = log_dir / f"{self.label}.log"
+        self.pid: int | None = None
+        self.stopping = False  # stopped on purpose: not the supervisor's to restart
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        self.pid = self.launcher.start(MODULES[self.name], self.env, self.log, self.min_life)
+        self.started_at = time.monotonic()
+
+    @property
+    def exit(self) -> dict | None:
+        return self.launcher.exits.get(self.pid) if self.pid else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and self.exit is None
+
+    def signal(self, number: int) -> None:
+        # It may have ended already, before the launcher reported it.
+        if self.running:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stopping = True
+        if not self.running:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            wait_until(lambda: not self.running, timeout, f"{self.label} to stop", pause=0.05)
+        except TimeoutError:
+            self.kill()
+            wait_until(lambda: not self.running, 10, f"{self.label} to die", pause=0.05)
+
+
+class Supervisor:
+    """Restarts every supervised process that died, as a process manager would, and
+    counts the deaths: by SIGKILL (the faults injected) and any other exit (crashes,
+    which no scenario expects)."""
+
+    def __init__(self, processes: list[ServiceProcess]):
+        self.processes = processes
+        self.kills: Counter[str] = Counter()
+        self.crashes: list[str] = []
+        self._watching = True
+        self._thread = eventlet.spawn(self._watch)
+
+    def _watch(self) -> None:
+        while self._watching:
+            for process in self.processes:
+                ended = process.exit
+                if ended is None or process.stopping:
+                    continue
+                if ended["signal"] == signal.SIGKILL:
+                    self.kills[process.name] += 1
+                else:
+                    self.crashes.append(f"{process.label} exited: {ended}")
+                process.start()
+            eventlet.sleep(0.05)
+
+    @property
+    def faults(self) -> int:
+        return sum(self.kills.values())
+
+    def stop(self) -> None:
+        self._watching = False
+        self._thread.wait()
+
+
+# --- the regulator's queue -------------------------------------------------------------
+
+
+class RegulatorQueue:
+    """A durable queue of the test's own on `licensing.events` (`license.#`), declared
+    before any traffic: what a regulator's system would receive."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        self.queue = Queue(
+            f"chaos-regulator-{uuid.uuid4().hex[:8]}",
+            exchange=events_exchange("licensing"),
+            routing_key="license.#",
+            durable=True,
+        )
+        with Connection(amqp_uri) as connection:
+            self.queue(connection.channel()).declare()
+        self.deliveries: Counter[str] = Counter()  # event id -> times received
+        self.undecodable = 0
+
+    def _receive(self, message) -> None:
+        try:
+            event_id = json.loads(message.body)["id"]
+        except (ValueError, KeyError, TypeError):
+            self.undecodable += 1
+        else:
+            self.deliveries[event_id] += 1
+        message.ack()
+
+    def drain(self) -> None:
+        with Connection(self.amqp_uri) as connection:
+            consumer = connection.Consumer(self.queue, on_message=self._receive, prefetch_count=500)
+            with consumer:
+                while True:
+                    try:
+                        connection.drain_events(timeout=0.3)
+                    except TimeoutError:
+                        return
+
+
+# --- driving licences ------------------------------------------------------------------
+
+
+def _transient(response: requests.Response | None) -> bool:
+    return response is None or response.status_code >= 500
+
+
+def call(api: Api, method: str, path: str, **kwargs) -> requests.Response | None:
+    """One request; None when the gateway could not be reached at all."""
+    try:
+        return api.request(method, path, **kwargs)
+    except requests.RequestException:
+        return None
+
+
+def insist(api: Api, method: str, path: str, deadline: float, **kwargs) -> requests.Response:
+    """Repeat a request while the registry is (partly) down: 5xx or no answer."""
+    while True:
+        response = call(api, method, path, **kwargs)
+        if not _transient(response) or time.monotonic() > deadline:
+            assert response is not None, f"{method} {path}: no answer before the deadline"
+            return response
+        eventlet.sleep(0.2)
+
+
+def next_transition(licence: dict, cycles: int) -> dict | None:
+    """The walk every licence takes, decided from where it actually is (a request
+    that failed may still have committed): submitted → under_review →
+    inspection_scheduled → granted, then `cycles` suspensions and reinstatements,
+    then revoked."""
+    status, version = licence["status"], licence["version"]
+    if status == "submitted":
+        return {"to": "under_review"}
+    if status == "under_review":
+        return {
+            "to": "inspection_scheduled",
+            "inspection_date": (date.today() + timedelta(days=14)).isoformat(),
+        }
+    ref = f"DRAP/LIC/{date.today().year}/{version:04d}"
+    if status in ("inspection_scheduled", "suspended"):
+        return {"to": "granted", "decision_ref": ref}
+    if status == "granted":
+        # The first grant is version 4; each suspension and reinstatement adds 2.
+        if (version - 4) // 2 < cycles:
+            return {"to": "suspended", "decision_ref": ref}
+        return {"to": "revoked", "decision_ref": ref}
+    return None
+
+
+# A request that got no answer may still be running: waiting in licensing for a
+# document that a killed process's open transaction keeps locked until the database
+# reaps it (60 s). The driver watches for its outcome this long before asking again,
+# so that retries do not pile up behind the lock and take every worker.
+UNKNOWN_OUTCOME_SECONDS = 10
+
+
+@dataclass
+class Traffic:
+    """What the driver saw: answers by status, and transitions confirmed with 200."""
+
+    answers: Counter = field(default_factory=Counter)
+    transitions: int = 0
+
+
+def walk(api: Api, licence_id: str, load: "Load", traffic: Traffic, until: float) -> None:
+    """Take one licence through its walk until it ends or `until` (monotonic) passes.
+    After a failure (503 while licensing is down, a 409 because the change had
+    committed before a crash) re-read the licence and carry on from its actual
+    status."""
+    path = f"/v1/licenses/{licence_id}"
+    deadline = until + 120
+    licence = insist(api, "GET", path, deadline).json()
+    while time.monotonic() < until and (step := next_transition(licence, load.cycles)):
+        body = {**step, "reason": f"DRAP decided: {step['to']}"}
+        response = call(api, "POST", path + "/transitions", json=body)
+        status = response.status_code if response is not None else None
+        traffic.answers[status or "no answer"] += 1
+        if status == 200:
+            traffic.transitions += 1
+            licence = response.json()
+            eventlet.sleep(load.pause)
+            continue
+        if status not in (409, 503, None):
+            raise AssertionError(f"{path}: {status} {response.text}")
+        settled = time.monotonic() + (0 if status == 409 else UNKNOWN_OUTCOME_SECONDS)
+        before = licence["version"]
+        while True:
+            licence = insist(api, "GET", path, deadline).json()
+            if licence["version"] != before or time.monotonic() >= min(settled, until):
+                break
+            eventlet.sleep(0.5)
+
+
+def created(api: Api, path: str, body: dict, deadline: float) -> dict:
+    """POST until 201: a service that has not yet learned of what the body names (it
+    learns from events, within moments) answers 503 and asks to retry shortly."""
+    response = insist(api, "POST", path, deadline, json=body)
+    assert response.status_code == 201, f"{path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+# --- the registry of one scenario ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    ventures: int  # one plant each
+    licences_per_plant: int  # manufacturing licences applied for per plant
+    seconds: float  # how long the traffic lasts
+    cycles: int = 3  # suspensions and reinstatements per licence before it is revoked
+    drivers: int = 8  # licences driven at once
+    # Seconds a driver waits after each decision: many licences change at once, each
+    # at the pace of a regulator's decisions, and the consumers' kills fall among them.
+    pause: float = 0
+
+
+class ChaosRegistry:
+    """The registry's processes on a vhost and databases of a scenario's own, a
+    webhook subscription and a regulator queue, both in place before any traffic."""
+
+    def __init__(
+        self,
+        backends: dict,
+        management: RabbitManagement,
+        launcher: Launcher,
+        log_dir: Path,
+        instances: dict[str, int] | None = None,
+        min_life: float = MIN_LIFE_SECONDS,
+    ):
+        self.management = management
+        self.vhost = f"jvreg-chaos-{uuid.uuid4().hex[:10]}"
+        management.create_vhost(self.vhost)
+        self.amqp_uri = amqp_uri_for(backends["amqp_uri"], self.vhost)
+        self.mongo_uri = backends["mongo_uri"]
+        self.prefix = f"chaos{uuid.uuid4().hex[:8]}"
+        self.ops_key = "jvk_ops_" + uuid.uuid4().hex
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "JVREG_FAULTS"},
+            "PYTHONUNBUFFERED": "1",
+            "JVREG_MONGO_URI": self.mongo_uri,
+            "JVREG_AMQP_URI": self.amqp_uri,
+            "JVREG_DB_PREFIX": self.prefix,
+            "JVREG_GATEWAY_PORT": str(port),
+            "JVREG_OPS_KEY": self.ops_key,
+            "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
+            "JVREG_RELAY_POLL_SECONDS": "0.2",
+            "JVREG_RPC_TIMEOUT_SECONDS": "3",
+        }
+        counts = {name: 1 for name in MODULES} | (instances or {})
+        self.processes = [
+            ServiceProcess(launcher, name, n, env, log_dir, min_life)
+            for name, count in counts.items()
+            for n in range(1, count + 1)
+        ]
+        self.regulator_queue = RegulatorQueue(self.amqp_uri)
+        self.mongo = MongoClient(self.mongo_uri)
+        self.settings = Settings(
+            mongo_uri=self.mongo_uri, amqp_uri=self.amqp_uri, db_prefix=self.prefix
+        )
+        self.webhooks = WebhookReceiver().__enter__()  # the regulator's webhook endpoint
+        self.supervisor: Supervisor | None = None
+
+    def db(self, service: str):
+        return self.mongo[self.settings.database_name(service)]
+
+    def of(self, *names: str) -> list[ServiceProcess]:
+        return [process for process in self.processes if process.name in names]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        self.ops = Api(self.url, self.ops_key)
+
+        def healthy() -> bool:
+            if dead := [p.label for p in self.processes if not p.running]:
+                raise RuntimeError(f"exited: {', '.join(dead)}")
+            return self.ops.get("/health").status_code == 200
+
+        wait_until(healthy, 90, "the registry's /health")
+        for queue in LICENCE_CONSUMER_QUEUES:
+            wait_until(
+                lambda q=queue: self.queue_stats(q).get("consumers", 0) >= 1,
+                30,
+                f"a consumer on {queue}",
+            )
+        response = self.ops.post(
+            "/v1/api-keys", json={"role": "regulator", "owner": "DRAP Licensing Division"}
+        )
+        assert response.status_code == 201, response.text
+        self.regulator_key = response.json()["key"]
+        response = Api(self.url, self.regulator_key).post(
+            "/v1/subscriptions",
+            json={"url": self.webhooks.answer(WEBHOOK_PATH, 204), "event_types": ["license.*"]},
+        )
+        assert response.status_code == 201, response.text
+        self.supervisor = Supervisor(self.processes)
+
+    def queue_stats(self, name: str) -> dict:
+        return self.management.queue(self.vhost, name)
+
+    def arm(self, faults: str, *names: str) -> None:
+        """Restart the processes of `names` with the fault hook JVREG_FAULTS=`faults`."""
+        for process in self.of(*names):
+            process.env["JVREG_FAULTS"] = faults
+            self._restart(process)
+
+    def disarm(self) -> None:
+        """The end of the faults: restart every armed process without its hook."""
+        for process in self.processes:
+            if process.env.pop("JVREG_FAULTS", None):
+                self._restart(process)
+
+    @staticmethod
+    def _restart(process: ServiceProcess) -> None:
+        process.stop()  # gracefully: not a fault, and not the supervisor's to restart
+        process.start()
+        process.stopping = False
+
+    def stop(self) -> None:
+        if self.supervisor:
+            self.supervisor.stop()
+        for process in self.processes:
+            process.signal(signal.SIGTERM)  # all at once, then wait for each
+        for process in self.processes:
+            process.stop()
+        self.webhooks.__exit__(None, None, None)
+        self.mongo.close()
+        self.management.delete_vhost(self.vhost)
+
+    # --- what a scenario does ----------------------------------------------------------
+
+    def apply_for_licences(self, load: Load, timeout: float = 120) -> list[str]:
+        """`load.ventures` ventures with a plant each, and its manufacturing licences."""
+        deadline = time.monotonic() + timeout
+        ops = self.ops
+
+        def plant_with_licences(_) -> list[str]:
+            venture = created(ops, "/v1/ventures", venture_body(), deadline)
+            plant = created(ops, f"/v1/ventures/{venture['id']}/facilities", PLANT, deadline)
+            return [
+                created(ops, "/v1/licenses", {"facility_id": plant["id"], "type": kind}, deadline)[
+                    "id"
+                ]
+                for kind in MANUFACTURING_LICENCES[: load.licences_per_plant]
+            ]
+
+        pool = eventlet.GreenPool(8)
+        return [lid for ids in pool.imap(plant_with_licences, range(load.ventures)) for lid in ids]
+
+    def drive(self, licences: list[str], load: Load) -> Traffic:
+        """Walk licences for `load.seconds`, `load.drivers` at a time, each driver taking
+        the next licence when its licence reached the end of its walk."""
+        traffic = Traffic()
+        until = time.monotonic() + load.seconds
+        waiting = list(reversed(licences))
+
+        def driver() -> None:
+            api = Api(self.url, self.regulator_key)
+            while waiting and time.monotonic() < until:
+                walk(api, waiting.pop(), load, traffic, until)
+
+        for thread in [eventlet.spawn(driver) for _ in range(load.drivers)]:
+            thread.wait()  # raises what the driver raised
+        return traffic
+
+    # --- measuring ---------------------------------------------------------------------
+
+    def measure(self, excluded_ids: set[str] = frozenset()) -> "Measurement":
+        self.regulator_queue.drain()
+        outbox = list(self.db("licensing").outbox.find({}, {"status": 1}))
+        tally = {doc["_id"]: doc["count"] for doc in self.db("chaos_tally").effects.find()}
+        webhooks = Counter(
+            doc["event_id"] for doc in self.db("notifications").deliveries.find({}, {"event_id": 1})
+        )
+        wire = {
+            event_id: count
+            for event_id, count in self.regulator_queue.deliveries.items()
+            if event_id not in excluded_ids
+        }
+        return Measurement(
+            committed={doc["_id"] for doc in outbox},
+            sent={doc["_id"] for doc in outbox if doc["status"] == "sent"},
+            wire=wire,
+            tally=tally,
+            webhooks=dict(webhooks),
+        )
+
+    def sequences_applied(self) -> dict[str, tuple[int, list[int]]]:
+        """Per licence: its version at the source, and the sequences the tally applied."""
+        applied = {doc["_id"]: doc["applied"] for doc in self.db("chaos_tally").licences.find()}
+        return {
+            doc["_id"]: (doc["version"], applied.get(doc["_id"], []))
+            for doc in self.db("licensing").licences.find({}, {"version": 1})
+        }
+
+    def violations(self, measurement: "Measurement", expected_dead_letters: int) -> list[str]:
+        """Every invariant that does not hold (yet); empty once converged."""
+        found = measurement.violations()
+        pending = self.db("licensing").outbox.count_documents({"status": "pending"})
+        pending += self.db("facilities").outbox.count_documents({"status": "pending"})
+        if pending:
+            found.append(f"{pending} outbox records still pending")
+        for licence_id, (version, applied) in self.sequences_applied().items():
+            if applied != list(range(1, version + 1)):
+                found.append(f"{licence_id}: version {version}, tally applied {applied}")
+                break
+        for check in reconcile(self.settings):
+            if check.drift:
+                found.append(f"reconcile: {check.name}: {check.drift[:3]}")
+        dead = self.queue_stats(DEAD_LETTER_QUEUE).get("messages", 0)
+        if dead != expected_dead_letters:
+            found.append(f"{dead} dead letters, {expected_dead_letters} expected")
+        return found
+
+    def converge(
+        self,
+        timeout: float,
+        extra: Callable[[], list[str]] = list,
+        excluded_ids: set[str] = frozenset(),
+        expected_dead_letters: int = 0,
+    ) -> tuple["Measurement", float, list]:
+        """Poll until every invariant holds; returns the last measurement, the seconds
+        it took and what still failed (empty when converged)."""
+        started = time.monotonic()
+        while True:
+            measurement = self.measure(excluded_ids)
+            problems = self.violations(measurement, expected_dead_letters) + extra()
+            elapsed = time.monotonic() - started
+            if not problems or elapsed > timeout:
+                return measurement, elapsed, problems
+            eventlet.sleep(0.5)
+
+    def queues_empty(self, *names: str) -> list[str]:
+        problems = []
+        for name in names:
+            stats = self.queue_stats(name)
+            ready, unacked = stats.get("messages_ready"), stats.get("messages_unacknowledged")
+            if (ready, unacked) != (0, 0):
+                problems.append(f"queue {name}: {ready} ready, {unacked} unacked")
+        return problems
+
+
+@dataclass
+class Measurement:
+    committed: set[str]  # ids of the licensing outbox: every change committed
+    sent: set[str]  # ... of which the relay marked sent
+    wire: dict[str, int]  # event id -> times it reached the regulator queue
+    tally: dict[str, int]  # event id -> times the tally's effect ran
+    webhooks: dict[str, int]  # event id -> webhook deliveries created for it
+
+    @property
+    def delivered(self) -> int:
+        return len(self.wire)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(self.wire.values()) - len(self.wire)
+
+    @property
+    def lost(self) -> set[str]:
+        return self.committed - self.wire.keys()
+
+    @property
+    def applied_twice(self) -> set[str]:
+        return {event_id for event_id, n in self.tally.items() if n > 1} | {
+            event_id for event_id, n in self.webhooks.items() if n > 1
+        }
+
+    def violations(self) -> list[str]:
+        found = []
+        if self.lost:
+            found.append(f"{len(self.lost)} committed events not on the regulator queue")
+        if unsent := self.sent - self.wire.keys():
+            found.append(f"{len(unsent)} outbox records marked sent but never delivered")
+        if phantom := self.wire.keys() - self.committed:
+            found.append(f"{len(phantom)} events on the wire that were never committed")
+        if missing := self.committed - self.tally.keys():
+            found.append(f"{len(missing)} events the tally did not apply")
+        if missing := self.committed - self.webhooks.keys():
+            found.append(f"{len(missing)} events without a webhook delivery")
+        if twice := self.applied_twice:
+            found.append(f"{len(twice)} events applied more than once")
+        return found
+
+
+@dataclass
+class Outcome:
+    """One scenario's line of the report."""
+
+    scenario: str
+    faults: int
+    sent: int
+    delivered: int
+    duplicated: int
+    lost: int
+    applied_twice: int
+    converge_seconds: float
+
+    @classmethod
+    def of(cls, scenario: str, faults: int, measurement: Measurement, seconds: float):
+        return cls(
+            scenario,
+            faults,
+            len(measurement.committed),
+            measurement.delivered,
+            measurement.duplicated,
+            len(measurement.lost),
+            len(measurement.applied_twice),
+            seconds,
+        )
+
+    def line(self) -> str:
+        return (
+            f"{self.scenario}: faults injected {self.faults}, events sent {self.sent}, "
+            f"delivered {self.delivered}, duplicated on the wire {self.duplicated}, "
+            f"lost {self.lost}, applied twice {self.applied_twice}, "
+            f"converged in {self.converge_seconds:.1f} s"
+        )
+
+
+@contextmanager
+def chaos_registry(backends, management, launcher, log_dir, **kwargs) -> Iterator[ChaosRegistry]:
+    registry = ChaosRegistry(backends, management, launcher, log_dir, **kwargs)
+    try:
+        registry.start()
+        yield registry
+    except BaseException:
+        for log in sorted(log_dir.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-2000:]}")
+        raise
+    finally:
+        registry.stop()
+
+
+# --- faults the suite injects itself -----------------------------------------------------
+
+
+def restart_broker(down_seconds: float) -> None:
+    """Stop the RabbitMQ application (every connection drops) and start it again.
+    It is the machine's own broker: keep it down briefly, and always start it."""
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    try:
+        eventlet.sleep(down_seconds)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=300)
+
+
+def kill_at_random(
+    processes: list[ServiceProcess], pause: tuple[float, float], until: float, rng
+) -> None:
+    """Until `until`, every `pause` seconds (a random value in that range) SIGKILL a
+    random process of `processes` that has run for at least its `min_life`."""
+    while time.monotonic() < until:
+        eventlet.sleep(rng.uniform(*pause))
+        now = time.monotonic()
+        if ripe := [p for p in processes if p.running and now - p.started_at >= p.min_life]:
+            rng.choice(ripe).kill()
+
+
+POISON_KINDS = (
+    "missing attribute",
+    "wrong specversion",
+    "unparseable time",
+    "unknown type",
+    "not JSON",
+    "always fails",
+)
+
+
+def poison_message(kind: str, event_id: str) -> tuple[bytes, str]:
+    """The body and routing key of a poison message of `kind` with id `event_id`.
+    'always fails' is a valid CloudEvent whose data does not describe its licence:
+    the tally and the facilities service fail on it at every delivery."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/jvreg/licensing",
+        "type": "jvreg.license.granted",
+        "subject": f"lic_poison_{event_id[:8]}",
+        "time": "2026-05-12T09:41:07.530Z",
+        "datacontenttype": "application/json",
+        "sequence": 1,
+        "data": {},
+    }
+    routing_key = "license.granted"
+    if kind == "missing attribute":
+        del envelope["source"]
+    elif kind == "wrong specversion":
+        envelope["specversion"] = "0.3"
+    elif kind == "unparseable time":
+        envelope["time"] = "the twelfth of May"
+    elif kind == "unknown type":
+        envelope["type"], routing_key = "jvreg.license.misplaced", "license.misplaced"
+    elif kind == "not JSON":
+        return b'{"specversion": "1.0", "id": ', routing_key
+    return json.dumps(envelope).encode(), routing_key
+
+
+def publish_poison(connection: Connection, kind: str) -> str:
+    """Publish one poison message to licensing.events, as a faulty producer would;
+    returns its id (also its AMQP message_id, so even an undecodable one is known)."""
+    event_id = str(uuid.uuid4())
+    body, routing_key = poison_message(kind, event_id)
+    connection.Producer().publish(
+        body,
+        exchange=events_exchange("licensing"),
+        routing_key=routing_key,
+        content_type="application/json",
+        content_encoding="utf-8",
+        message_id=event_id,
+        delivery_mode=2,
+        retry=True,
+    )
+    return event_id

@@ -1,0 +1,58 @@
+"""A regulator's consumer for the chaos suite, run like every service (`nameko run
+tests.chaos.tally`): it applies each licensing event through the registry's own
+inbox and ordering (`apply_once`, `check_order`), and its effect leaves evidence the
+suite counts independently of the inbox's claims: a counter per event id (more than
+1 = applied twice) and, per licence, the list of sequences applied (must only ever
+increase)."""
+
+from pymongo.client_session import ClientSession
+
+from services.notifications.service import ArrivalOrder
+from shared.envelope import CloudEvent
+from shared.inbox import apply_once, check_order, cloud_event_handler
+from shared.mongo import MongoStore, Repository
+
+SERVICE = "chaos_tally"
+
+
+class EventDoesNotDescribeItsSubject(Exception):
+    """The event's data is not the licence it names: this consumer cannot apply it."""
+
+
+class TallyService:
+    name = SERVICE
+
+    store: Repository = MongoStore(Repository)
+    # One event at a time, in the order they come off the queue, as a regulator's
+    # sequential consumer would apply them.
+    one_at_a_time = ArrivalOrder()
+
+    @cloud_event_handler("licensing", "license.#")
+    def tally(self, event: CloudEvent):
+        licence = event.data.get("license") or {}
+        if (licence.get("id"), licence.get("version")) != (event.subject, event.sequence):
+            raise EventDoesNotDescribeItsSubject(
+                f"{event.type} {event.id}: data describes {licence.get('id')!r} "
+                f"version {licence.get('version')!r}"
+            )
+        db = self.store.db
+
+        def effect(session: ClientSession) -> None:
+            db.effects.update_one(
+                {"_id": event.id},
+                {"$inc": {"count": 1}, "$set": {"subject": event.subject}},
+                upsert=True,
+                session=session,
+            )
+            applied = db.licences.find_one({"_id": event.subject}, session=session)
+            if not check_order(event, applied["sequence"] if applied else 0):
+                return
+            db.licences.update_one(
+                {"_id": event.subject},
+                {"$set": {"sequence": event.sequence}, "$push": {"applied": event.sequence}},
+                upsert=True,
+                session=session,
+            )
+
+        with self.one_at_a_time:
+            apply_once(self.store, event, effect)
