@@ -1,6 +1,7 @@
 """`make dev` as a developer runs it: `jvreg dev` brings the registry up, prints the
 URL and the ops key, stops everything on Ctrl-C, and keeps the data for next time."""
 
+import json
 import os
 import signal
 import subprocess
@@ -9,8 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
+from shared import messaging
 from shared.cli.processes import free_port, port_open, wait_until
+from shared.envelope import new_event
 
 from support import Api, venture_body
 
@@ -95,3 +99,63 @@ def test_dev_without_rabbitmq_says_how_to_start_it_and_starts_nothing(dev_env, t
     assert dev.process.wait(60) == 2
     assert "rabbitmq-server -detached" in dev.output()
     assert not (tmp_path / "mongo").exists() and not port_open("127.0.0.1", mongo_port)
+
+
+def jvreg(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([JVREG, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_uri):
+    """`jvreg reconcile` and `jvreg dlq` as ops run them beside `make dev`: the same
+    JVREG_* settings point them at the stack."""
+    mongo_port = free_port()
+    ops_env = {
+        **dev_env,
+        "JVREG_MONGO_URI": f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+    }
+    dev = DevProcess(dev_env, tmp_path, mongo_port)
+    try:
+        dev.wait_for("bootstrap ops key:")
+        ops = Api(dev.value_after("is up at"), dev.value_after("bootstrap ops key:"))
+        assert ops.post("/v1/ventures", json=venture_body()).status_code == 201
+
+        reports = []
+
+        def reconciled() -> bool:
+            run = jvreg(ops_env, "reconcile")
+            reports.append(run.stdout + run.stderr)
+            return run.returncode == 0
+
+        wait_until(reconciled, 30, "jvreg reconcile without drift")
+        assert "facilities' projection of ventures: 1 compared" in reports[-1], reports[-1]
+
+        assert jvreg(ops_env, "dlq", "list").stdout.strip() == "no dead letters"
+        # A producer's bug: an event of a CloudEvents version the registry does not speak.
+        poison = new_event("ventures", "venture.updated", "jv_from_a_buggy_producer", 1, {})
+        with Connection(amqp_uri) as connection:
+            connection.Producer().publish(
+                {**poison.wire(), "specversion": "0.3"},
+                exchange=messaging.events_exchange("ventures"),
+                routing_key="venture.updated",
+                message_id=poison.id,
+            )
+
+        def dead_letters() -> list[dict]:
+            lines = jvreg(ops_env, "dlq", "list", "--json").stdout.splitlines()
+            return [json.loads(line) for line in lines]
+
+        # Every consumer of ventures.events refuses it: facilities, investments, the log.
+        wait_until(lambda: len(dead_letters()) == 3, 30, "three dead letters")
+        letters = dead_letters()
+        assert {letter["event_id"] for letter in letters} == {poison.id}
+        assert all("specversion" in letter["error"] for letter in letters), letters
+        assert f"{poison.id}" in jvreg(ops_env, "dlq", "list").stdout
+
+        assert jvreg(ops_env, "dlq", "requeue").returncode == 2  # --id or --all
+        requeued = jvreg(ops_env, "dlq", "requeue", "--id", poison.id)
+        assert requeued.stdout.strip() == "requeued 3 dead letter(s)", requeued
+        # Still not a valid CloudEvent: each consumer dead-letters it again.
+        wait_until(lambda: len(dead_letters()) == 3, 30, "the three dead letters back")
+        assert jvreg(ops_env, "dlq", "requeue", "--id", "no-such-event").returncode == 1
+    finally:
+        assert dev.interrupt() == 0
