@@ -42,7 +42,8 @@ test-e2e: $(STAMP)
 chaos: $(STAMP) ## fault injection, 1,000+ faults (stops RabbitMQ briefly); writes docs/reliability.md
 	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s
 
-bench: $(STAMP) ## time the portfolio investment report over 100,000 flows (a few minutes)
+bench: $(STAMP) ## time the outbox relay and the portfolio investment report (a few minutes)
+	$(BIN)/python tests/bench/bench_relay.py
 	$(BIN)/python tests/bench/bench_investments.py
 
 lint: $(STAMP) ## ruff

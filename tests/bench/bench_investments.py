@@ -10,17 +10,15 @@ test (pytest does not collect `bench_*.py`); it prints its figures.
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from services.investments import domain
 from services.investments.service import portfolio_summary
 from services.investments.store import InvestmentStore
-from shared.cli.processes import MongoServer, free_port
-from shared.mongo import connect
+
+from scratch import scratch_database
 
 FLOWS = 100_000
 VENTURES = 200
@@ -125,32 +123,25 @@ def time_report(store: InvestmentStore, group_by: str | None) -> tuple[float, in
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="jvreg-bench-") as tmp:
-        server = MongoServer(Path(tmp) / "data", free_port(), log=Path(tmp) / "server.log")
-        server.start()
-        client = connect(server.uri)
-        try:
-            store = InvestmentStore(client, client["jvreg_bench_investments"])
-            InvestmentStore.ensure_indexes(store.db)
-            print(f"loading {FLOWS:,} flows of {VENTURES} ventures into SecantusDB ...")
-            started = time.perf_counter()
-            load(store)
-            print(f"  took {time.perf_counter() - started:.1f} s")
-            print(f"portfolio report in USD over {store.flows.count_documents({}):,} flows")
+    with scratch_database() as client:
+        store = InvestmentStore(client, client["jvreg_bench_investments"])
+        InvestmentStore.ensure_indexes(store.db)
+        print(f"loading {FLOWS:,} flows of {VENTURES} ventures into SecantusDB ...")
+        started = time.perf_counter()
+        load(store)
+        print(f"  took {time.perf_counter() - started:.1f} s")
+        print(f"portfolio report in USD over {store.flows.count_documents({}):,} flows")
+        print(
+            f"(median of {RUNS} runs; documents = what the aggregation hands to Python, "
+            "one per group, currency, value date and flow type)"
+        )
+        for group_by in (None, "sector", "province", "partner_country"):
+            seconds, rows, documents, total = time_report(store, group_by)
             print(
-                f"(median of {RUNS} runs; documents = what the aggregation hands to Python, "
-                "one per group, currency, value date and flow type)"
+                f"  group_by={group_by or '-':16} {seconds:6.2f} s  {documents:7,} documents"
+                f"  {rows:7,} (group, currency, day) rows"
             )
-            for group_by in (None, "sector", "province", "partner_country"):
-                seconds, rows, documents, total = time_report(store, group_by)
-                print(
-                    f"  group_by={group_by or '-':16} {seconds:6.2f} s  {documents:7,} documents"
-                    f"  {rows:7,} (group, currency, day) rows"
-                )
-            print(f"  total committed {total['committed']} USD, disbursed {total['disbursed']}")
-        finally:
-            client.close()
-            server.stop()
+        print(f"  total committed {total['committed']} USD, disbursed {total['disbursed']}")
     return 0
 
 
