@@ -84,12 +84,12 @@ def test_1_a_service_killed_after_its_commit_loses_nothing(registry, report):
     restart, or the other one) publishes it."""
     started = time.monotonic()
     load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=35, drivers=10),
+        Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=3) as chaos:
         licences = chaos.apply_for_licences(load)
-        chaos.arm("after_commit:0.3", "licensing")
+        chaos.arm("after_commit:0.5", "licensing")
         chaos.drive(licences, load)
         outcome = conclude(chaos, "1. killed after commit, before publishing", report, started)
     assert outcome.faults >= (MIN_KILLS if FULL else 1)
@@ -102,7 +102,7 @@ def test_2_a_relay_killed_after_the_confirm_duplicates_but_applies_once(registry
     still applies it once."""
     started = time.monotonic()
     load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=35, drivers=10),
+        Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=3) as chaos:
@@ -123,12 +123,12 @@ def test_3_a_consumer_killed_after_applying_applies_once_and_drains(registry, re
     queues end empty."""
     started = time.monotonic()
     load = sized(
-        Load(ventures=8, licences_per_plant=4, seconds=35, drivers=12, pause=5),
+        Load(ventures=8, licences_per_plant=4, seconds=50, drivers=12, pause=2),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=2, **TWO_OF_EACH_CONSUMER) as chaos:
         licences = chaos.apply_for_licences(load)
-        chaos.arm("after_apply:0.12", *CONSUMERS)
+        chaos.arm("after_apply:0.3", *CONSUMERS)
         chaos.drive(licences, load)
         outcome = conclude(
             chaos,
