@@ -1,7 +1,8 @@
 """The dead-letter path: where a message goes when it can never be applied (not a
 valid CloudEvent) or kept failing up to the delivery limit, with the error that
 stopped it, so ops can read it (`jvreg dlq list`) and send it back (`jvreg dlq requeue`)
-once the cause is fixed. Nothing is ever acknowledged away without being kept here."""
+once the cause is fixed. Nothing is acknowledged away without being kept here, until
+ops discard it (`jvreg dlq discard`, which prints what it removes)."""
 
 import logging
 from collections.abc import Iterator
@@ -147,6 +148,13 @@ class DeadLetterQueue:
         with Connection(self.amqp_uri) as connection:
             return [DeadLetter.of(message).summary() for message in self._messages(connection)]
 
+    def _letters(self, connection: Connection, event_id: str | None) -> Iterator[DeadLetter]:
+        """Every dead letter (or those of `event_id`), each to be acked or left."""
+        for message in list(self._messages(connection)):
+            letter = DeadLetter.of(message)
+            if event_id is None or letter.event_id == event_id:
+                yield letter
+
     def requeue(self, event_id: str | None = None) -> int:
         """Send dead letters (all, or those of one event id) back to the queue each
         came from; returns how many were sent. Each is removed from the dead-letter
@@ -154,10 +162,8 @@ class DeadLetterQueue:
         sent = 0
         with Connection(self.amqp_uri) as connection:
             publisher = Publisher(self.amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
-            for message in list(self._messages(connection)):
-                letter = DeadLetter.of(message)
-                if event_id is not None and letter.event_id != event_id:
-                    continue
+            for letter in self._letters(connection, event_id):
+                message = letter.message
                 headers = {
                     k: v
                     for k, v in (message.headers or {}).items()
@@ -168,3 +174,16 @@ class DeadLetterQueue:
                 message.ack()
                 sent += 1
         return sent
+
+    def discard(self, event_id: str) -> "list[dict]":  # quoted: `list` is a method here
+        """Remove the dead letters of `event_id` for good (a message that can never be
+        applied, e.g. from a faulty producer); returns each, with its body, so the
+        caller can keep a record of what was thrown away."""
+        discarded = []
+        with Connection(self.amqp_uri) as connection:
+            for letter in self._letters(connection, event_id):
+                body = letter.message.body
+                text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+                discarded.append({**letter.summary(), "body": text})
+                letter.message.ack()
+        return discarded

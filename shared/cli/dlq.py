@@ -50,3 +50,17 @@ def requeue(queue: DeadLetterQueue, event_id: str | None, everything: bool):
     click.echo(f"requeued {sent} dead letter(s)")
     if event_id and sent == 0:
         raise SystemExit(1)
+
+
+@dlq.command()
+@click.option("--id", "event_id", required=True, help="the event id of the dead letters")
+@click.pass_obj
+def discard(queue: DeadLetterQueue, event_id: str):
+    """Remove the dead letters of one event id for good (one that can never be
+    applied), printing each with its body as a JSON line for the record."""
+    letters = queue.discard(event_id)
+    for letter in letters:
+        click.echo(json.dumps(letter))
+    click.echo(f"discarded {len(letters)} dead letter(s)")
+    if not letters:
+        raise SystemExit(1)

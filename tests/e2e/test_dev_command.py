@@ -157,5 +157,12 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
         # Still not a valid CloudEvent: each consumer dead-letters it again.
         wait_until(lambda: len(dead_letters()) == 3, 30, "the three dead letters back")
         assert jvreg(ops_env, "dlq", "requeue", "--id", "no-such-event").returncode == 1
+
+        # It never will be valid: ops throw it away, with a record of what it was.
+        discarded = jvreg(ops_env, "dlq", "discard", "--id", poison.id).stdout.splitlines()
+        assert discarded[-1] == "discarded 3 dead letter(s)", discarded
+        records = [json.loads(line) for line in discarded[:-1]]
+        assert {json.loads(record["body"])["subject"] for record in records} == {poison.subject}
+        assert jvreg(ops_env, "dlq", "list").stdout.strip() == "no dead letters"
     finally:
         assert dev.interrupt() == 0
