@@ -75,14 +75,18 @@ def republish(
     )
 
 
-def requeue_copy(amqp_uri: str, message: Message, queue: str, headers: dict) -> None:
-    """Publish a copy of `message` (with `headers` added) to the tail of `queue`,
-    waiting for the broker's confirm; the copy starts a fresh delivery count. The
-    caller acks the original only afterwards."""
+def requeue_copy(
+    amqp_uri: str,
+    message: Message,
+    queue: str,
+    headers: dict,
+    forget: tuple[str, ...] = BROKER_HEADERS,
+) -> None:
+    """Publish a copy of `message` (with `headers` added, and without those that start
+    with one of `forget`) to the tail of `queue`, waiting for the broker's confirm; the
+    copy starts a fresh delivery count. The caller acks the original only afterwards."""
     kept = {
-        key: value
-        for key, value in (message.headers or {}).items()
-        if not key.startswith(BROKER_HEADERS)
+        key: value for key, value in (message.headers or {}).items() if not key.startswith(forget)
     }
     publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
     republish(publisher, message, Exchange(""), queue, {**kept, **headers})
@@ -161,17 +165,13 @@ class DeadLetterQueue:
         queue only after the broker confirmed its return."""
         sent = 0
         with Connection(self.amqp_uri) as connection:
-            publisher = Publisher(self.amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
             for letter in self._letters(connection, event_id):
-                message = letter.message
-                headers = {
-                    k: v
-                    for k, v in (message.headers or {}).items()
-                    if not k.startswith(("x-jvreg-", *BROKER_HEADERS))
-                }
-                # The default exchange routes by queue name: back to that queue only.
-                republish(publisher, message, Exchange(""), letter.queue, headers)
-                message.ack()
+                # The default exchange routes by queue name: back to that queue only,
+                # as a fresh message (its dead-lettering headers dropped).
+                requeue_copy(
+                    self.amqp_uri, letter.message, letter.queue, {}, ("x-jvreg-", *BROKER_HEADERS)
+                )
+                letter.message.ack()
                 sent += 1
         return sent
 

@@ -26,8 +26,8 @@ from shared.faults import crash_point
 log = logging.getLogger(__name__)
 
 # An early event goes back to the tail of its queue, as a new message, until its
-# predecessor has been applied: its waits do not count against the delivery limit
-# (which a few consumer crashes would exhaust) and hold no worker. It is dead-lettered
+# predecessor has been applied: its waits do not count as failures of its handler,
+# and hold no worker. It is dead-lettered
 # only after waiting this long, far longer than what legitimately holds a predecessor
 # back: a crashed relay's lease (shared.outbox.LEASE), or the open transaction of a
 # crashed consumer, which the database keeps for 60 s (MongoDB's
@@ -250,7 +250,7 @@ def parse_cloud_event(body) -> CloudEvent:
 def when_in_order(apply: Callable[[], T]) -> T:
     """Run `apply`, retrying it for a moment while it finds its event early: in a burst
     of events of one aggregate, the predecessor is usually being applied by another
-    worker right then. After that the event is requeued (see OUT_OF_ORDER_PAUSES)."""
+    worker right then. After that it is held back (CloudEventHandler.hold_back)."""
     deadline = time.monotonic() + EARLY_EVENT_PATIENCE_SECONDS
     while True:
         try:

@@ -62,6 +62,18 @@ class Api:
         return self.request("PUT", path, **kwargs)
 
 
+# A formulation plant in the Rashakai SEZ, as an investor registers it.
+PLANT = {
+    "name": "Rashakai Formulation Plant 1",
+    "kind": "formulation_plant",
+    "address": "Plot 14, Rashakai Special Economic Zone",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "capacity": {"value": "250000000", "unit": "tablets/year"},
+}
+
+
 def venture_body(name: str | None = None, **overrides) -> dict:
     """A valid registration, modelled on the ventures the 2025 health accord calls for."""
     body = {

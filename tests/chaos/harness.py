@@ -28,7 +28,7 @@ from shared.cli.reconcile import reconcile
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
 
-from support import Api, RabbitManagement, amqp_uri_for, venture_body
+from support import PLANT, Api, RabbitManagement, amqp_uri_for, venture_body
 from webhook_receiver import WebhookReceiver
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -56,15 +56,6 @@ WEBHOOK_PATH = "/drap"
 # each return towards its delivery limit (shared.messaging.BROKER_DELIVERY_LIMIT, 20):
 # a crash loop far faster than this would dead-letter messages merely in flight.
 MIN_LIFE_SECONDS = 3
-PLANT = {
-    "name": "Rashakai Formulation Plant",
-    "kind": "formulation_plant",
-    "address": "Plot 14, Rashakai Special Economic Zone",
-    "city": "Nowshera",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "capacity": {"value": "250000000", "unit": "tablets/year"},
-}
 MANUFACTURING_LICENCES = ("dml_formulation", "dml_basic", "dml_semi_basic", "dml_repacking")
 
 

@@ -78,21 +78,33 @@ def conclude(
     return outcome
 
 
+# Three licensing instances, the licences walked for 50 s (8 s in the reduced run).
+LICENSING_KILLED = (
+    Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
+    Load(ventures=2, licences_per_plant=2, seconds=8),
+)
+
+
+def kill_licensing_at(fault: str, scenario: str, registry, report) -> Outcome:
+    """Walk licences while three licensing instances run with the fault hook `fault`."""
+    started = time.monotonic()
+    load = sized(*LICENSING_KILLED)
+    with registry(licensing=3) as chaos:
+        licences = chaos.apply_for_licences(load)
+        chaos.arm(fault, "licensing")
+        chaos.drive(licences, load)
+        outcome = conclude(chaos, scenario, report, started)
+    assert outcome.faults >= (MIN_KILLS if FULL else 1)
+    return outcome
+
+
 def test_1_a_service_killed_after_its_commit_loses_nothing(registry, report):
     """Licensing dies right after committing a change and its outbox record, before
     its relay publishes: the record stays pending and a relay (this instance after
     restart, or the other one) publishes it."""
-    started = time.monotonic()
-    load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=8),
+    outcome = kill_licensing_at(
+        "after_commit:0.5", "1. killed after commit, before publishing", registry, report
     )
-    with registry(licensing=3) as chaos:
-        licences = chaos.apply_for_licences(load)
-        chaos.arm("after_commit:0.5", "licensing")
-        chaos.drive(licences, load)
-        outcome = conclude(chaos, "1. killed after commit, before publishing", report, started)
-    assert outcome.faults >= (MIN_KILLS if FULL else 1)
     report.add(outcome)
 
 
@@ -100,19 +112,9 @@ def test_2_a_relay_killed_after_the_confirm_duplicates_but_applies_once(registry
     """Licensing dies after the broker confirmed an event and before the relay marked
     it sent: it is published again (a duplicate on the wire), and every consumer
     still applies it once."""
-    started = time.monotonic()
-    load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=8),
+    outcome = kill_licensing_at(
+        "after_confirm:0.5", "2. relay killed after confirm, before marking sent", registry, report
     )
-    with registry(licensing=3) as chaos:
-        licences = chaos.apply_for_licences(load)
-        chaos.arm("after_confirm:0.5", "licensing")
-        chaos.drive(licences, load)
-        outcome = conclude(
-            chaos, "2. relay killed after confirm, before marking sent", report, started
-        )
-    assert outcome.faults >= (MIN_KILLS if FULL else 1)
     assert outcome.duplicated >= 1, "a kill after the confirm re-sends the event"
     report.add(outcome)
 

@@ -14,17 +14,8 @@ from shared.codec import rfc3339
 from shared.errors import PROBLEM_CONTENT_TYPE
 from shared.messaging import events_exchange
 
-from support import venture_body
+from support import PLANT, venture_body
 
-PLANT = {
-    "name": "Rashakai Formulation Plant 1",
-    "kind": "formulation_plant",
-    "address": "Plot 14, Rashakai Special Economic Zone",
-    "city": "Nowshera",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "capacity": {"value": "250000000", "unit": "tablets/year"},
-}
 DML = {"type": "dml_formulation"}
 
 

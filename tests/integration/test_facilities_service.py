@@ -17,17 +17,10 @@ from shared.errors import Conflict, NotFound
 from shared.inbox import EventOutOfOrder
 from shared.outbox import event_publisher
 
+from support import PLANT
+
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
-PLANT = {
-    "name": "Rashakai Formulation Plant 1",
-    "kind": "formulation_plant",
-    "address": "Plot 14, Rashakai Special Economic Zone",
-    "city": "Nowshera",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "capacity": {"value": "250000000", "unit": "tablets/year"},
-}
 
 
 @pytest.fixture
