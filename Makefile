@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e chaos bench lint fmt up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench lint fmt up down logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+test-chaos: $(STAMP) ## the reduced fault-injection run that `make test` includes (a few minutes)
+	$(BIN)/pytest tests/chaos
 
 chaos: $(STAMP) ## fault injection, 1,000+ faults (stops RabbitMQ briefly); writes docs/reliability.md
 	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -20,6 +20,7 @@ from pathlib import Path
 import eventlet
 import requests
 from eventlet.event import Event
+from eventlet.semaphore import Semaphore
 from kombu import Connection, Queue
 from pymongo import MongoClient
 
@@ -63,17 +64,21 @@ MANUFACTURING_LICENCES = ("dml_formulation", "dml_basic", "dml_semi_basic", "dml
 
 
 class Launcher:
-    """Client of launcher.py: forks service processes and reports how each ended."""
+    """Client of launcher.py: forks service processes and reports how each ended.
+    Any green thread may start a process: requests share the launcher's stdin, so
+    they are written one at a time (a second writer on a pipe that is full raises
+    in eventlet)."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, modules: Iterable[str] = MODULES.values()):
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         }
         env.pop("JVREG_FAULTS", None)
+        self._stdin = Semaphore()
         self.process = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), *MODULES.values()],
+            [sys.executable, str(LAUNCHER), *modules],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(log, "ab"),  # noqa: SIM115
@@ -81,6 +86,7 @@ class Launcher:
             env=env,
         )
         self.exits: dict[int, dict] = {}
+        self.started: set[int] = set()
         self.replies: dict[str, Event] = {}
         self.ready = Event()
         eventlet.spawn_n(self._read)
@@ -93,6 +99,7 @@ class Launcher:
             if "exited" in message:
                 self.exits[message["exited"]] = message
             elif "id" in message:
+                self.started.add(message["pid"])
                 self.replies.pop(message["id"]).send(message["pid"])
             elif message.get("ready"):
                 self.ready.send(True)
@@ -107,18 +114,28 @@ class Launcher:
             "log": str(log),
             "fault_grace": fault_grace,
         }
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        self.process.stdin.flush()
+        with self._stdin:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
         with eventlet.Timeout(30):
             return reply.wait()
 
+    @property
+    def running_children(self) -> set[int]:
+        """The pids it started that have not ended (as far as it has reported)."""
+        return self.started - self.exits.keys()
+
     def close(self) -> None:
-        self.process.stdin.close()
+        with self._stdin:
+            self.process.stdin.close()
         self.process.wait(30)
 
 
 class ServiceProcess:
-    """One instance of a service: a forked `nameko run` equivalent with its own env."""
+    """One instance of a service: a forked `nameko run` equivalent with its own env.
+    The supervisor (reviving it when it died) and the scenario (restarting it to arm
+    or disarm faults, stopping it) act on it from different green threads: one of
+    them at a time owns it, or both would start a child and one would run unseen."""
 
     def __init__(
         self,
@@ -128,20 +145,49 @@ class ServiceProcess:
         env: dict,
         log_dir: Path,
         min_life: float,
+        module: str | None = None,
     ):
         self.launcher = launcher
         self.min_life = min_life
         self.name = name
+        self.module = module or MODULES[name]
         self.label = f"{name}-{instance}"
         self.env = dict(env)
         self.log = log_dir / f"{self.label}.log"
         self.pid: int | None = None
         self.stopping = False  # stopped on purpose: not the supervisor's to restart
         self.started_at = 0.0
+        self._owner = Semaphore()
 
     def start(self) -> None:
-        self.pid = self.launcher.start(MODULES[self.name], self.env, self.log, self.min_life)
+        with self._owner:
+            self._start()
+
+    def _start(self) -> None:
+        self.pid = self.launcher.start(self.module, self.env, self.log, self.min_life)
         self.started_at = time.monotonic()
+
+    def restart(self) -> None:
+        """Stop it gracefully (not a fault, and not the supervisor's to restart) and
+        start it again with its current env."""
+        with self._owner:
+            self._stop()
+            self._start()
+            self.stopping = False
+
+    def revive(self) -> dict | None:
+        """If it died and nobody stopped it on purpose, start it again and return how
+        it ended; None when it runs, was stopped, or another green thread owns it."""
+        if not self._owner.acquire(blocking=False):
+            return None
+        try:
+            ended = self.exit
+            if ended is None or self.stopping:
+                return None
+            self._start()
+            return ended
+        finally:
+            self._owner.release()
 
     @property
     def exit(self) -> dict | None:
@@ -161,6 +207,10 @@ class ServiceProcess:
         self.signal(signal.SIGKILL)
 
     def stop(self, timeout: float = 15) -> None:
+        with self._owner:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float = 15) -> None:
         self.stopping = True
         if not self.running:
             return
@@ -187,14 +237,12 @@ class Supervisor:
     def _watch(self) -> None:
         while self._watching:
             for process in self.processes:
-                ended = process.exit
-                if ended is None or process.stopping:
+                if (ended := process.revive()) is None:
                     continue
                 if ended["signal"] == signal.SIGKILL:
                     self.kills[process.name] += 1
                 else:
                     self.crashes.append(f"{process.label} exited: {ended}")
-                process.start()
             eventlet.sleep(0.05)
 
     @property
@@ -452,19 +500,13 @@ class ChaosRegistry:
         """Restart the processes of `names` with the fault hook JVREG_FAULTS=`faults`."""
         for process in self.of(*names):
             process.env["JVREG_FAULTS"] = faults
-            self._restart(process)
+            process.restart()
 
     def disarm(self) -> None:
         """The end of the faults: restart every armed process without its hook."""
         for process in self.processes:
             if process.env.pop("JVREG_FAULTS", None):
-                self._restart(process)
-
-    @staticmethod
-    def _restart(process: ServiceProcess) -> None:
-        process.stop()  # gracefully: not a fault, and not the supervisor's to restart
-        process.start()
-        process.stopping = False
+                process.restart()
 
     def stop(self) -> None:
         if self.supervisor:
@@ -482,9 +524,9 @@ class ChaosRegistry:
     def apply_for_licences(self, load: Load, timeout: float = 120) -> list[str]:
         """`load.ventures` ventures with a plant each, and its manufacturing licences."""
         deadline = time.monotonic() + timeout
-        ops = self.ops
 
         def plant_with_licences(_) -> list[str]:
+            ops = Api(self.url, self.ops_key)  # a session per green thread, as a driver has
             venture = created(ops, "/v1/ventures", venture_body(), deadline)
             plant = created(ops, f"/v1/ventures/{venture['id']}/facilities", PLANT, deadline)
             return [
