@@ -42,7 +42,7 @@ test-e2e: $(STAMP)
 test-chaos: $(STAMP) ## the reduced fault-injection run that `make test` includes (a few minutes)
 	$(BIN)/pytest tests/chaos
 
-chaos: $(STAMP) ## fault injection, 1,000+ faults (stops RabbitMQ briefly); writes docs/reliability.md
+chaos: $(STAMP) ## fault injection, 1,000+ faults; writes docs/reliability.md
 	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s
 
 bench: $(STAMP) ## time the outbox relay and the portfolio investment report (a few minutes)

@@ -13,6 +13,9 @@ import pytest
 from harness import MIN_LIFE_SECONDS, Launcher, chaos_registry
 from report import DOC, write_report
 
+from rabbit_nodes import RabbitNode
+from support import RabbitManagement
+
 # `full` (make chaos): at least 1,000 faults in all; otherwise a reduced run that
 # `make test` includes, with every scenario and few iterations.
 FULL = os.environ.get("JVREG_CHAOS") == "full"
@@ -29,14 +32,28 @@ def launcher(tmp_path_factory):
 @pytest.fixture
 def registry(backends, rabbit_management, launcher, tmp_path):
     """Start a registry of the scenario's own: `with registry(licensing=2) as r: ...`;
-    `min_life`: seconds a process runs at least before a fault may kill it."""
+    `min_life`: seconds a process runs at least before a fault may kill it; `broker`:
+    a RabbitNode of the scenario's own instead of the machine's RabbitMQ."""
 
-    def start(min_life: float = MIN_LIFE_SECONDS, **instances):
+    def start(min_life: float = MIN_LIFE_SECONDS, broker: RabbitNode | None = None, **instances):
+        where, management = backends, rabbit_management
+        if broker:
+            where = {**backends, "amqp_uri": broker.amqp_uri}
+            management = RabbitManagement(broker.management_url)
         return chaos_registry(
-            backends, rabbit_management, launcher, tmp_path, instances=instances, min_life=min_life
+            where, management, launcher, tmp_path, instances=instances, min_life=min_life
         )
 
     return start
+
+
+@pytest.fixture
+def own_broker():
+    """A RabbitMQ node of the scenario's own, for a scenario that stops its broker."""
+    node = RabbitNode()
+    node.start()
+    yield node
+    node.stop()
 
 
 class Report:

@@ -29,6 +29,7 @@ from shared.cli.reconcile import reconcile
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
 
+from rabbit_nodes import RabbitNode
 from support import PLANT, Api, RabbitManagement, amqp_uri_for, venture_body
 from webhook_receiver import WebhookReceiver
 
@@ -727,14 +728,14 @@ def chaos_registry(backends, management, launcher, log_dir, **kwargs) -> Iterato
 # --- faults the suite injects itself -----------------------------------------------------
 
 
-def restart_broker(down_seconds: float) -> None:
-    """Stop the RabbitMQ application (every connection drops) and start it again.
-    It is the machine's own broker: keep it down briefly, and always start it."""
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+def restart_broker(node: RabbitNode, down_seconds: float) -> None:
+    """Stop the node's RabbitMQ application (every connection drops) and start it
+    again after `down_seconds`."""
+    node.stop_app()
     try:
         eventlet.sleep(down_seconds)
     finally:
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=300)
+        node.start_app()
 
 
 def kill_at_random(

@@ -56,8 +56,8 @@ limits").
    committed, the message is not acked, so it is redelivered; the redelivery changes
    nothing. Also checked: every consumer queue ends empty (0 ready, 0 unacked, from the
    management API).
-4. **RabbitMQ stopped and started** (`rabbitmqctl stop_app` / `start_app`, a few seconds
-   down each time) while more than a hundred licence transitions flow. Every service
+4. **RabbitMQ stopped and started** (`rabbitmqctl stop_app` / `start_app` on a node of the
+   scenario's own, a few seconds down each time) while more than a hundred licence transitions flow. Every service
    reconnects by itself and no process exits; everything is delivered once the broker is
    back; no outbox record is marked sent without a confirm (every record marked sent is on
    the regulator queue).

@@ -143,27 +143,27 @@ def test_3_a_consumer_killed_after_applying_applies_once_and_drains(registry, re
     report.add(outcome)
 
 
-def test_4_broker_restarts_deliver_everything_once_back(registry, report, backends):
+def test_4_broker_restarts_deliver_everything_once_back(registry, report, own_broker):
     """RabbitMQ's application is stopped and started while licences move: every
     service reconnects by itself, every change is delivered once the broker is back,
     and no outbox record is marked sent without a confirm (every record marked sent
-    is on the regulator's queue)."""
+    is on the regulator's queue). The broker is a node of the scenario's own."""
     started = time.monotonic()
     restarts = 3 if FULL else 1
     load = sized(
         Load(ventures=6, licences_per_plant=4, seconds=45, drivers=10),
         Load(ventures=2, licences_per_plant=2, seconds=10),
     )
-    with registry(licensing=3) as chaos:
+    with registry(licensing=3, broker=own_broker) as chaos:
         licences = chaos.apply_for_licences(load)
         traffic = eventlet.spawn(chaos.drive, licences, load)
         pause = load.seconds / (restarts + 1)
         done = 0
         for _ in range(restarts):
             eventlet.sleep(pause * 0.6)
-            restart_broker(down_seconds=3)
+            restart_broker(own_broker, down_seconds=3)
             done += 1
-            wait_until(lambda: broker_reachable(backends["amqp_uri"]) is None, 60, "RabbitMQ back")
+            wait_until(lambda: broker_reachable(own_broker.amqp_uri) is None, 60, "RabbitMQ back")
         flowed = traffic.wait()
         print(f"\n{flowed.transitions} transitions through {done} broker restarts")
         outcome = conclude(chaos, "4. RabbitMQ stopped and started", report, started, faults=done)
