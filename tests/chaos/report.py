@@ -57,10 +57,10 @@ limits").
    nothing. Also checked: every consumer queue ends empty (0 ready, 0 unacked, from the
    management API).
 4. **RabbitMQ stopped and started** (`rabbitmqctl stop_app` / `start_app` on a node of the
-   scenario's own, a few seconds down each time) while more than a hundred licence transitions flow. Every service
-   reconnects by itself and no process exits; everything is delivered once the broker is
-   back; no outbox record is marked sent without a confirm (every record marked sent is on
-   the regulator queue).
+   scenario's own, a few seconds down each time) while more than a hundred licence
+   transitions flow. Every service reconnects by itself and no process exits; everything
+   is delivered once the broker is back; no outbox record is marked sent without a confirm
+   (every record marked sent is on the regulator queue).
 5. **Poison messages among healthy events**, published to `licensing.events`: a missing
    required attribute, a wrong `specversion`, an unparseable `time`, an unknown type, a body
    that is not JSON, and a valid envelope whose data no consumer that reads it can apply.
