@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     ops_key: str | None = None
     expiry_sweep_seconds: float = Field(60, gt=0)
     webhook_allow_private: bool = False
+    # Caps that bound the work each licensing event costs the notifications service.
+    webhook_max_event_types: int = Field(20, ge=1)
+    webhook_max_subscriptions_per_owner: int = Field(20, ge=1)
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long the gateway waits for a service's RPC reply before answering 503.

@@ -10,18 +10,25 @@ once: receivers dedupe by `webhook-id`, the event id)."""
 
 import logging
 import socket
+import ssl
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
+from http.client import HTTPException
 
+import certifi
 import eventlet
-import requests
+from nameko.extensions import DependencyProvider
 from standardwebhooks.webhooks import Webhook
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, SSLError
 
 from services.notifications.domain import (
+    AttemptCategory,
     DeliveryAttempt,
+    Destination,
+    DestinationRefused,
     Resolver,
-    destination_problem,
+    choose_destination,
     judge_attempt,
 )
 from services.notifications.store import (
@@ -43,8 +50,13 @@ LEASE = timedelta(seconds=6 * DELIVERY_TIMEOUT_SECONDS)
 CONCURRENT_SUBSCRIPTIONS = 20
 USER_AGENT = "jvreg-webhooks/1.0"
 STATUS_AFTER = {"delivered": DELIVERED, "retry": PENDING, "failed": FAILED, "gone": FAILED}
-
-Post = Callable[[str, str, dict[str, str]], tuple[int | None, str | None]]
+# The delivery log's words for an attempt that got no HTTP answer.
+NO_ANSWER = {
+    "connect_failed": "could not connect to the receiver",
+    "tls_failed": "TLS failed: no handshake, or a certificate not valid for the host",
+    "timeout": f"no response within {DELIVERY_TIMEOUT_SECONDS} s",
+    "no_response": "the connection closed without an HTTP response",
+}
 
 
 def webhook_headers(secret: str, event_id: str, body: str, moment: datetime) -> dict[str, str]:
@@ -63,30 +75,69 @@ def resolve_host(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
 
 
-def post_webhook(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str | None]:
-    """POST `body` (the exact text that was signed); the receiver's status code, or
-    why there is none. Redirects are not followed: they could lead anywhere."""
+class HostResolver(DependencyProvider):
+    """DNS: what a webhook's host name resolves to, the one outside fact the address
+    check needs. Tests give it a resolver of their own: HostResolver(resolve)."""
+
+    def __init__(self, resolve: Resolver = resolve_host, **kwargs):
+        self.resolve = resolve
+        super().__init__(**kwargs)
+
+    def get_dependency(self, worker_ctx) -> Resolver:
+        return self.resolve
+
+
+def open_connection(destination: Destination) -> HTTPConnection:
+    """A connection to the checked address itself (no second lookup for a rebinding
+    DNS server to answer differently); TLS names and verifies the original host."""
+    if destination.url.scheme == "https":
+        return HTTPSConnection(
+            destination.address,
+            destination.port,
+            timeout=DELIVERY_TIMEOUT_SECONDS,
+            server_hostname=destination.host,
+            cert_reqs=ssl.CERT_REQUIRED,
+            ca_certs=certifi.where(),
+        )
+    return HTTPConnection(destination.address, destination.port, timeout=DELIVERY_TIMEOUT_SECONDS)
+
+
+def post_webhook(
+    destination: Destination, body: str, headers: dict[str, str]
+) -> tuple[AttemptCategory, int | None]:
+    """POST `body` (the exact text that was signed); what happened, and the
+    receiver's status code if it answered. Redirects are not followed: they could
+    lead anywhere."""
+    connection = open_connection(destination)
     try:
-        # requests' timeout bounds each socket wait; eventlet's bounds the whole call.
+        # The socket timeout bounds each wait; eventlet's bounds the whole attempt.
         with eventlet.Timeout(DELIVERY_TIMEOUT_SECONDS):
-            response = requests.post(
-                url,
-                data=body.encode("utf-8"),
-                headers=headers,
-                timeout=DELIVERY_TIMEOUT_SECONDS,
-                allow_redirects=False,
-                stream=True,  # the status is all we need; do not read the body
+            connection.request(
+                "POST",
+                destination.url.request_uri,
+                body=body.encode("utf-8"),
+                headers={**headers, "Host": destination.url.netloc},
+                preload_content=False,  # the status is all we need; do not read the body
             )
-            response.close()
-        return response.status_code, None
-    except (eventlet.Timeout, requests.Timeout):
-        return None, f"no response within {DELIVERY_TIMEOUT_SECONDS} s"
-    except requests.RequestException as error:
-        return None, f"{type(error).__name__}: {error}"
+            return "http_status", connection.getresponse().status
+    except eventlet.Timeout:
+        return "timeout", None
+    except (ssl.SSLError, SSLError):
+        return "tls_failed", None
+    except NewConnectionError:  # before ConnectTimeoutError, which it subclasses
+        return "connect_failed", None
+    except (ConnectTimeoutError, TimeoutError):
+        return "timeout", None
+    except (OSError, HTTPException, HTTPError):
+        return "no_response", None
+    finally:
+        connection.close()
 
 
-def attempt_error(status_code: int | None, outcome: str) -> str | None:
-    if status_code is None or outcome == "delivered":
+def attempt_error(category: AttemptCategory, status_code: int | None, outcome: str) -> str | None:
+    if category != "http_status":
+        return NO_ANSWER[category]
+    if outcome == "delivered":
         return None
     if outcome == "gone":
         return "410 Gone: the receiver asked to stop; subscription disabled"
@@ -102,14 +153,12 @@ class Deliverer:
         owner: str,
         schedule: list[float],
         allow_private: bool,
-        post: Post = post_webhook,
-        resolve: Resolver = resolve_host,
+        resolve: Resolver,
     ):
         self.store = store
         self.owner = owner
         self.schedule = schedule
         self.allow_private = allow_private
-        self.post = post
         self.resolve = resolve
 
     def deliver_next(self, subscription_id: str) -> bool:
@@ -130,13 +179,14 @@ class Deliverer:
         recorded = self.store.record_attempt(
             delivery, self.owner, attempt, STATUS_AFTER[attempt.outcome]
         )
+        # Not the URL: one stored before the URL rules could carry a password.
         log.info(
             "webhook %s attempt %d to %s: %s (%s, %d ms)%s",
             delivery["event_id"],
             attempt.attempt,
-            subscription["url"],
+            subscription_id,
             attempt.outcome,
-            attempt.status_code or attempt.error,
+            attempt.status_code or attempt.category,
             attempt.latency_ms,
             f", next at {attempt.next_retry_at:%H:%M:%S}" if attempt.next_retry_at else "",
         )
@@ -147,16 +197,18 @@ class Deliverer:
     def attempt(self, subscription: dict, delivery: dict) -> DeliveryAttempt:
         moment = utcnow()
         started = time.monotonic()
-        url = subscription["url"]
-        # Checked again at each attempt: what a name resolves to can change.
-        problem = None if self.allow_private else destination_problem(url, self.resolve)
-        if problem:
-            status_code, error = None, f"not sent: {problem}"
+        status_code, refusal = None, None
+        try:
+            # Checked again at each attempt (what a name resolves to can change), and
+            # resolved only here: the request goes to the address that was checked.
+            destination = choose_destination(subscription["url"], self.resolve, self.allow_private)
+        except DestinationRefused as refused:
+            category, refusal = refused.category, f"not sent: {refused.message}"
         else:
             headers = webhook_headers(
                 subscription["secret"], delivery["event_id"], delivery["body"], moment
             )
-            status_code, error = self.post(url, delivery["body"], headers)
+            category, status_code = post_webhook(destination, delivery["body"], headers)
         latency_ms = int((time.monotonic() - started) * 1000)
         outcome, next_retry_at = judge_attempt(
             delivery["attempt_count"], status_code, utcnow(), self.schedule
@@ -164,8 +216,9 @@ class Deliverer:
         return DeliveryAttempt(
             attempt=delivery["attempt_count"],
             at=moment,
+            category=category,
             status_code=status_code,
-            error=error or attempt_error(status_code, outcome),
+            error=refusal or attempt_error(category, status_code, outcome),
             latency_ms=latency_ms,
             outcome=outcome,
             next_retry_at=next_retry_at,
@@ -186,8 +239,9 @@ class WebhookDelivery(BackgroundLoop):
         self._pool = eventlet.GreenPool(CONCURRENT_SUBSCRIPTIONS)
 
     def begin(self, store):
+        resolver = next(dep for dep in self.container.dependencies if isinstance(dep, HostResolver))
         self.deliverer = Deliverer(
-            store.repository(), self.owner, self.schedule, self.allow_private
+            store.repository(), self.owner, self.schedule, self.allow_private, resolver.resolve
         )
 
     def stop(self):

@@ -7,9 +7,9 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +19,8 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
 
 from shared.errors import field_error
 
@@ -28,6 +30,18 @@ SubscriptionStatus = Literal["active", "disabled"]
 # disabled before the event could be delivered.
 DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
 AttemptOutcome = Literal["delivered", "retry", "failed", "gone"]
+# What happened on an attempt, in the registry's own words (never a socket's error
+# text, which would turn the delivery log into a port scanner's report).
+AttemptCategory = Literal[
+    "http_status",  # the receiver answered; see status_code
+    "refused_url",  # the URL breaks the URL rules: not sent
+    "refused_destination",  # the host resolves to a non-public address: not sent
+    "unresolvable",  # the host does not resolve: not sent
+    "connect_failed",
+    "tls_failed",  # no TLS handshake, or a certificate not valid for the host
+    "timeout",
+    "no_response",  # the connection closed without an HTTP answer
+]
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 random bytes
@@ -56,34 +70,104 @@ def check_topic_pattern(pattern: str) -> str:
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether `routing_key` matches `pattern` as a RabbitMQ topic binding would."""
-    return _words_match(pattern.split("."), routing_key.split("."))
+    """Whether `routing_key` matches `pattern` as a RabbitMQ topic binding would.
+
+    One pass over the key's words, carrying the set of pattern positions reached so
+    far: at most (pattern words x key words) steps, whatever the pattern. (Trying
+    every split of the key at each `#` instead takes exponential time on patterns
+    like `#.#.#.#.x`.)"""
+    pattern_words = pattern.split(".")
+    reached = _past_hashes({0}, pattern_words)
+    for word in routing_key.split("."):
+        advanced = set()
+        for position in reached:
+            if position == len(pattern_words):
+                continue  # the pattern is used up, yet words remain
+            expected = pattern_words[position]
+            if expected == "#":
+                advanced.add(position)  # `#` takes this word and may take more
+            elif expected in ("*", word):
+                advanced.add(position + 1)
+        reached = _past_hashes(advanced, pattern_words)
+        if not reached:
+            return False
+    return len(pattern_words) in reached
 
 
-def _words_match(pattern: list[str], words: list[str]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        # `#` swallows zero, one, two... of the remaining words.
-        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
-    if not words:
+def _past_hashes(positions: set[int], pattern_words: list[str]) -> set[int]:
+    """`positions` and those reached from them by letting `#` stand for no word."""
+    reached = set()
+    for position in positions:
+        reached.add(position)
+        while position < len(pattern_words) and pattern_words[position] == "#":
+            position += 1
+            reached.add(position)
+    return reached
+
+
+# --- what a webhook URL may be ------------------------------------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_webhook_url(url: str) -> Url:
+    """`url` as the HTTP client reads it. Deliveries are sent from this very result
+    (urllib3's parser), so the address check and the request cannot disagree about
+    the host; what other parsers read differently (a backslash, user@host, control
+    characters) is refused rather than interpreted."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError("a URL may not contain spaces or control characters")
+    if "\\" in url:
+        raise ValueError("a URL may not contain a backslash")
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        raise ValueError("not a URL (is its port a number from 1 to 65535?)") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError("the URL must start with https:// or http://")
+    if parts.auth is not None:
+        raise ValueError(
+            "a URL may not carry a user name or password (user@host): deliveries are "
+            "authenticated by their signature"
+        )
+    if not parts.host:
+        raise ValueError("the URL names no host")
+    if parts.port == 0:
+        raise ValueError("the URL's port must be from 1 to 65535")
+    check_host_form(bare_host(parts.host))
+    return parts
+
+
+def bare_host(host: str) -> str:
+    """The host without the brackets of an IPv6 literal."""
+    return host[1:-1] if host.startswith("[") else host
+
+
+def check_host_form(host: str) -> None:
+    """An IP address is written the standard way: resolvers also read 2130706433,
+    0177.0.0.1 or 0x7f.1 as 127.0.0.1, which hides what the URL points at."""
+    if "%" in host:
+        raise ValueError("a URL may not name a network interface (an IPv6 %zone)")
+    if is_ip_literal(host):
+        return
+    last_label = host.rstrip(".").rpartition(".")[2].lower()
+    if last_label.isdigit() or last_label.startswith("0x"):
+        raise ValueError(
+            "write an IP address as four decimal numbers (e.g. 196.1.100.17) or an IPv6 "
+            "address in brackets; other numeric forms are refused"
+        )
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
         return False
-    return (head == "*" or head == words[0]) and _words_match(rest, words[1:])
+    return True
 
 
 def check_webhook_url(url: str) -> str:
-    if any(char.isspace() for char in url):
-        raise ValueError("a URL may not contain spaces")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("the URL must start with https:// or http://")
-    if not parts.hostname:
-        raise ValueError("the URL names no host")
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError as error:
-        raise ValueError(f"the URL's port is invalid: {error}") from None
+    parse_webhook_url(url)
     return url
 
 
@@ -108,8 +192,8 @@ class CreateSubscription(Strict):
     url: WebhookUrl = Field(description="where to POST each event, https:// (or http://)")
     event_types: list[EventPattern] = Field(
         min_length=1,
-        max_length=20,
-        description="routing-key patterns, e.g. license.granted, license.*, license.#",
+        description="routing-key patterns, e.g. license.granted, license.*, license.# "
+        "(at most JVREG_WEBHOOK_MAX_EVENT_TYPES, 20 unless set)",
     )
     description: Description | None = None
 
@@ -117,6 +201,15 @@ class CreateSubscription(Strict):
     @classmethod
     def without_repeats(cls, patterns: list[str]) -> list[str]:
         return list(dict.fromkeys(patterns))
+
+
+def check_event_type_count(command: CreateSubscription, most: int) -> None:
+    if len(command.event_types) > most:
+        raise field_error(
+            ["body", "event_types"],
+            f"at most {most} patterns per subscription (license.# covers every licensing event)",
+            "too_long",
+        )
 
 
 class SubscriptionFilters(Strict):
@@ -161,6 +254,9 @@ class DeliveryFilters(Strict):
 class DeliveryAttempt(BaseModel):
     attempt: int = Field(ge=1)
     at: datetime
+    category: AttemptCategory | None = Field(
+        None, description="what happened (absent on attempts logged by earlier versions)"
+    )
     status_code: int | None = Field(None, description="the receiver's HTTP status, if any")
     error: str | None = Field(None, description="why no status came back, or what it meant")
     latency_ms: int = Field(ge=0)
@@ -219,33 +315,75 @@ def address_kind(address: str) -> str | None:
     return None
 
 
-def destination_problem(url: str, resolve: Resolver) -> str | None:
-    """Why the registry must not send requests to `url`, or None when its host
-    resolves only to public addresses. A webhook must not become a way to reach the
-    registry's own network (loopback, private, link-local, multicast, reserved)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+class DestinationRefused(Exception):
+    """A webhook URL the registry will not send to: why (`category`, as the delivery
+    log records it) and what to tell the subscriber."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one delivery goes: the URL as the client parsed it, and the address,
+    checked, that the connection is made to (never looked up a second time)."""
+
+    url: Url
+    address: str
+
+    @property
+    def host(self) -> str:
+        """The name the receiver knows itself by: for the Host header, TLS SNI and the
+        certificate check."""
+        return bare_host(self.url.host)
+
+    @property
+    def port(self) -> int:
+        return self.url.port or DEFAULT_PORTS[self.url.scheme]
+
+
+def choose_destination(url: str, resolve: Resolver, allow_private: bool) -> Destination:
+    """Parse `url`, resolve its host once and check every address it resolves to: a
+    webhook must not become a way into the registry's own network (loopback, private,
+    link-local, multicast, reserved). `allow_private` is for development and tests."""
     try:
-        addresses = sorted(set(resolve(parts.hostname, port)))
-    except OSError as error:
-        return f"cannot resolve {parts.hostname}: {error}"
-    if not addresses:
-        return f"{parts.hostname} resolves to no address"
-    for address in addresses:
-        if kind := address_kind(address):
-            return (
-                f"{parts.hostname} resolves to {address}, a {kind} address; webhooks may "
-                "only target public addresses"
+        parts = parse_webhook_url(url)
+    except ValueError as error:
+        raise DestinationRefused("refused_url", str(error)) from None
+    host = bare_host(parts.host)
+    if is_ip_literal(host):
+        addresses = [host]
+    else:
+        try:
+            addresses = list(
+                dict.fromkeys(resolve(host, parts.port or DEFAULT_PORTS[parts.scheme]))
             )
-    return None
+        except OSError:
+            raise DestinationRefused("unresolvable", f"{host} does not resolve") from None
+        if not addresses:
+            raise DestinationRefused("unresolvable", f"{host} resolves to no address")
+    if not allow_private:
+        for address in addresses:
+            if kind := address_kind(address):
+                raise DestinationRefused(
+                    "refused_destination",
+                    f"{host} resolves to {address}, a {kind} address; webhooks may only "
+                    "target public addresses",
+                )
+    return Destination(parts, addresses[0])
 
 
 def check_destination(url: str, resolve: Resolver, allow_private: bool) -> None:
-    """Refuse a subscription to a non-public address; `allow_private` is for development."""
+    """Refuse a subscription to a non-public address. With `allow_private` nothing is
+    looked up: development and tests subscribe names that may not resolve yet."""
     if allow_private:
         return
-    if problem := destination_problem(url, resolve):
-        raise field_error(["body", "url"], problem, "url_not_public")
+    try:
+        choose_destination(url, resolve, allow_private)
+    except DestinationRefused as refused:
+        raise field_error(["body", "url"], refused.message, refused.category) from None
 
 
 # --- after an attempt ---------------------------------------------------------------

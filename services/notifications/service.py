@@ -9,7 +9,7 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 
 from services.notifications import domain
-from services.notifications.delivery import WebhookDelivery, resolve_host
+from services.notifications.delivery import HostResolver, WebhookDelivery
 from services.notifications.store import NotificationStore, new_subscription_id
 from shared.clock import utcnow
 from shared.entrypoints import rpc
@@ -40,6 +40,7 @@ class NotificationsService:
 
     config = Config()
     store: NotificationStore = MongoStore(NotificationStore)
+    resolve = HostResolver()
     delivery = WebhookDelivery()
     arrival_order = ArrivalOrder()
 
@@ -50,8 +51,9 @@ class NotificationsService:
     @rpc
     def create_subscription(self, body: str, actor: dict) -> dict:
         command = validated(domain.CreateSubscription, body)
-        allow_private = Settings.from_config(self.config).webhook_allow_private
-        domain.check_destination(command.url, resolve_host, allow_private)
+        settings = Settings.from_config(self.config)
+        domain.check_event_type_count(command, settings.webhook_max_event_types)
+        domain.check_destination(command.url, self.resolve, settings.webhook_allow_private)
         now = utcnow()
         subscription = domain.Subscription(
             **command.model_dump(),
@@ -63,7 +65,9 @@ class NotificationsService:
             updated_at=now,
         )
         secret = domain.new_secret()
-        self.store.add_subscription(subscription, secret)
+        self.store.add_subscription(
+            subscription, secret, settings.webhook_max_subscriptions_per_owner
+        )
         created = domain.SubscriptionCreated(**subscription.model_dump(), secret=secret)
         return created.model_dump(mode="json")
 

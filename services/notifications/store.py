@@ -11,7 +11,7 @@ from services.notifications.domain import Delivery, DeliveryAttempt, Subscriptio
 from shared import codec
 from shared.clock import utcnow
 from shared.envelope import CloudEvent
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.inbox import apply_once, check_order
 from shared.mongo import Repository
 
@@ -54,11 +54,35 @@ class NotificationStore(Repository):
 
     # --- subscriptions -------------------------------------------------------------
 
-    def add_subscription(self, subscription: Subscription, secret: str) -> None:
+    def add_subscription(self, subscription: Subscription, secret: str, most_active: int) -> None:
+        """Store a new subscription, unless its organisation already has `most_active`
+        active ones (each costs work on every licensing event): 409."""
         doc = subscription.model_dump(exclude={"id"})
-        self.subscriptions.insert_one(
-            {**doc, "_id": subscription.id, "secret": secret, "delivery_count": 0}
-        )
+        owner = subscription.owner
+
+        def work(session: ClientSession) -> None:
+            # Writing the organisation's record first makes concurrent creations for
+            # one organisation conflict, so they commit one after another and the
+            # count below cannot be overtaken.
+            self.db.subscription_owners.update_one(
+                {"_id": owner}, {"$inc": {"created": 1}}, upsert=True, session=session
+            )
+            active = self.subscriptions.find(
+                {"owner": owner, "status": ACTIVE}, {"_id": 1}, session=session
+            ).limit(most_active)
+            if len(list(active)) >= most_active:
+                raise Conflict(
+                    f"{owner} already has {most_active} active subscriptions, the most an "
+                    "organisation may have: disable one (DELETE /v1/subscriptions/{id}) or "
+                    "widen the patterns of another",
+                    extra={"max_active_subscriptions": most_active},
+                )
+            self.subscriptions.insert_one(
+                {**doc, "_id": subscription.id, "secret": secret, "delivery_count": 0},
+                session=session,
+            )
+
+        self.transaction(work)
 
     def subscription_document(self, subscription_id: str) -> dict:
         """The stored subscription, secret included (for signing only)."""

@@ -1,7 +1,11 @@
 """The notifications service against the real broker and wire server: licensing
 events published to `licensing.events` (as the licensing service's outbox relay
 publishes them) reach webhook receivers, signed, once each and in order; failures
-are retried on the schedule and logged; 410 disables the subscription."""
+are retried on the schedule and logged; 410 disables the subscription; a name that
+resolves inward is never contacted, and each delivery looks its host up once.
+
+Names are resolved by a DNS the test scripts (ScriptedDns), so no test looks up or
+contacts anything but 127.0.0.x."""
 
 import json
 import uuid
@@ -10,10 +14,11 @@ from datetime import datetime
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from services.notifications.delivery import HostResolver
 from services.notifications.service import NotificationsService
-from shared.cli.processes import wait_until
+from shared.cli.processes import free_port, wait_until
 from shared.envelope import new_event
-from shared.errors import InvalidInput
+from shared.errors import Conflict, InvalidInput
 from shared.outbox import event_publisher
 
 from webhook_receiver import WebhookReceiver
@@ -277,3 +282,193 @@ def test_private_addresses_are_refused_unless_allowed(service_config, container_
             assert caught.value.errors[0]["loc"] == ["body", "url"]
             assert "webhooks may only target public addresses" in caught.value.errors[0]["msg"]
         assert proxy.list_subscriptions({}, None, 10) == []
+
+
+# --- where deliveries go: names, addresses, lookups ---------------------------------
+
+PUBLIC_LOOKING = "webhooks.drap.gov.pk"
+# A public address, only ever answered by the scripted DNS at subscription: never
+# contacted (documentation ranges such as 192.0.2.0/24 are not public, hence refused).
+PUBLIC_ADDRESS = "196.1.100.17"
+
+
+class ScriptedDns:
+    """A resolver the test controls: the n-th lookup of a name gets the n-th of its
+    scripted answers (the last one from then on). It records every lookup."""
+
+    def __init__(self, answers: dict[str, list[str]] | None = None):
+        self.answers = answers or {}
+        self.lookups: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append((host, port))
+        seen = sum(1 for looked_up, _ in self.lookups if looked_up == host) - 1
+        scripted = self.answers.get(host)
+        if not scripted:
+            raise OSError("no such name")
+        return [scripted[min(seen, len(scripted) - 1)]]
+
+
+@pytest.fixture
+def notifications_with(container_factory, amqp_uri):
+    """Start the notifications service with `dns` as its resolver; its RPC proxy."""
+    proxies = []
+
+    def start(dns: ScriptedDns, config: dict):
+        class NotificationsWithScriptedDns(NotificationsService):
+            resolve = HostResolver(dns)
+
+        container_factory(NotificationsWithScriptedDns, config).start()
+        proxy = ServiceRpcProxy("notifications", {"AMQP_URI": amqp_uri})
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
+
+
+def public_only(service_config) -> dict:
+    return {**service_config, "JVREG_WEBHOOK_RETRY_SCHEDULE_SECONDS": [RETRY_SECONDS]}
+
+
+def settled(rpc, subscription_id: str, attempts: int) -> list[dict]:
+    """The subscription's one delivery, once it has logged `attempts` attempts."""
+
+    def logged():
+        log = deliveries(rpc, subscription_id)
+        return log if log and len(log[0]["attempts"]) >= attempts else None
+
+    wait_until(logged, 30, f"{attempts} attempt(s) logged")
+    return logged()
+
+
+def test_a_name_resolving_to_loopback_cannot_be_subscribed(
+    notifications_with, service_config, receiver
+):
+    url = receiver.answer("/hook", 204).replace("127.0.0.1", PUBLIC_LOOKING)
+    inward = ScriptedDns({PUBLIC_LOOKING: ["127.0.0.1"]})
+    rpc = notifications_with(inward, public_only(service_config))
+    with pytest.raises(InvalidInput) as caught:
+        subscribe(rpc, url, "license.#")
+    (error,) = caught.value.errors
+    assert error["loc"] == ["body", "url"]
+    assert error["type"] == "refused_destination"
+    assert "resolves to 127.0.0.1, a loopback address" in error["msg"]
+    assert rpc.list_subscriptions({}, None, 10) == []
+    assert receiver.requests == []
+
+
+def test_a_name_that_turns_to_loopback_after_subscribing_is_never_contacted(
+    notifications_with, service_config, receiver, publish
+):
+    port = receiver.server.server_address[1]
+    url = receiver.answer("/hook", 204).replace("127.0.0.1", PUBLIC_LOOKING)
+    # Public when subscribing, loopback at every delivery attempt after that.
+    dns = ScriptedDns({PUBLIC_LOOKING: [PUBLIC_ADDRESS, "127.0.0.1"]})
+    rpc = notifications_with(dns, public_only(service_config))
+    subscription = subscribe(rpc, url, "license.#")
+    publish(Licence().event("submitted"))
+
+    (delivery,) = settled(rpc, subscription["id"], 2)
+    assert delivery["status"] == "failed"
+    for attempt in delivery["attempts"]:
+        assert attempt["category"] == "refused_destination"
+        assert attempt["status_code"] is None
+        assert attempt["error"] == (
+            f"not sent: {PUBLIC_LOOKING} resolves to 127.0.0.1, a loopback address; "
+            "webhooks may only target public addresses"
+        )
+    assert receiver.requests == []
+    assert dns.lookups == [(PUBLIC_LOOKING, port)] * 3  # subscribing, then each attempt
+
+
+def test_each_delivery_looks_its_host_up_once_and_connects_to_that_address(
+    notifications_with, notifications_config, receiver, publish
+):
+    """DNS rebinding: a second lookup would get 127.0.0.2, where nothing listens; the
+    delivery arrives because the connection goes to the address looked up (and
+    checked) once."""
+    port = receiver.server.server_address[1]
+    url = receiver.answer("/hook", 204).replace("127.0.0.1", PUBLIC_LOOKING)
+    dns = ScriptedDns({PUBLIC_LOOKING: ["127.0.0.1", "127.0.0.2"]})
+    rpc = notifications_with(dns, notifications_config)
+    subscription = subscribe(rpc, url, "license.#")
+    publish(Licence().event("submitted"))
+
+    (delivery,) = settled(rpc, subscription["id"], 1)
+    assert [a["category"] for a in delivery["attempts"]] == ["http_status"]
+    assert delivery["status"] == "delivered"
+    assert len(receiver.received("/hook")) == 1
+    assert dns.lookups == [(PUBLIC_LOOKING, port)]
+
+
+def test_a_delivery_carries_the_original_host_header_path_and_query(
+    notifications_with, notifications_config, receiver, publish
+):
+    port = receiver.server.server_address[1]
+    receiver.answer("/hooks/jvreg?desk=islamabad", 204)
+    dns = ScriptedDns({PUBLIC_LOOKING: ["127.0.0.1"]})
+    rpc = notifications_with(dns, notifications_config)
+    url = f"http://{PUBLIC_LOOKING}:{port}/hooks/jvreg?desk=islamabad#ignored"
+    subscription = subscribe(rpc, url, "license.#")
+    event = Licence().event("submitted")
+    publish(event)
+
+    wait_until(lambda: receiver.received("/hooks/jvreg?desk=islamabad"), 30, "the delivery")
+    (received,) = receiver.received("/hooks/jvreg?desk=islamabad")
+    assert received.headers["Host"] == f"{PUBLIC_LOOKING}:{port}"
+    assert received.verified(subscription["secret"])["id"] == event.id
+
+
+def test_attempts_are_logged_by_category_never_by_socket_error(
+    notifications_with, notifications_config, receiver, publish
+):
+    closed = free_port()  # nothing listens here
+    dns = ScriptedDns({PUBLIC_LOOKING: ["127.0.0.1"]})
+    rpc = notifications_with(dns, notifications_config)
+    refused = subscribe(rpc, f"http://{PUBLIC_LOOKING}:{closed}/hook", "license.#")
+    nowhere = subscribe(rpc, "http://unknown.drap.gov.pk/hook", "license.#")
+    failing = subscribe(rpc, receiver.answer("/busy", 503), "license.#")
+    publish(Licence().event("submitted"))
+
+    (delivery,) = settled(rpc, refused["id"], 1)
+    attempt = delivery["attempts"][0]
+    assert (attempt["category"], attempt["status_code"]) == ("connect_failed", None)
+    assert attempt["error"] == "could not connect to the receiver"  # no errno, no address
+    (delivery,) = settled(rpc, nowhere["id"], 1)
+    attempt = delivery["attempts"][0]
+    assert attempt["category"] == "unresolvable"
+    assert attempt["error"] == "not sent: unknown.drap.gov.pk does not resolve"
+    (delivery,) = settled(rpc, failing["id"], 1)
+    attempt = delivery["attempts"][0]
+    assert (attempt["category"], attempt["status_code"]) == ("http_status", 503)
+    assert attempt["error"] == "HTTP 503"
+
+
+def test_patterns_and_subscriptions_are_capped_by_the_settings(
+    notifications_with, notifications_config
+):
+    config = {
+        **notifications_config,
+        "JVREG_WEBHOOK_MAX_EVENT_TYPES": 2,
+        "JVREG_WEBHOOK_MAX_SUBSCRIPTIONS_PER_OWNER": 2,
+    }
+    rpc = notifications_with(ScriptedDns(), config)
+    url = "http://127.0.0.1:9/hook"
+    with pytest.raises(InvalidInput) as caught:
+        subscribe(rpc, url, "license.granted", "license.revoked", "license.expired")
+    assert [error["loc"] for error in caught.value.errors] == [["body", "event_types"]]
+
+    first = subscribe(rpc, url, "license.granted", "license.revoked")
+    subscribe(rpc, url, "license.#")
+    with pytest.raises(Conflict) as caught:
+        subscribe(rpc, url, "license.#")
+    assert "already has 2 active subscriptions" in str(caught.value)
+    assert caught.value.extra == {"max_active_subscriptions": 2}
+    other = {**REGULATOR, "owner": "Punjab Drug Inspectorate"}
+    rpc.create_subscription(json.dumps({"url": url, "event_types": ["#"]}), other)
+
+    rpc.disable_subscription(first["id"], REGULATOR)
+    subscribe(rpc, url, "license.#")  # a disabled subscription frees its place
+    assert len(rpc.list_subscriptions({"owner": REGULATOR["owner"]}, None, 10)) == 3

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,8 +15,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from services.notifications.delivery import Deliverer, webhook_headers
 from services.notifications.domain import (
     CreateSubscription,
+    DestinationRefused,
     Subscription,
     check_destination,
+    check_event_type_count,
+    choose_destination,
     judge_attempt,
     new_secret,
     retry_delay,
@@ -44,10 +48,58 @@ from shared.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings
         ("license.#.late", "license.granted.late", True),
         ("license.#.late", "license.granted", False),
         ("license.*", "facility.registered", False),
+        ("#.#", "license", True),
+        ("#.*", "license.granted", True),
+        ("*.#.*", "license", False),
+        ("#.granted.#", "license.granted", True),
+        ("#.#.#.revoked", "license.granted", False),
+        ("license.#.#", "license.granted.late", True),
     ],
 )
 def test_topic_patterns_match_as_rabbitmq_bindings_do(pattern, routing_key, expected):
     assert topic_matches(pattern, routing_key) is expected
+
+
+def python_calls(function, *args) -> int:
+    """How many Python function calls (and generator resumptions) `function(*args)`
+    makes: a measure of its work that does not depend on the machine's speed."""
+    calls = 0
+
+    def count(frame, event, arg):
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        function(*args)
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_matching_a_pattern_of_many_hashes_is_linear_not_exponential():
+    """`#.#.….#.x` (the longest pattern allowed) against a licensing routing key: trying
+    every split of the key at each `#` made half a million calls (over a second per
+    pattern, per event); walking the key's words once makes a handful."""
+    pattern = ".".join(["#"] * 99 + ["x"])
+    assert len(pattern) <= 200
+    assert python_calls(topic_matches, pattern, "license.granted") < 20
+    assert not topic_matches(pattern, "license.granted")
+    assert topic_matches(pattern, "license.x")
+
+
+def test_patterns_per_subscription_are_capped_by_the_setting():
+    command = CreateSubscription.model_validate(
+        subscription_body(event_types=[f"license.kind_{n}" for n in "abcdefghijklmnopqrstuvwxy"])
+    )
+    check_event_type_count(command, 25)
+    with pytest.raises(InvalidInput) as caught:
+        check_event_type_count(command, 24)
+    (error,) = caught.value.errors
+    assert error["loc"] == ["body", "event_types"]
+    assert "at most 24 patterns" in error["msg"]
+    assert Settings().webhook_max_event_types == 20
+    assert Settings().webhook_max_subscriptions_per_owner == 20
 
 
 def subscription_body(**overrides) -> dict:
@@ -99,12 +151,101 @@ def test_repeated_patterns_are_kept_once_in_order():
         "https://",
         "https://drap.example:99999/",
         "https://drap example/",
+        "javascript://drap.example/%0aalert(1)",
+        "file:///etc/passwd",
+        "https://drap.example:0/",
     ],
 )
 def test_only_http_and_https_urls_with_a_host_are_accepted(url):
     with pytest.raises(ValidationError) as caught:
         CreateSubscription.model_validate(subscription_body(url=url))
     assert [error["loc"] for error in caught.value.errors()] == [("url",)]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        # urlsplit reads host 196.1.100.17 here; the HTTP client reads 127.0.0.1:8000.
+        ("http://127.0.0.1:8000\\@196.1.100.17/admin?x=1", "backslash"),
+        ("https://hooks.drap.gov.pk\\path", "backslash"),
+        ("https://desk:s3cret@hooks.drap.gov.pk/in", "user name or password"),
+        ("https://desk@hooks.drap.gov.pk/in", "user name or password"),
+        ("https://hooks.drap.gov.pk/in\r\nX-Injected: 1", "control characters"),
+        ("https://hooks.drap.gov.pk/in\x00", "control characters"),
+        ("https://hooks.drap.gov.pk\t/in", "control characters"),
+        ("https://hooks.drap.gov.pk/in\x7f", "control characters"),
+        ("https://hooks.drap.gov.pk/\u2028in", "control characters"),
+        ("http://[fe80::1%25eth0]/in", "network interface"),
+        # What resolvers also read as 127.0.0.1 (inet_aton's forms).
+        ("http://2130706433/in", "four decimal numbers"),
+        ("http://0177.0.0.1/in", "four decimal numbers"),
+        ("http://0x7f.0.0.1/in", "four decimal numbers"),
+        ("http://0x7f000001/in", "four decimal numbers"),
+        ("http://127.1/in", "four decimal numbers"),
+        ("http://127.0.0.1./in", "four decimal numbers"),
+        ("http://017700000001/in", "four decimal numbers"),
+    ],
+)
+def test_urls_that_parsers_read_differently_are_refused(url, reason):
+    with pytest.raises(ValidationError) as caught:
+        CreateSubscription.model_validate(subscription_body(url=url))
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("url",)
+    assert reason in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.drap.gov.pk/in?desk=islamabad&kind=licence",
+        "https://HOOKS.drap.gov.pk:8443/in/@desk",  # `@` in the path is not userinfo
+        "https://196.1.100.17/in",
+        "https://[2400:cb00::1]:8443/in",
+        "https://hooks.drap.gov.pk./in",
+        "https://hooks.drap.gov.pk/in%5Cpath",  # an escaped backslash is path text
+    ],
+)
+def test_ordinary_urls_are_accepted(url):
+    assert CreateSubscription.model_validate(subscription_body(url=url)).url == url
+
+
+def test_the_destination_is_the_address_checked_with_the_original_name():
+    resolve = resolver("196.1.100.17", "196.1.100.18", "196.1.100.17")
+    destination = choose_destination(
+        "https://Hooks.DRAP.gov.pk:8443/in?desk=1#top", resolve, allow_private=False
+    )
+    assert resolve.calls == [("hooks.drap.gov.pk", 8443)]
+    assert destination.address == "196.1.100.17"
+    assert (destination.host, destination.port) == ("hooks.drap.gov.pk", 8443)
+    assert destination.url.netloc == "hooks.drap.gov.pk:8443"  # the Host header
+    assert destination.url.request_uri == "/in?desk=1"
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "kind"),
+    [
+        ("http://[::1]:8000/in", "::1", "loopback"),
+        ("http://[::ffff:127.0.0.1]/in", "::ffff:127.0.0.1", "loopback"),
+        ("http://[fd00::7]/in", "fd00::7", "private"),
+        ("http://127.0.0.1:8000/in", "127.0.0.1", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254", "link-local"),
+    ],
+)
+def test_ip_literals_are_checked_without_a_lookup(url, address, kind):
+    resolve = resolver("196.1.100.17")
+    with pytest.raises(DestinationRefused) as caught:
+        choose_destination(url, resolve, allow_private=False)
+    assert caught.value.category == "refused_destination"
+    assert f"resolves to {address}, a {kind} address" in caught.value.message
+    assert resolve.calls == []
+
+
+def test_a_public_ipv6_literal_is_the_destination_itself():
+    destination = choose_destination(
+        "https://[2400:cb00::1]:8443/in", resolver(), allow_private=False
+    )
+    assert (destination.address, destination.host) == ("2400:cb00::1", "2400:cb00::1")
+    assert destination.url.netloc == "[2400:cb00::1]:8443"
 
 
 def resolver(*addresses: str):
@@ -159,7 +300,7 @@ def test_an_unresolvable_host_is_refused():
     def fails(host, port):
         raise OSError("Name or service not known")
 
-    with pytest.raises(InvalidInput, match="cannot resolve nowhere.example"):
+    with pytest.raises(InvalidInput, match="nowhere.example does not resolve"):
         check_destination("https://nowhere.example/", fails, allow_private=False)
 
 
@@ -241,21 +382,29 @@ def test_the_signature_is_the_documented_hmac_recipe():
 
 def test_a_delivery_is_not_sent_to_an_address_that_became_private():
     """The address is checked again at each attempt (DNS can change after subscribing)."""
-    posted = []
     deliverer = Deliverer(
         store=None,
         owner="test",
         schedule=[5.0],
         allow_private=False,
-        post=lambda *args: posted.append(args) or (200, None),
         resolve=resolver("10.0.0.7"),
     )
     subscription = {"url": "https://hooks.drap.example/in", "secret": new_secret()}
     delivery = {"event_id": "evt-1", "body": EVENT_BODY, "attempt_count": 1}
     attempt = deliverer.attempt(subscription, delivery)
-    assert posted == []
     assert attempt.outcome == "retry" and attempt.status_code is None
+    assert attempt.category == "refused_destination"
     assert "10.0.0.7, a private address" in attempt.error
+
+
+def test_a_stored_url_that_breaks_the_rules_is_not_sent_to():
+    """A subscription stored before the URL rules is refused at delivery too."""
+    deliverer = Deliverer(None, "test", [5.0], allow_private=True, resolve=resolver("127.0.0.1"))
+    subscription = {"url": "http://127.0.0.1:8000\\@196.1.100.17/", "secret": new_secret()}
+    delivery = {"event_id": "evt-1", "body": EVENT_BODY, "attempt_count": 1}
+    attempt = deliverer.attempt(subscription, delivery)
+    assert (attempt.category, attempt.outcome) == ("refused_url", "retry")
+    assert attempt.error == "not sent: a URL may not contain a backslash"
 
 
 def test_a_subscription_wants_only_matching_events_while_active():
