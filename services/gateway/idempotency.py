@@ -31,7 +31,7 @@ from werkzeug.wrappers import Request, Response
 from services.gateway.keys import ApiKeyStore
 from shared import codec
 from shared.clock import utcnow
-from shared.errors import BadRequest, Conflict, RegistryError, Unauthorized
+from shared.errors import BadRequest, Conflict, RegistryError, ServiceUnavailable, Unauthorized
 from shared.mongo import MongoStore, Repository
 
 log = logging.getLogger(__name__)
@@ -246,15 +246,21 @@ class IdempotentCommands(MongoStore):
         if key is None:
             return answer()
         store: IdempotencyStore = self.repository()
-        caller = store.caller(request.headers.get("Authorization"))
-        if caller is None:
-            return answer()
         request.shallow = False
         body = request.stream.read(max_body + 1)
         request.stream = io.BytesIO(body)  # the route reads it again (werkzeug allows this)
-        record_id = f"{caller}:{key}"
         request_fingerprint = fingerprint(request.method, request.path, request.query_string, body)
-        attempt, reply = store.claim(record_id, request_fingerprint)
+        try:
+            caller = store.caller(request.headers.get("Authorization"))
+            record_id = f"{caller}:{key}"
+            attempt, reply = store.claim(record_id, request_fingerprint) if caller else (None, None)
+        except PyMongoError as error:
+            log.warning("could not check %s %r: %r", HEADER, key, error)
+            raise ServiceUnavailable(
+                f"the registry cannot check your {HEADER} just now; retry shortly"
+            ) from None
+        if caller is None:
+            return answer()  # the route answers 401
         if reply is not None:
             log.info("replayed the answer to %s %r (%s)", HEADER, key, request.path)
             return replayed(reply)
