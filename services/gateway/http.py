@@ -13,6 +13,7 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from services.gateway.idempotency import IdempotentCommands, idempotency_key
 from shared import codec
 from shared.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -87,23 +88,15 @@ class ProblemWsgiApp(WsgiApp):
 
 
 COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-MAX_IDEMPOTENCY_KEY = 255
 
 
 def command_key(request: Request) -> str:
     """The name of the command a request carries out, passed to the services so that
     they apply it once: the client's Idempotency-Key (scoped to its credentials), or a
     fresh one, which still stops an RPC redelivered after a crash from applying twice."""
-    given = request.headers.get("Idempotency-Key")
+    given = idempotency_key(request)
     if given is None:
         return f"req:{uuid.uuid4().hex}"
-    if not 1 <= len(given) <= MAX_IDEMPOTENCY_KEY or not given.isprintable():
-        raise BadRequest(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-            errors=[
-                {"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}
-            ],
-        )
     caller = hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()[:16]
     return f"{caller}:{given}"
 
@@ -130,6 +123,18 @@ class ApiEndpoint(HttpRequestHandler):
         return problem_response(problem_for(exc))
 
     def handle_request(self, request):
+        # A command with an Idempotency-Key is carried out once; retries get its answer.
+        commands = IdempotentCommands.of(self.container)
+        if commands is None or request.method not in COMMAND_METHODS:
+            return self.answer(request)
+        try:
+            return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
+        except RegistryError as refused:
+            log.info("%s %s: %s", request.method, request.path, refused)
+            headers = getattr(refused, "headers", None)
+            return problem_response(problem_for(refused, request.path), headers)
+
+    def answer(self, request):
         response = super().handle_request(request)
         if response.mimetype == PROBLEM_CONTENT_TYPE:
             # Fill in which request the problem is about.

@@ -15,6 +15,7 @@ from services.gateway import (
 )
 from services.gateway.clients import ServiceClient
 from services.gateway.http import api, json_response, read_json_body
+from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, CreateApiKey, Principal
 from services.gateway.openapi import openapi_document
 from shared.errors import invalid_input
@@ -37,6 +38,7 @@ class GatewayService(
 
     config = Config()
     keys = ApiKeys()
+    idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     ventures = ServiceClient("ventures")
     facilities = ServiceClient("facilities")
     licensing = ServiceClient("licensing")

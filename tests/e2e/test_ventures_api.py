@@ -322,20 +322,3 @@ def test_a_stopped_service_makes_health_degraded_and_requests_503_not_hang(regis
     # did not happen later behind its back.
     names = [v["name"] for v in investor.get("/v1/ventures").json()["items"]]
     assert "Never Registered JV" not in names
-
-
-def test_a_retry_with_the_same_idempotency_key_is_not_applied_twice(investor, new_key):
-    key = {"Idempotency-Key": f"register-{uuid.uuid4().hex}"}
-    first = investor.post("/v1/ventures", json=venture_body(), headers=key)
-    assert first.status_code == 201, first.text
-    again = investor.post("/v1/ventures", json=venture_body(), headers=key)
-    assert "already carried out" in problem_of(again, 409)["detail"]
-    assert [v["id"] for v in investor.get("/v1/ventures").json()["items"]] == [first.json()["id"]]
-    # The key is the caller's own: another investor may use the same string.
-    other = new_key("investor", "Another Investor With The Same Key")
-    assert other.post("/v1/ventures", json=venture_body(), headers=key).status_code == 201
-    problem = problem_of(
-        investor.post("/v1/ventures", json=venture_body(), headers={"Idempotency-Key": "k" * 256}),
-        400,
-    )
-    assert locs(problem) == {("header", "Idempotency-Key")}
