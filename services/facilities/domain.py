@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.errors import Conflict, NotFound
+from shared.input_types import PartyName
 from shared.vocabulary import Province
 
 FacilityKind = Literal[
@@ -41,7 +42,7 @@ class Capacity(Strict):
 
 
 class RegisterFacility(Strict):
-    name: Name
+    name: PartyName
     kind: FacilityKind
     address: Line
     city: Name

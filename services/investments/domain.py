@@ -7,7 +7,6 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -23,12 +22,8 @@ from pydantic import (
 )
 
 from services.investments.currencies import minor_units
-from shared.clock import utcnow
 from shared.errors import Conflict, RuleViolated, field_error, invalid_input, validated
-
-# Value dates are Pakistani business dates: "today" is today in Karachi (UTC+05:00), so
-# a flow dated today is accepted from midnight PKT, five hours before UTC's midnight.
-VALUE_DATE_ZONE = ZoneInfo("Asia/Karachi")
+from shared.input_types import PartyName, PastDate, confusable_key
 
 FlowType = Literal[
     "commitment",
@@ -52,10 +47,6 @@ DECIMAL_STRING_SCHEMA = {
     "pattern": r"^[+-]?\d+(\.\d+)?$",
     "description": "a decimal string; JSON numbers are refused because they lose exactness",
 }
-
-
-def today_in_pakistan(now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(VALUE_DATE_ZONE).date()
 
 
 def parse_decimal_string(value: Any) -> Decimal:
@@ -99,18 +90,6 @@ Currency = Annotated[
         {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217, e.g. PKR, CNY"}
     ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
-
-
-def check_not_future(value: date, info: ValidationInfo) -> date:
-    """`today` comes from the validation context (tests fix it); otherwise the clock."""
-    today = (info.context or {}).get("today") or today_in_pakistan()
-    if value > today:
-        raise ValueError(f"must not be in the future (today in Pakistan is {today.isoformat()})")
-    return value
-
-
-PastDate = Annotated[date, Field(strict=True), AfterValidator(check_not_future)]
 
 
 class Strict(BaseModel):
@@ -122,7 +101,7 @@ class RecordFlow(Strict):
     the `type` and `currency` validated before it."""
 
     type: FlowType = Field(description="IATI transaction type")
-    partner: Name = Field(description="the partner's name, as registered on the venture")
+    partner: PartyName = Field(description="the partner's name, as registered on the venture")
     currency: Currency
     amount: DecimalString = Field(
         description="in `currency`, at most its minor-unit decimals; negative only for a "
@@ -199,13 +178,15 @@ class VentureView(BaseModel):
 
 
 def partner_key(name: str) -> str:
-    """Partners are named case-insensitively and ignoring runs of spaces."""
+    """The partner part of a balance's id: case-insensitive, ignoring runs of spaces.
+    (Stored in balance ids, so it stays as it was; lookups use `confusable_key`.)"""
     return " ".join(name.split()).casefold()
 
 
 def find_partner(venture: VentureView, name: str) -> PartnerView:
+    """The partner `name` looks like; a venture's partners never look alike."""
     for partner in venture.partners:
-        if partner_key(partner.name) == partner_key(name):
+        if confusable_key(partner.name) == confusable_key(name):
             return partner
     known = ", ".join(partner.name for partner in venture.partners)
     raise field_error(

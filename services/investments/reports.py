@@ -12,7 +12,7 @@ What counts as what (IATI transaction types):
 """
 
 from bisect import bisect_right
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 
 from services.investments.currencies import minor_units
 from services.investments.domain import COMMITMENT, DISBURSEMENT, FLOW_TYPES, USD
-from shared.errors import RuleViolated
 
 ROUNDING = ROUND_HALF_EVEN
 RATIO_PLACES = 4
@@ -70,50 +69,88 @@ class Rates:
         return self._values[currency][index] if index >= 0 else None
 
 
-def missing_rates_error(missing: Mapping[str, date], reporting: str) -> RuleViolated:
-    """Names, per currency, the earliest value date without a rate: one rate on or before
-    that day would cover every later one too."""
-    items = [{"currency": code, "date": day.isoformat()} for code, day in sorted(missing.items())]
-    named = "; ".join(f"{item['currency']} on or before {item['date']}" for item in items)
-    return RuleViolated(
-        f"cannot report in {reporting}: no usd_per_unit rate for {named}; "
-        "ops sets one with PUT /v1/fx-rates/{currency}/{date}",
-        errors=[
-            {
-                "loc": ["fx_rates", item["currency"], item["date"]],
-                "msg": f"no rate for {item['currency']} on or before {item['date']}",
-                "type": "missing_fx_rate",
-            }
-            for item in items
-        ],
-        extra={"missing_rates": items},
-    )
+@dataclass(frozen=True)
+class Conversion:
+    """Units of the reporting currency per unit of each (currency, value date) that can
+    be converted, and, for each that cannot, the currencies without a rate on or before
+    that day (the flows' own, the reporting currency's, or both)."""
+
+    factors: Mapping[tuple[str, date], Decimal]
+    missing: Mapping[tuple[str, date], tuple[str, ...]]
 
 
-def conversion_factors(
-    rows: Iterable[DayTotals], rates: Rates, reporting: str
-) -> dict[tuple[str, date], Decimal]:
-    """Units of `reporting` per unit of each (currency, value date) of `rows`, through
-    USD; raises naming every missing rate instead of guessing one."""
+def conversion(rows: Iterable[DayTotals], rates: Rates, reporting: str) -> Conversion:
+    """How to convert each (currency, value date) of `rows` into `reporting`, through
+    USD; never guesses a rate that does not exist."""
     factors: dict[tuple[str, date], Decimal] = {}
-    missing: dict[str, date] = {}
+    missing: dict[tuple[str, date], tuple[str, ...]] = {}
     for row in rows:
         key = (row.currency, row.value_date)
-        if key in factors:
+        if key in factors or key in missing:
             continue
         if row.currency == reporting:
             factors[key] = Decimal(1)
             continue
         source = rates.usd_per_unit(row.currency, row.value_date)
         target = rates.usd_per_unit(reporting, row.value_date)
-        for currency, rate in ((row.currency, source), (reporting, target)):
-            if rate is None:
-                missing[currency] = min(missing.get(currency, row.value_date), row.value_date)
         if source is not None and target is not None:
             factors[key] = source / target
-    if missing:
-        raise missing_rates_error(missing, reporting)
-    return factors
+        else:
+            missing[key] = tuple(
+                code for code, rate in ((row.currency, source), (reporting, target)) if not rate
+            )
+    return Conversion(factors, missing)
+
+
+class MissingRate(BaseModel):
+    currency: str
+    date: str = Field(description="a rate set for this day or any earlier one would do")
+
+
+class ConversionProblem(BaseModel):
+    """Flows of one venture that no figure in the reporting currency includes."""
+
+    type: str = Field("missing_fx_rate", description="why they could not be converted")
+    venture_id: str
+    currency: str = Field(description="the currency the flows were recorded in")
+    date: str = Field(description="the earliest value date of those flows")
+    missing_rates: list[MissingRate] = Field(description="the rates that would convert them")
+    detail: str
+
+
+def conversion_problems(
+    located: Iterable[tuple[str, str, date]],
+    missing: Mapping[tuple[str, date], tuple[str, ...]],
+    reporting: str,
+) -> list[ConversionProblem]:
+    """One problem per venture and currency, from the (venture id, currency, value
+    date) of each flow that could not be converted: a rate on or before the earliest
+    such day covers the later ones too."""
+    needed: dict[tuple[str, str], dict[str, date]] = {}
+    for venture_id, currency, day in located:
+        rates = needed.setdefault((venture_id, currency), {})
+        for code in missing[(currency, day)]:
+            rates[code] = min(rates.get(code, day), day)
+    problems = []
+    for (venture_id, currency), rates in sorted(needed.items()):
+        first = min(rates.values()).isoformat()
+        named = " and ".join(f"{code} on or before {day}" for code, day in sorted(rates.items()))
+        problems.append(
+            ConversionProblem(
+                venture_id=venture_id,
+                currency=currency,
+                date=first,
+                missing_rates=[
+                    MissingRate(currency=code, date=day.isoformat())
+                    for code, day in sorted(rates.items())
+                ],
+                detail=f"the {currency} flows of venture {venture_id} that no rate covers "
+                f"(the first dated {first}) are left out of the figures in {reporting}: no "
+                f"usd_per_unit rate for {named}; ops sets one with "
+                "PUT /v1/fx-rates/{currency}/{date}",
+            )
+        )
+    return problems
 
 
 class Totals:
@@ -132,10 +169,15 @@ def accumulate(
     key: Callable[[DayTotals], Hashable],
     factors: Mapping[tuple[str, date], Decimal] | None = None,
 ) -> dict[Hashable, Totals]:
-    """Totals per `key(row)`, converted by `factors` (in the original currency without)."""
+    """Totals per `key(row)`, converted by `factors` (in the original currency without);
+    a row that `factors` cannot convert is left out (and reported as a problem)."""
     totals: dict[Hashable, Totals] = {}
     for row in rows:
-        factor = factors[(row.currency, row.value_date)] if factors is not None else 1
+        factor = 1
+        if factors is not None:
+            factor = factors.get((row.currency, row.value_date))
+            if factor is None:
+                continue
         totals.setdefault(key(row), Totals()).add(row.sums, factor)
     return totals
 
@@ -186,7 +228,17 @@ class PartnerFigures(Figures, PartnerKey):
 class CurrencyFigures(BaseModel):
     currency: str
     original: Figures = Field(description="in this currency, as recorded")
-    converted: Figures = Field(description="in the report's currency")
+    converted: Figures | None = Field(
+        description="in the report's currency; the flows that cannot be converted are left "
+        "out (see `problems`), and it is null when none can"
+    )
+
+
+PROBLEMS = Field(
+    default_factory=list,
+    description="flows that no figure in the reporting currency includes, per venture and "
+    "currency, and the exchange rates that would convert them; empty when every flow counts",
+)
 
 
 class VentureSummary(BaseModel):
@@ -196,6 +248,7 @@ class VentureSummary(BaseModel):
     total: Figures
     by_partner: list[PartnerFigures]
     by_currency: list[CurrencyFigures]
+    problems: list[ConversionProblem] = PROBLEMS
 
 
 class GroupKey(BaseModel):
@@ -220,6 +273,7 @@ class PortfolioSummary(BaseModel):
     monthly_disbursements: list[MonthlyDisbursement] = Field(
         description="every month from the first to the last with a disbursement"
     )
+    problems: list[ConversionProblem] = PROBLEMS
 
 
 def rounding_rule(currency: str) -> str:
@@ -234,7 +288,8 @@ def venture_summary(
 ) -> VentureSummary:
     """`rows` are grouped by (partner, partner's country)."""
     with localcontext(Context(prec=PRECISION)):
-        factors = conversion_factors(rows, rates, reporting)
+        convert = conversion(rows, rates, reporting)
+        factors = convert.factors
         places = minor_units(reporting)
         total = accumulate(rows, lambda row: None, factors).get(None)
         by_partner = accumulate(rows, lambda row: row.group, factors)
@@ -254,11 +309,18 @@ def venture_summary(
             by_currency=[
                 CurrencyFigures(
                     currency=currency,
-                    original=Figures.of(original[currency], minor_units(currency)),
-                    converted=Figures.of(totals, places),
+                    original=Figures.of(totals, minor_units(currency)),
+                    converted=Figures.of(converted[currency], places)
+                    if currency in converted
+                    else None,
                 )
-                for currency, totals in sorted(converted.items())
+                for currency, totals in sorted(original.items())
             ],
+            problems=conversion_problems(
+                ((venture_id, currency, day) for currency, day in convert.missing),
+                convert.missing,
+                reporting,
+            ),
         )
 
 
@@ -277,8 +339,9 @@ def monthly_disbursements(
     for row in rows:
         if disbursed := row.sums.get(DISBURSEMENT):
             month = row.value_date.replace(day=1)
-            converted = disbursed * factors[(row.currency, row.value_date)]
-            by_month[month] = by_month.get(month, ZERO) + converted
+            factor = factors.get((row.currency, row.value_date))
+            if factor is not None:
+                by_month[month] = by_month.get(month, ZERO) + disbursed * factor
     if not by_month:
         return []
     return [
@@ -289,12 +352,20 @@ def monthly_disbursements(
     ]
 
 
+# Given the (currency, value date) pairs that cannot be converted, the (venture id,
+# currency, value date) of every flow recorded at one of them.
+Locate = Callable[[Collection[tuple[str, date]]], Iterable[tuple[str, str, date]]]
+
+
 def portfolio_summary(
-    rows: list[DayTotals], rates: Rates, reporting: str, group_by: str | None
+    rows: list[DayTotals], rates: Rates, reporting: str, group_by: str | None, locate: Locate
 ) -> PortfolioSummary:
-    """`rows` are grouped by the `group_by` value (None when not grouped)."""
+    """`rows` are grouped by the `group_by` value (None when not grouped). Flows that
+    cannot be converted are left out of the figures and reported, by venture (found
+    with `locate`), in `problems`: one venture's flow never fails everyone's report."""
     with localcontext(Context(prec=PRECISION)):
-        factors = conversion_factors(rows, rates, reporting)
+        convert = conversion(rows, rates, reporting)
+        factors = convert.factors
         places = minor_units(reporting)
         groups = accumulate(rows, lambda row: row.group, factors) if group_by else {}
         return PortfolioSummary(
@@ -307,4 +378,9 @@ def portfolio_summary(
                 for group, totals in sorted(groups.items(), key=lambda item: str(item[0]))
             ],
             monthly_disbursements=monthly_disbursements(rows, factors, places),
+            problems=conversion_problems(
+                locate(list(convert.missing)) if convert.missing else [],
+                convert.missing,
+                reporting,
+            ),
         )

@@ -29,7 +29,11 @@ def portfolio_summary(
     venture_ids = None if owner is None else store.venture_ids_of(owner)
     rows = store.portfolio_day_totals(query.group_by, venture_ids)
     return reports.portfolio_summary(
-        rows, rates_for(store, rows, query.currency), query.currency, query.group_by
+        rows,
+        rates_for(store, rows, query.currency),
+        query.currency,
+        query.group_by,
+        lambda days: store.flows_at(days, venture_ids),
     )
 
 

@@ -1,7 +1,7 @@
 """The investments service's repository over its own database: flows, the balances that
 enforce the disbursement rule, exchange rates, and the projection of ventures."""
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import TypeVar
@@ -53,6 +53,8 @@ class InvestmentStore(Repository):
         super().ensure_indexes(db)
         # Lists page through a venture's flows by id; reports $match on venture ids.
         db.flows.create_index([("venture_id", ASCENDING), ("_id", ASCENDING)])
+        # A report that cannot convert some (currency, day) finds whose flows they are.
+        db.flows.create_index([("currency", ASCENDING), ("value_date", ASCENDING)])
         db.fx_rates.create_index([("currency", ASCENDING), ("date", ASCENDING)], unique=True)
         db.ventures.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
 
@@ -241,6 +243,36 @@ class InvestmentStore(Repository):
         if group_by == "partner_country":
             return self._day_totals(only, {"group": "$partner_country"}, lambda k: k["group"])
         return self._day_totals(only, {}, lambda _: None)
+
+    def flows_at(
+        self, days: Collection[tuple[str, date]], venture_ids: list[str] | None = None
+    ) -> list[tuple[str, str, date]]:
+        """(venture id, currency, value date) of the flows (of `venture_ids`, or all)
+        recorded in one of `days`' currencies on one of its days: equality and $in on the
+        flows, so a report finds whose flows it could not convert."""
+        per_currency: dict[str, list[datetime]] = {}
+        for currency, day in days:
+            per_currency.setdefault(currency, []).append(as_datetime(day))
+        match: dict = {
+            "$or": [
+                {"currency": currency, "value_date": {"$in": sorted(values)}}
+                for currency, values in sorted(per_currency.items())
+            ]
+        }
+        if venture_ids is not None:
+            match["venture_id"] = {"$in": venture_ids}
+        pipeline = [
+            {"$match": match},
+            {
+                "$group": {
+                    "_id": {"venture": "$venture_id", "currency": "$currency", "day": "$value_date"}
+                }
+            },
+        ]
+        return [
+            (row["_id"]["venture"], row["_id"]["currency"], row["_id"]["day"].date())
+            for row in self.flows.aggregate(pipeline)
+        ]
 
     def _ventures_per(self, field: str, venture_ids: list[str] | None) -> dict[str, list[str]]:
         query = {} if venture_ids is None else {"_id": {"$in": venture_ids}}

@@ -20,6 +20,7 @@ from pydantic import (
 
 from shared.codec import rfc3339
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.input_types import date_bounds
 
 LicenceType = Literal[
     "dml_formulation",
@@ -45,6 +46,11 @@ LicenceStatus = Literal[
 TransitionTarget = Literal[LicenceStatus, "renewed"]
 
 VALIDITY_YEARS = 5
+# How far ahead a decision may reach: an inspection is scheduled within two years, a
+# licence is granted or renewed for at most ten (DRAP grants five); a filter on expiry
+# dates beyond the furthest valid_until could select nothing more.
+INSPECTION_YEARS_AHEAD = 2
+VALID_UNTIL_YEARS_AHEAD = 10
 LOCKOUT_AFTER_REJECTION = timedelta(days=90)
 # Who changes a licence when nobody does: the expiry sweep.
 SYSTEM_ACTOR = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
@@ -105,11 +111,13 @@ class RequestTransition(Strict):
 
     to: TransitionTarget
     reason: Reason
-    inspection_date: IsoDate | None = Field(None, description="when scheduling the inspection")
-    valid_until: AwareDatetime | None = Field(
+    inspection_date: Annotated[IsoDate, date_bounds(INSPECTION_YEARS_AHEAD)] | None = Field(
+        None, description="when scheduling the inspection; from 1990-01-01, at most 2 years ahead"
+    )
+    valid_until: Annotated[AwareDatetime, date_bounds(VALID_UNTIL_YEARS_AHEAD)] | None = Field(
         None,
         description="on grant (default 5 years) and renewal: a date (valid through that "
-        "day, UTC) or an RFC 3339 time",
+        "day, UTC) or an RFC 3339 time; at most 10 years ahead",
     )
     decision_ref: DecisionRef | None = Field(
         None, description="DRAP's reference of the decision, e.g. DRAP/LIC/2026/0412"
@@ -136,7 +144,7 @@ class LicenceFilters(Strict):
     type: LicenceType | None = None
     facility_id: str | None = None
     venture_id: str | None = None
-    expiring_before: date | None = Field(
+    expiring_before: Annotated[date, date_bounds(VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
         None, description="valid_until before this date (combine with status=granted)"
     )
 

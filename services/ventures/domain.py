@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from shared.errors import Conflict
+from shared.input_types import PartyName, confusable_key
 from shared.vocabulary import Province
 
 Sector = Literal[
@@ -36,7 +37,8 @@ PartnerKind = Literal[
 ]
 VentureStatus = Literal["registered", "active", "suspended", "dissolved"]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+# Names of ventures, partners and people: NFKC, nothing that hides what it is.
+Name = PartyName
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 
 # Equity is a percentage with at most four decimals (a third is 33.3333).
@@ -86,9 +88,9 @@ class VentureFields(Strict):
         total = sum((partner.equity_pct for partner in partners), Decimal(0))
         if total != 100:
             raise ValueError(f"partners' equity_pct must sum to exactly 100, not {total}")
-        names = [partner.name.casefold() for partner in partners]
+        names = [confusable_key(partner.name) for partner in partners]
         if len(set(names)) != len(names):
-            raise ValueError("each partner may appear only once")
+            raise ValueError("each partner may appear only once (names that look alike are one)")
         return partners
 
 
@@ -144,8 +146,9 @@ class Venture(VentureFields):
 
 
 def name_key(name: str) -> str:
-    """Names compare case-insensitively and ignoring runs of spaces."""
-    return " ".join(name.split()).casefold()
+    """Venture names are unique by what they look like: ignoring case, runs of spaces
+    and look-alike characters (Cyrillic "А" for "A", full-width "Ａ")."""
+    return confusable_key(name)
 
 
 STATUS_TRANSITIONS: dict[str, set[str]] = {

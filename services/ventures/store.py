@@ -1,5 +1,6 @@
 """The ventures service's repository over its own database."""
 
+import logging
 import re
 
 from bson import ObjectId
@@ -13,10 +14,26 @@ from shared.errors import Conflict, NotFound, PreconditionFailed
 from shared.mongo import Repository
 from shared.outbox import Outbox
 
+log = logging.getLogger(__name__)
+
 
 def new_venture_id() -> str:
     # ObjectIds grow with time, so ids sort in registration order (stable pagination).
     return f"jv_{ObjectId()}"
+
+
+def rekey_names(ventures) -> None:
+    """Bring name keys written by an earlier rule (case and spaces only) to the current
+    one. Two ventures registered before as look-alikes keep their old keys: the second
+    one found is logged, as one name must then be changed by hand."""
+    for doc in ventures.find({}, {"name": 1, "name_key": 1}):
+        key = name_key(doc["name"])
+        if doc.get("name_key") == key:
+            continue
+        try:
+            ventures.update_one({"_id": doc["_id"]}, {"$set": {"name_key": key}})
+        except DuplicateKeyError:
+            log.warning("venture %s (%r) looks like another's name", doc["_id"], doc["name"])
 
 
 class VentureStore(Repository):
@@ -24,6 +41,7 @@ class VentureStore(Repository):
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
         ventures = db.ventures
+        rekey_names(ventures)
         ventures.create_index("name_key", unique=True)
         for field in ("owner", "sector", "province", "status", "partners.country"):
             ventures.create_index([(field, ASCENDING), ("_id", ASCENDING)])
@@ -32,23 +50,36 @@ class VentureStore(Repository):
     def ventures(self):
         return self.db.ventures
 
-    def _write(self, work) -> None:
+    def _write(self, work, venture: Venture) -> None:
         try:
             self.transaction(work)
         except DuplicateKeyError as error:
             if "name_key" in str(error):
-                raise Conflict(
-                    "a venture with this name is already registered (names are compared "
-                    "case-insensitively)",
-                    errors=[
-                        {
-                            "loc": ["body", "name"],
-                            "msg": "name already registered",
-                            "type": "duplicate",
-                        }
-                    ],
-                ) from None
+                raise self._name_taken(venture) from None
             raise
+
+    def _name_taken(self, venture: Venture) -> Conflict:
+        """The unique index refused the name: name the venture that holds it."""
+        existing = self.ventures.find_one(
+            {"name_key": name_key(venture.name), "_id": {"$ne": venture.id}}, {"name": 1}
+        )
+        holder = f" by venture {existing['_id']} ({existing['name']!r})" if existing else ""
+        return Conflict(
+            f"a venture with this name is already registered{holder}; names are compared "
+            "ignoring case, runs of spaces and look-alike characters",
+            errors=[
+                {
+                    "loc": ["body", "name"],
+                    "msg": "looks like the name of a registered venture",
+                    "type": "duplicate",
+                }
+            ],
+            extra=(
+                {"existing_venture": {"id": existing["_id"], "name": existing["name"]}}
+                if existing
+                else {}
+            ),
+        )
 
     def add(self, venture: Venture, event: CloudEvent) -> None:
         doc = self._document(venture)
@@ -57,7 +88,7 @@ class VentureStore(Repository):
             self.ventures.insert_one(doc, session=session)
             Outbox(self.db).add(event, session)
 
-        self._write(work)
+        self._write(work, venture)
 
     def replace(self, venture: Venture, expected_version: int, event: CloudEvent) -> None:
         """Store a new version of the venture if nobody changed it since `expected_version`."""
@@ -74,7 +105,7 @@ class VentureStore(Repository):
                 )
             Outbox(self.db).add(event, session)
 
-        self._write(work)
+        self._write(work, venture)
 
     def get(self, venture_id: str) -> Venture:
         doc = self.ventures.find_one({"_id": venture_id})

@@ -3,6 +3,7 @@ projection of ventures events, the disbursement rule under concurrent writers, a
 reports summed by the wire server's aggregation pipelines."""
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -220,12 +221,40 @@ def test_reports_summed_by_the_wire_server_equal_the_hand_computed_figures(regis
     assert everyone["total"]["committed"] == "5680600.00"  # 5680500.00 + 100.00
 
 
-def test_a_report_needing_a_missing_rate_names_it(registry):
+def test_one_ventures_unconvertible_flows_do_not_break_anyones_report(registry):
+    """A yen flow without a rate, and a flow dated 0001-01-01 written before dates were
+    bounded, are reported as that venture's problems; every other figure is answered."""
     venture = register(registry, venture_a())
+    other = register(
+        registry, venture_b(), {**INVESTOR, "owner": "Karakoram Capital", "key_id": "key_2"}
+    )
     record(registry, venture["id"], commitment("2500000", currency="JPY"))
-    with pytest.raises(RuleViolated) as caught:
-        registry.investments.venture_summary(venture["id"], USD)
-    assert caught.value.extra["missing_rates"] == [{"currency": "JPY", "date": "2025-01-15"}]
+    record(registry, other["id"], commitment("1000.00", partner="Lahore Formulations Ltd"))
+    legacy = {**registry.db.flows.find_one({"venture_id": other["id"]}), "_id": "inv_legacy"}
+    legacy.update(currency="PKR", value_date=datetime(1, 1, 1), amount=Decimal128("5.00"))
+    registry.db.flows.insert_one(legacy)
+
+    everyone = registry.investments.portfolio_summary({**USD, "group_by": "sector"}, None)
+    assert everyone["total"]["committed"] == "1000.00"  # the USD commitment; nothing guessed
+    assert [(p["venture_id"], p["currency"], p["date"]) for p in everyone["problems"]] == sorted(
+        [(venture["id"], "JPY", "2025-01-15"), (other["id"], "PKR", "0001-01-01")]
+    )
+    jpy = next(p for p in everyone["problems"] if p["currency"] == "JPY")
+    assert jpy["missing_rates"] == [{"currency": "JPY", "date": "2025-01-15"}]
+    # An investor's portfolio names only its own ventures' problems.
+    own = registry.investments.portfolio_summary(USD, OWNER)
+    assert [p["venture_id"] for p in own["problems"]] == [venture["id"]]
+    assert own["total"]["committed"] == "0.00"
+
+    summary = registry.investments.venture_summary(venture["id"], USD)
+    assert summary["total"]["committed"] == "0.00"
+    assert [(p["venture_id"], p["currency"], p["date"]) for p in summary["problems"]] == [
+        (venture["id"], "JPY", "2025-01-15")
+    ]
+    assert summary["by_currency"] == [
+        {"currency": "JPY", "original": summary["by_currency"][0]["original"], "converted": None}
+    ]
+    assert summary["by_currency"][0]["original"]["committed"] == "2500000"
     in_yen = registry.investments.venture_summary(venture["id"], {"currency": "JPY"})
     assert in_yen["total"]["committed"] == "2500000"
     with pytest.raises(InvalidInput) as caught:

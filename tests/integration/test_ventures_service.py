@@ -94,6 +94,36 @@ def test_names_are_unique_case_insensitively(ventures):
     assert caught.value.errors[0]["loc"] == ["body", "name"]
 
 
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "Multan Herbal Medicine\u0455",  # Cyrillic small dze for the final s
+        "\uff2dultan Herbal Medicines",  # full-width M
+        "\u041cultan Herbal Medicines",  # Cyrillic capital em
+        "multan herbal medicines",
+    ],
+)
+def test_a_look_alike_of_a_registered_name_conflicts_naming_that_venture(ventures, look_alike):
+    proxy, db = ventures
+    first = proxy.register_venture(json.dumps(venture_body("Multan Herbal Medicines")), ACTOR)
+    with pytest.raises(Conflict) as caught:
+        proxy.register_venture(json.dumps(venture_body(look_alike)), ACTOR)
+    assert caught.value.errors[0]["loc"] == ["body", "name"]
+    assert caught.value.extra["existing_venture"] == {"id": first["id"], "name": first["name"]}
+    assert first["id"] in caught.value.detail
+    assert db.ventures.count_documents({}) == 1
+
+
+def test_renaming_to_a_look_alike_conflicts_too(ventures):
+    proxy, _ = ventures
+    first = proxy.register_venture(json.dumps(venture_body("Sialkot Surgical Devices")), ACTOR)
+    second = proxy.register_venture(json.dumps(venture_body("Quetta Herbal JV")), ACTOR)
+    patch = json.dumps({"name": "Sialkot Surgical Device\u0455"})
+    with pytest.raises(Conflict) as caught:
+        proxy.update_venture(second["id"], patch, 1, ACTOR)
+    assert caught.value.extra["existing_venture"]["id"] == first["id"]
+
+
 def test_invalid_input_crosses_rpc_naming_the_field(ventures):
     proxy, db = ventures
     with pytest.raises(InvalidInput) as caught:

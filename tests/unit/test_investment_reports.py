@@ -13,7 +13,6 @@ from services.investments.reports import (
     portfolio_summary,
     venture_summary,
 )
-from shared.errors import RuleViolated
 
 from investment_scenario import (
     COUNTRY,
@@ -27,6 +26,11 @@ from investment_scenario import (
     VENTURE_B_TOTAL_USD,
     day_totals,
 )
+
+
+def NOWHERE(days):  # noqa: N802 - a constant of a test: every flow converts
+    raise AssertionError(f"no flow should need locating, asked for {days}")
+
 
 SCENARIO_RATES = Rates((code, date.fromisoformat(day), Decimal(v)) for code, day, v in RATES)
 # Where each scenario venture sits, as the ventures projection says.
@@ -63,6 +67,7 @@ def test_a_venture_in_usd_by_partner_and_original_currency():
         "rounding": "half to even (banker's rounding) to 2 decimal place(s), the ISO 4217 "
         "minor unit of USD, applied once to each exact figure",
         **VENTURE_A_USD,
+        "problems": [],
     }
 
 
@@ -74,14 +79,14 @@ def test_half_a_cent_rounds_to_even():
 
 @pytest.mark.parametrize("group_by", ["sector", "province", "partner_country"])
 def test_the_portfolio_per_group_with_a_monthly_series(group_by):
-    summary = portfolio_summary(portfolio_rows(group_by), SCENARIO_RATES, "USD", group_by)
+    summary = portfolio_summary(portfolio_rows(group_by), SCENARIO_RATES, "USD", group_by, NOWHERE)
     assert summary.model_dump(mode="json")["groups"] == PORTFOLIO_GROUPS[group_by]
     assert summary.total.model_dump() == PORTFOLIO_TOTAL_USD
     assert [m.model_dump() for m in summary.monthly_disbursements] == MONTHLY_DISBURSEMENTS_USD
 
 
 def test_the_portfolio_without_groups():
-    summary = portfolio_summary(portfolio_rows(None), SCENARIO_RATES, "USD", None)
+    summary = portfolio_summary(portfolio_rows(None), SCENARIO_RATES, "USD", None, NOWHERE)
     assert (summary.group_by, summary.groups) == (None, [])
     assert summary.total.model_dump() == PORTFOLIO_TOTAL_USD
 
@@ -92,7 +97,7 @@ def test_a_report_in_another_currency_crosses_through_usd_on_each_value_date():
         DayTotals(None, "CNY", date(2025, 1, 20), {"commitment": Decimal("20000000.00")}),
         DayTotals(None, "PKR", date(2025, 3, 20), {"disbursement": Decimal("12.50")}),
     ]
-    summary = portfolio_summary(flows, SCENARIO_RATES, "PKR", None)
+    summary = portfolio_summary(flows, SCENARIO_RATES, "PKR", None, NOWHERE)
     # 1000000 / 0.0036 = 277777777.777...; 20000000 x 0.1390 / 0.0036 = 772222222.222...;
     # together 1049999999.999... -> 1050000000.00; PKR flows are not converted at all.
     assert summary.total.committed == "1050000000.00"
@@ -103,34 +108,78 @@ def test_a_report_in_another_currency_crosses_through_usd_on_each_value_date():
 
 def test_flows_in_the_reporting_currency_need_no_rate():
     flows = [DayTotals(None, "JPY", date(2025, 1, 2), {"commitment": Decimal("150000000")})]
-    summary = portfolio_summary(flows, Rates([]), "JPY", None)
+    summary = portfolio_summary(flows, Rates([]), "JPY", None, NOWHERE)
     assert summary.total.committed == "150000000"  # JPY has no minor unit
 
 
-def test_a_missing_rate_names_each_currency_and_its_earliest_uncovered_date():
+def test_flows_without_a_rate_are_left_out_and_reported_per_venture():
+    """One venture's flow that cannot be converted does not fail the report: every other
+    figure is answered, and the problem names that venture, currency and date."""
     flows = [
+        DayTotals(None, "USD", date(2025, 3, 1), {"commitment": Decimal("1000.00")}),
         DayTotals(None, "JPY", date(2025, 3, 1), {"commitment": Decimal("5000")}),
-        DayTotals(None, "JPY", date(2025, 2, 1), {"commitment": Decimal("5000")}),
+        DayTotals(None, "JPY", date(2025, 2, 1), {"disbursement": Decimal("5000")}),
         DayTotals(None, "PKR", date(2024, 12, 31), {"commitment": Decimal("100.00")}),
         DayTotals(None, "PKR", date(2025, 1, 1), {"commitment": Decimal("100.00")}),
     ]
-    with pytest.raises(RuleViolated) as caught:
-        portfolio_summary(flows, SCENARIO_RATES, "USD", None)
-    problem = caught.value.problem()
-    assert problem["status"] == 422
-    assert problem["missing_rates"] == [
-        {"currency": "JPY", "date": "2025-02-01"},
-        {"currency": "PKR", "date": "2024-12-31"},
+    asked = []
+
+    def locate(days):
+        asked.append(sorted(days))
+        return [
+            ("jv_b", "JPY", date(2025, 3, 1)),
+            ("jv_b", "JPY", date(2025, 2, 1)),
+            ("jv_c", "PKR", date(2024, 12, 31)),
+        ]
+
+    summary = portfolio_summary(flows, SCENARIO_RATES, "USD", None, locate)
+    assert asked == [
+        [("JPY", date(2025, 2, 1)), ("JPY", date(2025, 3, 1)), ("PKR", date(2024, 12, 31))]
     ]
-    assert "JPY on or before 2025-02-01" in problem["detail"]
-    assert "PKR on or before 2024-12-31" in problem["detail"]
+    # 1000 USD + 100 PKR at 0.0036 (2025-01-01); the yen and the 2024 rupees are left out.
+    assert summary.total.committed == "1000.36"
+    assert summary.total.disbursed == "0.00"
+    assert summary.monthly_disbursements == []
+    problems = [problem.model_dump() for problem in summary.problems]
+    assert [(p["venture_id"], p["currency"], p["date"]) for p in problems] == [
+        ("jv_b", "JPY", "2025-02-01"),
+        ("jv_c", "PKR", "2024-12-31"),
+    ]
+    assert problems[0]["type"] == "missing_fx_rate"
+    assert problems[0]["missing_rates"] == [{"currency": "JPY", "date": "2025-02-01"}]
+    assert "JPY on or before 2025-02-01" in problems[0]["detail"]
+    assert "jv_b" in problems[0]["detail"]
+
+
+def test_a_venture_summary_reports_what_it_could_not_convert():
+    flows = [
+        DayTotals(("Indus", "PK"), "PKR", date(2025, 1, 15), {"commitment": Decimal("1000.00")}),
+        DayTotals(("Indus", "PK"), "PKR", date(1999, 1, 1), {"commitment": Decimal("50.00")}),
+        DayTotals(("Yangtze", "CN"), "JPY", date(2025, 2, 1), {"commitment": Decimal("700")}),
+    ]
+    summary = venture_summary("jv_a", flows, SCENARIO_RATES, "USD")
+    assert summary.total.committed == "3.60"  # 1000 PKR at 0.0036; the rest has no rate
+    by_currency = {item.currency: item for item in summary.by_currency}
+    assert by_currency["PKR"].original.committed == "1050.00"  # as recorded: needs no rate
+    assert by_currency["PKR"].converted.committed == "3.60"
+    assert by_currency["JPY"].converted is None
+    assert [(p.venture_id, p.currency, p.date) for p in summary.problems] == [
+        ("jv_a", "JPY", "2025-02-01"),
+        ("jv_a", "PKR", "1999-01-01"),
+    ]
 
 
 def test_the_reporting_currency_needs_its_own_rate_too():
     flows = [DayTotals(None, "USD", date(2024, 6, 1), {"commitment": Decimal("1.00")})]
-    with pytest.raises(RuleViolated) as caught:
-        portfolio_summary(flows, SCENARIO_RATES, "CNY", None)
-    assert caught.value.extra["missing_rates"] == [{"currency": "CNY", "date": "2024-06-01"}]
+    summary = portfolio_summary(
+        flows, SCENARIO_RATES, "CNY", None, lambda days: [("jv_a", "USD", date(2024, 6, 1))]
+    )
+    assert summary.total.committed == "0.00"
+    (problem,) = summary.problems
+    assert (problem.venture_id, problem.currency, problem.date) == ("jv_a", "USD", "2024-06-01")
+    assert [rate.model_dump() for rate in problem.missing_rates] == [
+        {"currency": "CNY", "date": "2024-06-01"}
+    ]
 
 
 def test_a_rate_applies_from_its_day_until_the_next():
@@ -159,7 +208,7 @@ def test_rounding_is_half_to_even_to_the_minor_unit(exact, places, rounded):
 
 
 def test_nothing_committed_has_no_ratio():
-    summary = portfolio_summary([], Rates([]), "USD", "sector")
+    summary = portfolio_summary([], Rates([]), "USD", "sector", NOWHERE)
     assert summary.total.committed == "0.00"
     assert summary.total.disbursement_ratio is None
     assert summary.monthly_disbursements == []

@@ -15,9 +15,9 @@ from services.investments.domain import (
     new_flow,
     parse_flow,
     parse_fx_rate,
-    today_in_pakistan,
 )
 from shared.errors import Conflict, InvalidInput, RuleViolated
+from shared.input_types import today_in_pakistan
 
 TODAY = date(2025, 6, 30)
 ACTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
