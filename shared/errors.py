@@ -71,6 +71,11 @@ class NotFound(RegistryError):
 
 
 @deserialize_to_instance
+class RequestTimeout(RegistryError):
+    status, title, slug = 408, "Request timeout", "request-timeout"
+
+
+@deserialize_to_instance
 class Conflict(RegistryError):
     status, title, slug = 409, "Conflict", "conflict"
 
@@ -105,6 +110,11 @@ class RuleViolated(RegistryError):
 @deserialize_to_instance
 class PreconditionRequired(RegistryError):
     status, title, slug = 428, "Precondition required", "if-match-required"
+
+
+@deserialize_to_instance
+class TooManyRequests(RegistryError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
 
 
 @deserialize_to_instance

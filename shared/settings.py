@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     db_prefix: str = "jvreg"
     # How long the gateway waits for a service's RPC reply before answering 503.
     rpc_timeout_seconds: float = Field(10, gt=0)
+    # The gateway's bounds on slow clients: the request line and headers, then the body,
+    # must each arrive within these totals (however slowly they drip), and one client
+    # address may hold at most this many connections at once.
+    http_header_timeout_seconds: float = Field(10, gt=0)
+    http_body_timeout_seconds: float = Field(10, gt=0)
+    http_connections_per_client: int = Field(32, gt=0)
     # How often an outbox relay looks for records a crashed relay left behind.
     relay_poll_seconds: float = Field(1.0, gt=0)
     # Waits before each webhook retry; a delivery is tried once more than this list is

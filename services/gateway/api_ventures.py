@@ -71,8 +71,8 @@ class VentureRoutes:
     @api("PATCH", "/v1/ventures/<venture_id>")
     def update_venture(self, request, venture_id):
         principal = self.principal(request).require("investor", "ops")
-        self._visible_venture(principal, venture_id)
-        version = expected_version(request)
+        current = self._visible_venture(principal, venture_id)
+        version = expected_version(request, current["version"])
         venture = self.ventures.update_venture(
             venture_id, read_json_body(request), version, principal.model_dump()
         )

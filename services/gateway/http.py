@@ -1,17 +1,25 @@
 """HTTP plumbing of the gateway: one entrypoint that turns every error into an
-RFC 9457 problem document, from one table of exception types."""
+RFC 9457 problem document, from one table of exception types, and an edge that
+bounds what slow or many clients can hold before a nameko worker is taken."""
 
 import hashlib
+import io
 import json
 import logging
+import re
+import socket
 import uuid
+from collections import Counter
+from itertools import accumulate
 from typing import Any
 
+import eventlet
 from nameko.exceptions import RemoteError
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
-from werkzeug.exceptions import HTTPException
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import get_content_length
 
 from services.gateway.idempotency import IdempotentCommands, idempotency_key
 from shared import codec
@@ -22,13 +30,17 @@ from shared.errors import (
     PreconditionFailed,
     PreconditionRequired,
     RegistryError,
+    RequestTimeout,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from shared.mongo import COMMAND_KEY
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
 
 # Werkzeug's own errors (no route, wrong method) keep their status and title.
 HTTP_PROBLEM_SLUGS = {404: "not-found", 405: "method-not-allowed"}
@@ -74,17 +86,115 @@ def json_response(payload: Any, status: int = 200, headers: dict | None = None) 
     )
 
 
+# The environ key of a callback that makes the server close the connection after this
+# response, so that it never reads (or waits for) the rest of a refused body.
+CLOSE_CONNECTION = "jvreg.close_connection"
+# Responses carrying a raw API key (jvk_…) or webhook secret (whsec_…) must not be
+# stored by any cache; found in the body, so that no route can forget it.
+RAW_SECRET = re.compile(rb'"(?:jvk|whsec)_[A-Za-z0-9_+/=-]{16,}"')
+REALM = 'Bearer realm="jvreg"'
+
+
 class ProblemWsgiApp(WsgiApp):
+    def __init__(self, server, body_timeout: float):
+        super().__init__(server)
+        self.body_timeout = body_timeout
+
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
             request.path_values = values
+            buffer_body(request, self.body_timeout)
             response = provider.handle_request(request)
         except HTTPException as exc:
-            response = problem_response(problem_for(exc, request.path))
+            response = problem_response(problem_for(exc, request.path), allow_header(exc))
+        except RegistryError as exc:
+            log.info("%s %s: %s %s", request.method, request.path, exc.status, exc.detail)
+            environ.get(CLOSE_CONNECTION, lambda: None)()
+            response = problem_response(exc.problem(request.path))
+        add_edge_headers(request, response)
         return response(environ, start_response)
+
+
+def allow_header(exc: HTTPException) -> dict | None:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        return {"Allow": ", ".join(sorted(exc.valid_methods))}
+    return None
+
+
+def add_edge_headers(request: Request, response: Response) -> None:
+    """Headers every response of a kind needs, set in one place for every route."""
+    if response.status_code == 401:
+        # RFC 6750 §3: say how to authenticate; a key that was sent is invalid_token.
+        sent_key = request.headers.get("Authorization", "").lower().startswith("bearer ")
+        response.headers["WWW-Authenticate"] = (
+            f'{REALM}, error="invalid_token"' if sent_key else REALM
+        )
+    if not response.is_streamed and RAW_SECRET.search(response.get_data()):
+        response.headers["Cache-Control"] = "no-store"
+
+
+def has_body(request: Request) -> bool:
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return chunked or bool(get_content_length(environ))
+
+
+def buffer_body(request: Request, timeout: float) -> None:
+    """Read a command's body into memory before a nameko worker is taken (this runs in
+    the connection's own green thread), within `timeout` in all: a client dripping its
+    body holds no worker, and its connection only until the deadline (408)."""
+    if request.method not in COMMAND_METHODS or not has_body(request):
+        return
+    require_json_media_type(request)
+    environ = request.environ
+    if (get_content_length(environ) or 0) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    deadline = eventlet.Timeout(timeout)
+    try:
+        raw = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+    except eventlet.Timeout as expired:
+        if expired is not deadline:
+            raise
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the body stopped arriving for {timeout:g} s") from None
+    finally:
+        deadline.cancel()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    environ["wsgi.input"] = io.BytesIO(raw)
+    environ["CONTENT_LENGTH"] = str(len(raw))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+class DeadlineProtocol(HttpOnlyProtocol):
+    """eventlet's HTTP protocol, with one deadline for a request's line and headers
+    together (an idle keep-alive connection included): its socket timeout alone bounds
+    each read, which a client sending a byte at a time never trips."""
+
+    def handle_one_request(self):
+        self.header_deadline = eventlet.Timeout(self.server.header_timeout)
+        try:
+            super().handle_one_request()
+        except eventlet.Timeout as expired:
+            if expired is not self.header_deadline:
+                raise
+            self.close_connection = 1
+        finally:
+            self.header_deadline.cancel()
+
+    def get_environ(self):
+        # The headers are in; the body has its own deadline (buffer_body).
+        self.header_deadline.cancel()
+        environ = super().get_environ()
+        environ[CLOSE_CONNECTION] = self.close_after_response
+        return environ
+
+    def close_after_response(self):
+        self.close_connection = 1
 
 
 COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -102,13 +212,72 @@ def command_key(request: Request) -> str:
 
 
 class ProblemWebServer(WebServer):
+    def start(self):
+        settings = Settings.from_config(self.container.config)
+        self.header_timeout = settings.http_header_timeout_seconds
+        self.body_timeout = settings.http_body_timeout_seconds
+        self.connections_per_client = settings.http_connections_per_client
+        self.connections = Counter()
+        super().start()
+
     def get_wsgi_app(self):
-        return ProblemWsgiApp(self)
+        return ProblemWsgiApp(self, self.body_timeout)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=DeadlineProtocol, debug=False):
+        server = super().get_wsgi_server(sock, wsgi_app, protocol, debug)
+        # Bounds every single read and write, e.g. a client that stops reading its answer.
+        server.socket_timeout = max(self.header_timeout, self.body_timeout)
+        server.header_timeout = self.header_timeout
+        return server
+
+    def process_request(self, sock, address):
+        client = address[0]
+        if self.connections[client] >= self.connections_per_client:
+            log.info(
+                "refused a connection from %s: it already holds %d",
+                client,
+                self.connections[client],
+            )
+            refuse_connection(sock, self.connections_per_client)
+            return
+        self.connections[client] += 1
+        try:
+            super().process_request(sock, address)
+        finally:
+            self.connections[client] -= 1
+            if not self.connections[client]:
+                del self.connections[client]
 
     def context_data_from_headers(self, request):
         if request.method in COMMAND_METHODS:
             return {COMMAND_KEY: command_key(request)}
         return {}
+
+
+def refuse_connection(sock, limit: int) -> None:
+    """Answer 429 without reading the request, then close: half-close first and take
+    what the client already sent (for a moment), so that it reads the answer rather
+    than a reset."""
+    problem = TooManyRequests(
+        f"one client address may hold at most {limit} connections at once"
+    ).problem()
+    body = codec.dumps(problem).encode()
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\n"
+        f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Retry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        with eventlet.Timeout(1, False):
+            sock.sendall(head.encode() + body)
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+    except OSError:
+        pass  # the client is gone already
+    finally:
+        sock.close()
 
 
 class ApiEndpoint(HttpRequestHandler):
@@ -148,18 +317,50 @@ class ApiEndpoint(HttpRequestHandler):
 api = ApiEndpoint.decorator
 
 
+def require_json_media_type(request: Request) -> None:
+    """Commands carry JSON: application/json, or a +json type (merge-patch+json)."""
+    mimetype = request.mimetype
+    if mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        return
+    raise UnsupportedMediaType(
+        f"send the body as application/json, not {mimetype or 'without a Content-Type'}",
+        errors=[{"loc": ["header", "Content-Type"], "msg": "not JSON", "type": "media_type"}],
+    )
+
+
+JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def nested_too_deeply(text: str) -> bool:
+    """Whether a JSON text nests arrays and objects deeper than MAX_JSON_DEPTH, found
+    without recursion (which a parser overflows on 100,000 `[`): the brackets outside
+    strings, counted in one linear pass."""
+    brackets = NOT_A_BRACKET.sub("", JSON_STRING.sub("", text))
+    if brackets.count("[") + brackets.count("{") <= MAX_JSON_DEPTH:
+        return False  # too few to nest that deep
+    return max(accumulate(map(BRACKET_STEP.__getitem__, brackets))) > MAX_JSON_DEPTH
+
+
 def read_json_body(request: Request) -> str:
     """The raw body, checked to be at most 1 MiB of JSON. Services parse it with their
     own pydantic models, so numbers keep their exact decimal text."""
+    require_json_media_type(request)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
     raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
-    if request.mimetype and request.mimetype != "application/json":
-        raise UnsupportedMediaType(f"send the body as application/json, not {request.mimetype}")
     try:
         text = raw.decode("utf-8")
+        if nested_too_deeply(text):
+            raise BadRequest(
+                f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                errors=[{"loc": ["body"], "msg": "nested too deeply", "type": "json_too_deep"}],
+            )
         json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise BadRequest(
@@ -173,14 +374,20 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def expected_version(request: Request) -> int:
-    """The version named by If-Match: required for updates (optimistic concurrency)."""
+def expected_version(request: Request, current_version: int) -> int:
+    """The version an update may replace, from If-Match (required: optimistic
+    concurrency), per RFC 9110 §13.1.1: `*` matches whatever version exists; a list
+    matches if one of its strong ETags is the current one; a weak ETag never matches."""
     header = request.headers.get("If-Match")
-    if not header:
+    if not header or not header.strip():
         raise PreconditionRequired(
             "updates need an If-Match header with the ETag of the version you read"
         )
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise PreconditionFailed(f"If-Match {header} does not name a version of this resource")
-    return int(tag)
+    if header.strip() == "*":
+        return current_version
+    strong_tags = {tag.strip() for tag in header.split(",") if not tag.strip().startswith("W/")}
+    if etag(current_version) not in strong_tags:
+        raise PreconditionFailed(
+            f"If-Match {header} does not match the current version {etag(current_version)}"
+        )
+    return current_version
