@@ -108,6 +108,18 @@ class PreconditionRequired(RegistryError):
 
 
 @deserialize_to_instance
+class TooManyRequests(RegistryError):
+    """Over a rate limit: `extra["retry_after"]` seconds until the next try may pass,
+    in the body and (for the HTTP layer to send) as the Retry-After header."""
+
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extra["retry_after"])}
+
+
+@deserialize_to_instance
 class ServiceUnavailable(RegistryError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
