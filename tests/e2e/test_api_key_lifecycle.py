@@ -4,6 +4,7 @@ of their own (its rate limits are set low, and it locks out 127.0.0.1 when asked
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import uuid
@@ -140,7 +141,8 @@ def test_a_key_stops_working_when_it_expires(registry, ops):
 def test_an_expiry_out_of_bounds_is_422_naming_the_field(ops, body, field):
     response = ops.post("/v1/api-keys", json={"role": "investor", "owner": "Bounded", **body})
     assert response.status_code == 422, response.text
-    assert ["body", field] in [error["loc"] for error in response.json()["errors"]]
+    errors = {tuple(error["loc"]): error["type"] for error in response.json()["errors"]}
+    assert errors.get(("body", field)) not in (None, "extra_forbidden"), errors
 
 
 def test_last_used_at_is_set_by_use_and_written_at_most_once_a_minute(registry, ops):
@@ -241,7 +243,8 @@ def test_a_401_is_one_line_in_the_log_and_no_traceback(gateway):
     wait_until(logged, 10, "the refusal in the log")
     log = log_of(stack)
     assert "Traceback" not in log, log
-    refusals = [line for line in log.splitlines() if "/v1/api-keys" in line]
+    # Besides eventlet's access line, which every request has: one line of refusal.
+    refusals = [line for line in log.splitlines() if "nameko.containers" in line]
     assert len(refusals) == 1 and "401" in refusals[0], log
 
 
@@ -270,13 +273,19 @@ def test_jvreg_dev_refuses_a_weak_bootstrap_key_and_starts_nothing(tmp_path, amq
     env = {**os.environ, "JVREG_OPS_KEY": "x", "JVREG_AMQP_URI": amqp_uri}
     env.pop("JVREG_MONGO_URI", None)
     mongo_port = free_port()
-    run = subprocess.run(
+    dev = subprocess.Popen(
         [JVREG, "dev", "--data-dir", str(tmp_path), "--mongo-port", str(mongo_port)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "JVREG_OPS_KEY" in run.stderr and "secrets.token_urlsafe" in run.stderr
+    try:
+        _, stderr = dev.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        dev.send_signal(signal.SIGINT)  # it started: let it stop what it started
+        dev.communicate(timeout=60)
+        raise
+    assert dev.returncode == 2, stderr
+    assert "JVREG_OPS_KEY" in stderr and "secrets.token_urlsafe" in stderr
     assert not (tmp_path / "mongo").exists()
