@@ -35,6 +35,11 @@ class RegistryError(Exception):
     def __str__(self) -> str:
         return self.detail
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that belong with this answer (e.g. Retry-After)."""
+        return {}
+
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"/problems/{self.slug}",
@@ -114,7 +119,14 @@ class PreconditionRequired(RegistryError):
 
 @deserialize_to_instance
 class TooManyRequests(RegistryError):
+    """Over a rate limit: `extra["retry_after"]` seconds until the next try may pass,
+    in the body and (for the HTTP layer to send) as the Retry-After header."""
+
     status, title, slug = 429, "Too many requests", "too-many-requests"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extra["retry_after"])}
 
 
 @deserialize_to_instance

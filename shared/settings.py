@@ -4,6 +4,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated
 
+import limits
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -42,6 +43,18 @@ class Settings(BaseSettings):
     webhook_retry_schedule_seconds: Annotated[list[Annotated[float, Field(gt=0)]], NoDecode] = list(
         DEFAULT_WEBHOOK_RETRY_SCHEDULE
     )
+
+    # Rate limits of the gateway, in the notation of the `limits` library ("10/minute",
+    # "100 per hour"): failed authentications per client address, and expensive reads
+    # (lists, searches, summaries) per API key.
+    auth_failure_limit: str = "10/minute"
+    expensive_read_limit: str = "600/minute"
+
+    @field_validator("auth_failure_limit", "expensive_read_limit")
+    @classmethod
+    def _a_rate_limit(cls, value: str) -> str:
+        limits.parse(value)  # a ValueError names the setting
+        return value
 
     @field_validator("webhook_retry_schedule_seconds", mode="before")
     @classmethod

@@ -258,15 +258,16 @@ def refuse_connection(sock, limit: int) -> None:
     """Answer 429 without reading the request, then close: half-close first and take
     what the client already sent (for a moment), so that it reads the answer rather
     than a reset."""
-    problem = TooManyRequests(
-        f"one client address may hold at most {limit} connections at once"
-    ).problem()
-    body = codec.dumps(problem).encode()
+    refusal = TooManyRequests(
+        f"one client address may hold at most {limit} connections at once",
+        extra={"retry_after": 1},
+    )
+    body = codec.dumps(refusal.problem()).encode()
     head = (
         "HTTP/1.1 429 Too Many Requests\r\n"
         f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "Retry-After: 1\r\nConnection: close\r\n\r\n"
+        f"Retry-After: {refusal.headers['Retry-After']}\r\nConnection: close\r\n\r\n"
     )
     try:
         with eventlet.Timeout(1, False):
@@ -289,7 +290,8 @@ class ApiEndpoint(HttpRequestHandler):
         super().__init__(method, url, **kwargs)
 
     def response_from_exception(self, exc):
-        return problem_response(problem_for(exc))
+        headers = exc.headers if isinstance(exc, RegistryError) else None
+        return problem_response(problem_for(exc), headers)
 
     def handle_request(self, request):
         # A command with an Idempotency-Key is carried out once; retries get its answer.
@@ -300,8 +302,7 @@ class ApiEndpoint(HttpRequestHandler):
             return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
         except RegistryError as refused:
             log.info("%s %s: %s", request.method, request.path, refused)
-            headers = getattr(refused, "headers", None)
-            return problem_response(problem_for(refused, request.path), headers)
+            return problem_response(problem_for(refused, request.path), refused.headers)
 
     def answer(self, request):
         response = super().handle_request(request)

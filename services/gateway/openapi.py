@@ -7,8 +7,6 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import models_json_schema
 
-from services.gateway.keys import ApiKeyCreated, CreateApiKey
-
 
 class ProblemItem(BaseModel):
     loc: list[str | int]
@@ -32,7 +30,7 @@ class Health(BaseModel):
     checks: dict[str, str]
 
 
-MODELS: list[type[BaseModel]] = [Problem, Health, CreateApiKey, ApiKeyCreated]
+MODELS: list[type[BaseModel]] = [Problem, Health]
 
 LIST_PARAMS = [
     {
@@ -124,9 +122,6 @@ def openapi_document() -> dict:
                 "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1"}},
             }
-        },
-        "/v1/api-keys": {
-            "post": operation("Create an API key (ops)", 201, ApiKeyCreated, CreateApiKey)
         },
     }
     for module in ROUTE_MODULES:

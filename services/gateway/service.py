@@ -4,30 +4,40 @@ services. It composes their answers by RPC and holds none of their rules."""
 import eventlet
 from kombu import Connection
 from nameko.dependency_providers import Config
-from pydantic import ValidationError
 
 from services.gateway import (
     api_facilities,
     api_investments,
+    api_keys,
     api_licensing,
     api_subscriptions,
     api_ventures,
 )
 from services.gateway.clients import ServiceClient
-from services.gateway.http import api, json_response, read_json_body
+from services.gateway.http import api, json_response
 from services.gateway.idempotency import IdempotentCommands
-from services.gateway.keys import ApiKeys, CreateApiKey, Principal
+from services.gateway.keys import ApiKeys, Principal
 from services.gateway.openapi import openapi_document
-from shared.errors import invalid_input
+from services.gateway.refusals import RefusalLog
+from services.gateway.throttle import Throttle, is_expensive_read
+from shared.errors import Unauthorized
 from shared.settings import Settings
 
 # Each contributes a mixin of routes (`*Routes`) and its part of the OpenAPI document.
-ROUTE_MODULES = [api_ventures, api_subscriptions, api_investments, api_facilities, api_licensing]
+ROUTE_MODULES = [
+    api_keys,
+    api_ventures,
+    api_subscriptions,
+    api_investments,
+    api_facilities,
+    api_licensing,
+]
 BACKEND_SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications")
 HEALTH_TIMEOUT_SECONDS = 3
 
 
 class GatewayService(
+    api_keys.ApiKeyRoutes,
     api_ventures.VentureRoutes,
     api_subscriptions.SubscriptionRoutes,
     api_investments.InvestmentRoutes,
@@ -39,6 +49,8 @@ class GatewayService(
     config = Config()
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
+    throttle = Throttle()
+    refusal_log = RefusalLog()
     ventures = ServiceClient("ventures")
     facilities = ServiceClient("facilities")
     licensing = ServiceClient("licensing")
@@ -46,7 +58,18 @@ class GatewayService(
     notifications = ServiceClient("notifications")
 
     def principal(self, request) -> Principal:
-        return self.keys.authenticate(request.headers.get("Authorization"))
+        """The caller, throttled: an address that failed to authenticate too often is
+        429 before its key is looked at; expensive reads are counted per key."""
+        address = request.remote_addr or "unknown"
+        self.throttle.check_address(address)
+        try:
+            principal = self.keys.authenticate(request.headers.get("Authorization"))
+        except Unauthorized:
+            self.throttle.failed_authentication(address)
+            raise
+        if is_expensive_read(request):
+            self.throttle.expensive_read(principal.key_id)
+        return principal
 
     @api("GET", "/health")
     def health(self, request):
@@ -79,13 +102,3 @@ class GatewayService(
     @api("GET", "/openapi.json")
     def openapi(self, request):
         return json_response(openapi_document())
-
-    @api("POST", "/v1/api-keys")
-    def create_api_key(self, request):
-        principal = self.principal(request).require("ops")
-        try:
-            command = CreateApiKey.model_validate_json(read_json_body(request))
-        except ValidationError as error:
-            raise invalid_input(error) from None
-        created = self.keys.create(command.role, command.owner, created_by=principal.key_id)
-        return json_response(created.model_dump(mode="json"), 201)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from services.gateway.keys import weak_bootstrap_key
 from shared.cli.processes import ROOT, MongoServer, Stack, broker_reachable, port_open
 from shared.settings import Settings
 
@@ -54,6 +55,10 @@ def bootstrap_ops_key(data_dir: Path) -> str:
 def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     """Run every service locally, on SecantusDB and the local RabbitMQ, until Ctrl-C."""
     settings = Settings()
+    ops_key = bootstrap_ops_key(data_dir)
+    if problem := weak_bootstrap_key(ops_key):
+        click.echo(problem, err=True)
+        sys.exit(2)
     if problem := broker_reachable(settings.amqp_uri):
         click.echo(
             f"RabbitMQ is not reachable at {settings.amqp_uri} ({problem}).\n"
@@ -72,7 +77,7 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    env = {"JVREG_OPS_KEY": bootstrap_ops_key(data_dir), "JVREG_AMQP_URI": settings.amqp_uri}
+    env = {"JVREG_OPS_KEY": ops_key, "JVREG_AMQP_URI": settings.amqp_uri}
     mongo = None
     if "JVREG_MONGO_URI" not in os.environ:
         if port_open("127.0.0.1", mongo_port):

@@ -1,0 +1,112 @@
+"""/v1/api-keys: create, list, revoke and rotate API keys. Ops manage every key; other
+roles see and manage their own organisation's (another's is 404, not 403: nothing is
+learnt of other organisations' keys). Raw keys are shown once; digests never."""
+
+from services.gateway.http import api, json_response, read_json_body
+from services.gateway.keys import (
+    ApiKey,
+    ApiKeyCreated,
+    CreateApiKey,
+    Principal,
+    RotateApiKey,
+)
+from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, ref
+from shared.errors import NotFound, validated
+from shared.pagination import decode_cursor, page, parse_limit
+
+
+class ApiKeyRoutes:
+    """Mixed into the gateway service, which provides `keys` and `principal`."""
+
+    def _manageable_key(self, principal: Principal, key_id: str) -> ApiKey:
+        key = self.keys.get(key_id)
+        if not principal.may_manage(key):
+            raise NotFound(f"no API key {key_id}")
+        return key
+
+    @api("POST", "/v1/api-keys")
+    def create_api_key(self, request):
+        principal = self.principal(request).require("ops")
+        command = validated(CreateApiKey, read_json_body(request))
+        created = self.keys.create(command, created_by=principal.key_id)
+        return json_response(
+            created.model_dump(mode="json"), 201, {"Location": f"/v1/api-keys/{created.id}"}
+        )
+
+    @api("GET", "/v1/api-keys")
+    def list_api_keys(self, request):
+        principal = self.principal(request)
+        limit = parse_limit(request.args.get("limit"))
+        after = decode_cursor(request.args.get("cursor"))
+        owner = None if principal.role == "ops" else principal.owner
+        keys = self.keys.find(owner, after, limit + 1)
+        return json_response(page([key.model_dump(mode="json") for key in keys], limit))
+
+    @api("GET", "/v1/api-keys/<key_id>")
+    def get_api_key(self, request, key_id):
+        principal = self.principal(request)
+        return json_response(self._manageable_key(principal, key_id).model_dump(mode="json"))
+
+    @api("DELETE", "/v1/api-keys/<key_id>")
+    def revoke_api_key(self, request, key_id):
+        principal = self.principal(request)
+        self._manageable_key(principal, key_id)
+        return json_response(self.keys.revoke(key_id).model_dump(mode="json"))
+
+    @api("POST", "/v1/api-keys/<key_id>/rotate")
+    def rotate_api_key(self, request, key_id):
+        principal = self.principal(request)
+        self._manageable_key(principal, key_id)
+        # The body is optional: without one the old key ends at once.
+        body = read_json_body(request) if request.content_length else "{}"
+        command = validated(RotateApiKey, body)
+        created = self.keys.rotate(key_id, command, rotated_by=principal.key_id)
+        return json_response(
+            created.model_dump(mode="json"), 201, {"Location": f"/v1/api-keys/{created.id}"}
+        )
+
+
+ApiKeyPage = page_of(ApiKey)
+OPENAPI_MODELS = [CreateApiKey, RotateApiKey, ApiKey, ApiKeyCreated, ApiKeyPage]
+
+
+def openapi_paths() -> dict:
+    key_id = [path_param("key_id")]
+    return {
+        "/v1/api-keys": {
+            "post": operation(
+                "Create an API key (ops), optionally expiring; the raw key is in this "
+                "response only",
+                201,
+                ApiKeyCreated,
+                CreateApiKey,
+            ),
+            "get": operation(
+                "List API keys (ops: all; others: their organisation's), never the raw keys",
+                200,
+                ApiKeyPage,
+                params=LIST_PARAMS,
+            ),
+        },
+        "/v1/api-keys/{key_id}": {
+            "get": operation("Read an API key", 200, ApiKey, params=key_id),
+            "delete": operation(
+                "Revoke an API key: the next request with it is 401", 200, ApiKey, params=key_id
+            ),
+        },
+        "/v1/api-keys/{key_id}/rotate": {
+            "post": {
+                **operation(
+                    "Rotate an API key: a new key (in this response only) of the same role "
+                    "and owner; the old one works for `grace_seconds` more (0: ends at once)",
+                    201,
+                    ApiKeyCreated,
+                    params=key_id,
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": ref(RotateApiKey)}},
+                },
+            },
+        },
+    }

@@ -1,0 +1,40 @@
+"""One log line per refused request. nameko logs every expected error of a worker (our
+RegistryError: 401, 403, 404, 429, …) at WARNING *with its traceback*, so each failed
+authentication wrote a dozen lines of stack; a refusal is an answer, not a failure."""
+
+import logging
+
+from nameko.extensions import DependencyProvider
+from werkzeug.wrappers import Request
+
+from shared.errors import RegistryError
+
+# The logger and message of nameko's `(expected) error handling worker …` records.
+NAMEKO_WORKERS = "nameko.containers"
+
+
+class OneLineRefusals(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RegistryError) and len(record.args or ()) == 2:
+            worker_ctx = record.args[0]
+            request = next((a for a in worker_ctx.args if isinstance(a, Request)), None)
+            what = (
+                f"{request.method} {request.path} from {request.remote_addr}"
+                if request is not None
+                else worker_ctx.entrypoint.method_name
+            )
+            record.msg = "refused %s: %s %s"
+            record.args = (what, error.status, error.detail)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+ONE_LINE_REFUSALS = OneLineRefusals()
+
+
+class RefusalLog(DependencyProvider):
+    """Installs the one-line format of refusals in the service's process."""
+
+    def setup(self):
+        logging.getLogger(NAMEKO_WORKERS).addFilter(ONE_LINE_REFUSALS)
