@@ -13,6 +13,8 @@ from services.ventures.domain import RegisterVenture, name_key
 from shared.errors import InvalidInput, validated
 from shared.input_types import today_in_pakistan, years_after
 
+from support import venture_body
+
 TODAY = date(2025, 6, 30)
 FLOW = {
     "type": "commitment",
@@ -21,26 +23,7 @@ FLOW = {
     "currency": "PKR",
     "value_date": "2025-06-01",
 }
-VENTURE = {
-    "name": "Indus-Yangtze API Works",
-    "sector": "api_manufacturing",
-    "province": "punjab",
-    "partners": [
-        {
-            "name": "Indus Pharma (Pvt) Ltd",
-            "country": "PK",
-            "kind": "private_company",
-            "equity_pct": "51",
-        },
-        {
-            "name": "Zhejiang Yangtze Pharmaceutical Co.",
-            "country": "CN",
-            "kind": "private_company",
-            "equity_pct": "49",
-        },
-    ],
-    "focal_points": [{"name": "Ayesha Khan", "email": "ayesha@indus.example", "country": "PK"}],
-}
+VENTURE = venture_body("Indus-Yangtze API Works")
 
 
 def error_at(call, *loc) -> str:
