@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     ops_key: str | None = None
     expiry_sweep_seconds: float = Field(60, gt=0)
     webhook_allow_private: bool = False
+    # The broker user each service connects as (`{service}` is its name, `ops` for
+    # `jvreg dlq`): a consumer accepts a service's events only from this user.
+    broker_user: str = "jvreg-{service}"
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long the gateway waits for a service's RPC reply before answering 503.
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
             if key.startswith("JVREG_")
         }
         return cls(**overrides)
+
+    def broker_user_of(self, service: str) -> str:
+        return self.broker_user.format(service=service)
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}_{service}"
