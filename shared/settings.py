@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # The broker user each service connects as (`{service}` is its name, `ops` for
     # `jvreg dlq`): a consumer accepts a service's events only from this user.
     broker_user: str = "jvreg-{service}"
+    # RabbitMQ's management API as an administrator: `jvreg dev` creates the services'
+    # users through it, `jvreg regulators add` the regulators'.
+    broker_admin_url: str = "http://guest:guest@127.0.0.1:15672"
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long the gateway waits for a service's RPC reply before answering 503.
