@@ -55,6 +55,6 @@ def test_a_regulator_reads_its_own_queue_and_nothing_else(regulator, amqp_uri):
         ),
     ]
     for attempt in refused:
-        with Connection(regulator_uri, transport_options={"confirm_publish": True}) as connection:
-            with pytest.raises(AccessRefused):
-                attempt(connection.channel())
+        confirmed = Connection(regulator_uri, transport_options={"confirm_publish": True})
+        with confirmed as connection, pytest.raises(AccessRefused):
+            attempt(connection.channel())
