@@ -5,13 +5,14 @@ once the cause is fixed. Nothing is acknowledged away without being kept here, u
 ops discard it (`jvreg dlq discard`, which prints what it removes)."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from kombu import Connection, Exchange, Message
 from nameko.amqp.publish import Publisher
 
 from shared import messaging
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ QUEUE_HEADER = "x-jvreg-queue"
 ATTEMPTS_HEADER = "x-jvreg-attempts"
 # Times a handler failed on the message so far, carried by the copy sent to try again.
 FAILURES_HEADER = "x-jvreg-failures"
+# On a copy: the broker user that published the original (see publisher_of).
+PUBLISHER_HEADER = "x-jvreg-publisher"
 # Headers the broker sets on a delivery; a message sent back starts without them.
 BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death", "x-delivery-count")
 
@@ -31,7 +34,26 @@ def delivery_attempts(message: Message) -> int:
     return int((message.headers or {}).get(FAILURES_HEADER) or 0) + 1
 
 
-def dead_letter(amqp_uri: str, message: Message, queue: str, error: str) -> None:
+def broker_user(amqp_uri: str) -> str:
+    """The user a connection to `amqp_uri` logs in as."""
+    return Connection(amqp_uri).userid
+
+
+def publisher_of(message: Message, forwarders: Collection[str]) -> str | None:
+    """The broker user that published the event in `message`: its `user_id`, which
+    RabbitMQ checks against the publishing connection's user, or, for a copy that one
+    of `forwarders` sent (a consumer to the tail of its own queue or to the dead
+    letters, ops back from them), the publisher that forwarder recorded on it."""
+    user = message.properties.get("user_id")
+    headers = message.headers or {}
+    if user in forwarders and PUBLISHER_HEADER in headers:
+        return headers[PUBLISHER_HEADER] or None
+    return user
+
+
+def dead_letter(
+    amqp_uri: str, message: Message, queue: str, error: str, forwarders: Collection[str]
+) -> None:
     """Publish a copy of `message` to the dead-letter exchange with why it failed,
     waiting for the broker's confirm. The caller acks the original only afterwards."""
     headers = dict(message.headers or {})
@@ -55,18 +77,26 @@ def dead_letter(amqp_uri: str, message: Message, queue: str, error: str) -> None
         messaging.dead_letter_exchange(),
         message.delivery_info.get("routing_key", ""),
         headers,
+        forwarders,
     )
 
 
 def republish(
-    publisher: Publisher, message: Message, exchange: Exchange, routing_key: str, headers: dict
+    publisher: Publisher,
+    message: Message,
+    exchange: Exchange,
+    routing_key: str,
+    headers: dict,
+    forwarders: Collection[str],
 ) -> None:
-    """Publish `message` again, byte for byte, with its identifying properties."""
+    """Publish `message` again, byte for byte, with its identifying properties, as the
+    publisher's own user, recording who published the original."""
     publisher.publish(
         message.body,
         exchange=exchange,
         routing_key=routing_key,
-        headers=headers,
+        headers={**headers, PUBLISHER_HEADER: publisher_of(message, forwarders) or ""},
+        user_id=broker_user(publisher.amqp_uri),
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         message_id=message.properties.get("message_id"),
@@ -80,6 +110,7 @@ def requeue_copy(
     message: Message,
     queue: str,
     headers: dict,
+    forwarders: Collection[str],
     forget: tuple[str, ...] = BROKER_HEADERS,
 ) -> None:
     """Publish a copy of `message` (with `headers` added, and without those that start
@@ -89,7 +120,7 @@ def requeue_copy(
         key: value for key, value in (message.headers or {}).items() if not key.startswith(forget)
     }
     publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, delivery_mode=2)
-    republish(publisher, message, Exchange(""), queue, {**kept, **headers})
+    republish(publisher, message, Exchange(""), queue, {**kept, **headers}, forwarders)
 
 
 @dataclass
@@ -139,6 +170,13 @@ class DeadLetterQueue:
 
     def __init__(self, amqp_uri: str):
         self.amqp_uri = amqp_uri
+        # Who may have put a copy here (any registry user): their copies say who
+        # published the original, which a message sent back must keep.
+        settings = Settings()
+        self.forwarders = {
+            *(settings.broker_user_of(name) for name in (*messaging.SERVICES, messaging.OPS)),
+            broker_user(amqp_uri),
+        }
 
     def _messages(self, connection: Connection) -> Iterator[Message]:
         queue = messaging.dead_letter_queue()(connection.channel())
@@ -169,7 +207,12 @@ class DeadLetterQueue:
                 # The default exchange routes by queue name: back to that queue only,
                 # as a fresh message (its dead-lettering headers dropped).
                 requeue_copy(
-                    self.amqp_uri, letter.message, letter.queue, {}, ("x-jvreg-", *BROKER_HEADERS)
+                    self.amqp_uri,
+                    letter.message,
+                    letter.queue,
+                    {},
+                    self.forwarders,
+                    ("x-jvreg-", *BROKER_HEADERS),
                 )
                 letter.message.ack()
                 sent += 1

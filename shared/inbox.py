@@ -18,10 +18,18 @@ from pymongo.database import Database
 
 from shared import messaging
 from shared.contract import EVENT_TYPES
-from shared.dead_letters import FAILURES_HEADER, dead_letter, delivery_attempts, requeue_copy
+from shared.dead_letters import (
+    FAILURES_HEADER,
+    broker_user,
+    dead_letter,
+    delivery_attempts,
+    publisher_of,
+    requeue_copy,
+)
 from shared.entrypoints import BROKER_GONE, QueueConsumer
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +160,9 @@ class CloudEventHandler(EventHandler):
     dead-letter exchange. A message whose handler raised is tried again (never
     dropped); after DELIVERY_LIMIT failures, or at once when it is not a valid
     CloudEvent, it is dead-lettered with the error. An event that cannot be applied
-    yet is held back without counting as a failure."""
+    yet is held back without counting as a failure. An event that the source
+    service's broker user did not publish is dead-lettered before any handler sees it:
+    whoever else can publish on the broker cannot forge a service's facts."""
 
     queue_consumer = DeadLetteringQueueConsumer()
 
@@ -167,6 +177,16 @@ class CloudEventHandler(EventHandler):
             # milliseconds; pausing first gives its predecessor time to arrive.
             eventlet.sleep(EARLY_EVENT_PAUSE_SECONDS)
         return super().handle_result(message, worker_ctx, result, exc_info)
+
+    def handle_message(self, body, message):
+        publisher = publisher_of(message, self.forwarders)
+        if publisher != self.producer:
+            return self.dead_letter(
+                message,
+                f"not published by the {self.source_service} service: broker user "
+                f"{publisher or '(none given)'}, expected {self.producer}",
+            )
+        return super().handle_message(body, message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
@@ -187,7 +207,13 @@ class CloudEventHandler(EventHandler):
         (acking this one once the broker confirmed the copy), not requeue it: a requeue
         counts against the broker's delivery limit, which a copy starts afresh."""
         try:
-            requeue_copy(self.container.config["AMQP_URI"], message, self.queue.name, headers)
+            requeue_copy(
+                self.container.config["AMQP_URI"],
+                message,
+                self.queue.name,
+                headers,
+                self.forwarders,
+            )
         except Exception:
             log.exception("could not send the message back; requeueing it")
             return self.queue_consumer.requeue_message(message)
@@ -207,7 +233,9 @@ class CloudEventHandler(EventHandler):
         reject it so the broker dead-letters it (without our error text)."""
         log.error("dead-lettering a message from %s: %s", self.queue.name, error)
         try:
-            dead_letter(self.container.config["AMQP_URI"], message, self.queue.name, error)
+            dead_letter(
+                self.container.config["AMQP_URI"], message, self.queue.name, error, self.forwarders
+            )
         except Exception:
             log.exception("could not publish the dead letter; rejecting it to the broker")
             try:
@@ -221,6 +249,14 @@ class CloudEventHandler(EventHandler):
         super().setup()
         name = self.queue_name or (f"{self.container.service_name}.{self.method_name}")
         self.queue = messaging.consumer_queue(name, self.source_service, self.pattern)
+        settings = Settings.from_config(self.container.config)
+        self.producer = settings.broker_user_of(self.source_service)
+        # Copies of an event come back from this service itself (to the tail of its
+        # queue) or from ops (out of the dead letters); they say who published it.
+        self.forwarders = {
+            broker_user(self.container.config["AMQP_URI"]),
+            settings.broker_user_of(messaging.OPS),
+        }
         self._declare_dead_letter_path()
 
     def _declare_dead_letter_path(self):

@@ -14,6 +14,10 @@ DELIVERY_LIMIT = 5
 # DELIVERY_LIMIT, so that a consumer's crash loop (each crash returns every message it
 # had not acked) does not dead-letter healthy messages that were merely in flight.
 BROKER_DELIVERY_LIMIT = 20
+# Every registry process, each connecting to the broker as a user of its own.
+SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications", "gateway")
+# The broker user of `jvreg dlq` (ops), which may send dead letters back to any queue.
+OPS = "ops"
 
 
 def events_exchange(service: str) -> Exchange:

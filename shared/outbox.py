@@ -21,6 +21,7 @@ from pymongo.database import Database
 
 from shared import messaging
 from shared.background import BackgroundLoop
+from shared.dead_letters import broker_user
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
 
@@ -214,8 +215,10 @@ class Relay:
 
 def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]:
     """Publish one event to `<service>.events`, persistent, waiting for the broker's
-    confirm; raises UndeliverableMessage when no queue is bound for it."""
+    confirm; raises UndeliverableMessage when no queue is bound for it. It carries the
+    connection's user as `user_id`, which the broker checks and consumers trust."""
     exchange: Exchange = messaging.events_exchange(service)
+    user = broker_user(amqp_uri)
     publisher = Publisher(
         amqp_uri,
         use_confirms=True,
@@ -234,6 +237,7 @@ def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]
             routing_key=event.routing_key,
             message_id=event.id,
             type=event.type,
+            user_id=user,
         )
 
     return publish

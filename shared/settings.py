@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     # Caps that bound the work each licensing event costs the notifications service.
     webhook_max_event_types: int = Field(20, ge=1)
     webhook_max_subscriptions_per_owner: int = Field(20, ge=1)
+    # The broker user each service connects as (`{service}` is its name, `ops` for
+    # `jvreg dlq`): a consumer accepts a service's events only from this user.
+    broker_user: str = "jvreg-{service}"
+    # RabbitMQ's management API as an administrator: `jvreg dev` creates the services'
+    # users through it, `jvreg regulators add` the regulators'.
+    broker_admin_url: str = "http://guest:guest@127.0.0.1:15672"
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long the gateway waits for a service's RPC reply before answering 503.
@@ -74,6 +80,9 @@ class Settings(BaseSettings):
             if key.startswith("JVREG_")
         }
         return cls(**overrides)
+
+    def broker_user_of(self, service: str) -> str:
+        return self.broker_user.format(service=service)
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}_{service}"

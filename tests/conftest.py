@@ -19,6 +19,7 @@ import requests  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 
 from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
+from shared.dead_letters import broker_user  # noqa: E402
 
 from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
 from support import RabbitManagement, amqp_uri_for  # noqa: E402
@@ -98,9 +99,11 @@ def amqp_uri(backends, vhost):
 
 @pytest.fixture
 def service_config(backends, amqp_uri):
-    """nameko config for in-process containers: this test's vhost and databases."""
+    """nameko config for in-process containers: this test's vhost and databases. They
+    all connect as the one user of the test's broker, so its every service is that user."""
     return {
         "AMQP_URI": amqp_uri,
+        "JVREG_BROKER_USER": broker_user(amqp_uri),
         "JVREG_MONGO_URI": backends["mongo_uri"],
         "JVREG_AMQP_URI": amqp_uri,
         "JVREG_DB_PREFIX": f"t{uuid.uuid4().hex[:10]}",

@@ -6,35 +6,50 @@ from urllib.parse import quote
 
 import requests
 
+from shared import messaging
+from shared.broker_users import (
+    RabbitAdmin,
+    create_registry_users,
+    registry_amqp_uris,
+    vhost_of,
+)
+
+# The registry's broker users in tests. Users are global in RabbitMQ (permissions are
+# per vhost), so every test run, even one running beside another, sets the same
+# password; the names differ from `make dev`'s so a test run leaves those alone.
+TEST_BROKER_USER = "jvreg-test-{service}"
+TEST_BROKER_PASSWORD = "jvreg-test-password"
+
 
 def amqp_uri_for(base: str, vhost: str) -> str:
     return base.rstrip("/") + "/" + quote(vhost, safe="")
 
 
-class RabbitManagement:
+class RabbitManagement(RabbitAdmin):
     """The few calls of RabbitMQ's management API the tests need."""
 
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-
-    def _call(self, method: str, path: str, **kwargs):
-        response = requests.request(method, f"{self.url}/api/{path}", timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
     def create_vhost(self, vhost: str) -> None:
-        self._call("PUT", f"vhosts/{quote(vhost, safe='')}")
-        self._call(
+        """A throw-away vhost, where the broker's `guest` may do anything."""
+        self.call("PUT", f"vhosts/{quote(vhost, safe='')}")
+        self.call(
             "PUT",
             f"permissions/{quote(vhost, safe='')}/guest",
             json={"configure": ".*", "write": ".*", "read": ".*"},
         )
 
     def delete_vhost(self, vhost: str) -> None:
-        self._call("DELETE", f"vhosts/{quote(vhost, safe='')}")
+        self.call("DELETE", f"vhosts/{quote(vhost, safe='')}")
 
     def queue(self, vhost: str, name: str) -> dict:
-        return self._call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+        return self.call("GET", f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+
+def registry_users(management: RabbitAdmin, amqp_uri: str) -> dict[str, str]:
+    """Give the vhost of `amqp_uri` the registry's broker users; returns each
+    service's (and ops') AMQP URI logging in as its own user."""
+    passwords = {name: TEST_BROKER_PASSWORD for name in (*messaging.SERVICES, messaging.OPS)}
+    create_registry_users(management, vhost_of(amqp_uri), TEST_BROKER_USER, passwords)
+    return registry_amqp_uris(amqp_uri, TEST_BROKER_USER, passwords)
 
 
 class Api:

@@ -1,5 +1,6 @@
 """`jvreg dev` (what `make dev` runs): the whole registry on this machine."""
 
+import json
 import os
 import secrets
 import signal
@@ -8,8 +9,16 @@ import time
 from pathlib import Path
 
 import click
+import requests
 
 from services.gateway.keys import weak_bootstrap_key
+from shared import messaging
+from shared.broker_users import (
+    RabbitAdmin,
+    create_registry_users,
+    registry_amqp_uris,
+    vhost_of,
+)
 from shared.cli.processes import ROOT, MongoServer, Stack, broker_reachable, port_open
 from shared.settings import Settings
 
@@ -30,6 +39,20 @@ def bootstrap_ops_key(data_dir: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def broker_passwords(data_dir: Path) -> dict[str, str]:
+    """The password of each service's broker user (and ops'), generated on first start
+    and kept beside the data, readable by this user only."""
+    path = data_dir / "broker-passwords.json"
+    passwords = json.loads(path.read_text()) if path.exists() else {}
+    names = (*messaging.SERVICES, messaging.OPS)
+    if missing := [name for name in names if name not in passwords]:
+        passwords.update({name: secrets.token_urlsafe(24) for name in missing})
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(passwords, indent=2) + "\n")
+        path.chmod(0o600)
+    return passwords
 
 
 @click.command()
@@ -68,6 +91,23 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
         )
         sys.exit(2)
 
+    passwords = broker_passwords(data_dir)
+    try:
+        create_registry_users(
+            RabbitAdmin(settings.broker_admin_url),
+            vhost_of(settings.amqp_uri),
+            settings.broker_user,
+            passwords,
+        )
+    except requests.RequestException as error:
+        click.echo(
+            f"cannot create the services' broker users through RabbitMQ's management API "
+            f"({error}).\nEnable it with `rabbitmq-plugins enable rabbitmq_management`, or "
+            "point JVREG_BROKER_ADMIN_URL at it (http://admin:password@host:15672).",
+            err=True,
+        )
+        sys.exit(2)
+
     stopping = False
 
     def request_stop(signum, frame):
@@ -92,7 +132,10 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
         env["JVREG_MONGO_URI"] = mongo.uri
         click.echo(f"SecantusDB on {mongo.uri} (data in {data_dir / 'mongo'})")
 
-    stack = Stack(env)
+    # Every service logs in as its own user (shared.broker_users).
+    stack = Stack(
+        env, amqp_uris=registry_amqp_uris(settings.amqp_uri, settings.broker_user, passwords)
+    )
     exit_code = 0
     try:
         stack.start()

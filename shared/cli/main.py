@@ -11,6 +11,7 @@ from shared.cli.dev import dev  # noqa: E402
 from shared.cli.dlq import dlq  # noqa: E402
 from shared.cli.keys import keys  # noqa: E402
 from shared.cli.reconcile import reconcile_command  # noqa: E402
+from shared.cli.regulators import regulators  # noqa: E402
 from shared.cli.watch import watch  # noqa: E402
 
 
@@ -23,6 +24,7 @@ cli.add_command(dev)
 cli.add_command(dlq)
 cli.add_command(keys)
 cli.add_command(reconcile_command)
+cli.add_command(regulators)
 cli.add_command(watch)
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from typing import IO
 import requests
 from kombu import Connection
 
+from shared.messaging import SERVICES
 from shared.mongo import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMEKO_CONFIG = ROOT / "deploy" / "config.yaml"
-SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications", "gateway")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.2) -> None:
@@ -161,10 +161,15 @@ class MongoServer(ManagedProcess):
 
 
 class Stack:
-    """Every registry service as its own `nameko run` process."""
+    """Every registry service as its own `nameko run` process; `amqp_uris` gives a
+    service its own broker login (JVREG_AMQP_URI)."""
 
     def __init__(
-        self, env: dict[str, str], log_dir: Path | None = None, services: tuple[str, ...] = SERVICES
+        self,
+        env: dict[str, str],
+        log_dir: Path | None = None,
+        services: tuple[str, ...] = SERVICES,
+        amqp_uris: dict[str, str] | None = None,
     ):
         self.env = {
             **os.environ,
@@ -176,7 +181,7 @@ class Stack:
             name: ManagedProcess(
                 name,
                 [_bin("nameko"), "run", "--config", str(NAMEKO_CONFIG), f"services.{name}.service"],
-                self.env,
+                {**self.env, **({"JVREG_AMQP_URI": amqp_uris[name]} if amqp_uris else {})},
                 log_dir / f"{name}.log" if log_dir else None,
             )
             for name in services

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import TextIO
 
 import click
-from amqp.exceptions import ChannelError
-from kombu import Connection, Queue
+from amqp.exceptions import ChannelError, NotFound
+from kombu import Connection, Exchange, Queue
 from kombu.mixins import ConsumerMixin
 
 from shared import codec, messaging
@@ -35,9 +35,11 @@ class Stopped(Exception):
 def regulator_queue(name: str, exchange: str, pattern: str) -> Queue:
     """The watcher's own queue: durable, bound to `exchange` with `pattern`, and
     dead-lettering what it rejects to the registry's dead-letter exchange."""
+    events = messaging.events_exchange(exchange.removesuffix(".events"))
     return Queue(
         name,
-        exchange=messaging.events_exchange(exchange.removesuffix(".events")),
+        # Declared by `declare` only when missing: a regulator's user may not.
+        exchange=Exchange(events.name, type=events.type, durable=True, no_declare=True),
         routing_key=pattern,
         durable=True,
         queue_arguments={"x-dead-letter-exchange": messaging.DEAD_LETTER_EXCHANGE},
@@ -45,8 +47,17 @@ def regulator_queue(name: str, exchange: str, pattern: str) -> Queue:
 
 
 def declare(channel, queue: Queue) -> None:
-    messaging.dead_letter_exchange()(channel).declare()
-    messaging.dead_letter_queue()(channel).declare()
+    """Declare the watcher's queue. The registry declares its exchanges and the
+    dead-letter path; only on a broker it has not run on yet does the watcher declare
+    them (which a regulator's broker user, `jvreg regulators add`, may not)."""
+    probe = channel.connection.channel()
+    try:
+        probe.exchange_declare(queue.exchange.name, queue.exchange.type, passive=True)
+        probe.close()
+    except NotFound:
+        messaging.dead_letter_exchange()(channel).declare()
+        messaging.dead_letter_queue()(channel).declare()
+        Exchange(queue.exchange.name, type=queue.exchange.type, durable=True)(channel).declare()
     queue(channel).declare()
 
 

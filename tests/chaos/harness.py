@@ -26,6 +26,7 @@ from pymongo import MongoClient
 
 from shared.cli.processes import ROOT, free_port, wait_until
 from shared.cli.reconcile import reconcile
+from shared.dead_letters import broker_user
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
 
@@ -438,6 +439,9 @@ class ChaosRegistry:
             "PYTHONUNBUFFERED": "1",
             "JVREG_MONGO_URI": self.mongo_uri,
             "JVREG_AMQP_URI": self.amqp_uri,
+            # The scenario's throw-away vhost has one broker user, `guest`, which its
+            # poison publishers share: every service is that user here.
+            "JVREG_BROKER_USER": broker_user(self.amqp_uri),
             "JVREG_DB_PREFIX": self.prefix,
             "JVREG_GATEWAY_PORT": str(port),
             "JVREG_OPS_KEY": self.ops_key,

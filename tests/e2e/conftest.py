@@ -8,20 +8,23 @@ import pytest
 
 from shared.cli.processes import Stack, free_port
 
-from support import Api, amqp_uri_for
+from support import TEST_BROKER_USER, Api, amqp_uri_for, registry_users
 from webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture(scope="session")
 def registry(backends, rabbit_management, tmp_path_factory):
-    """The running registry: its gateway URL, AMQP URI and bootstrap ops key."""
+    """The running registry: its gateway URL, AMQP URI (the test's own, as `guest`),
+    each service's (`amqp_uris`, as its own broker user) and bootstrap ops key."""
     vhost = f"jvreg-e2e-{uuid.uuid4().hex[:10]}"
     rabbit_management.create_vhost(vhost)
     amqp_uri = amqp_uri_for(backends["amqp_uri"], vhost)
+    amqp_uris = registry_users(rabbit_management, amqp_uri)
     ops_key = "jvk_ops_" + secrets.token_urlsafe(24)
     env = {
         "JVREG_MONGO_URI": backends["mongo_uri"],
         "JVREG_AMQP_URI": amqp_uri,
+        "JVREG_BROKER_USER": TEST_BROKER_USER,
         "JVREG_DB_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
         "JVREG_GATEWAY_PORT": str(free_port()),
         "JVREG_OPS_KEY": ops_key,
@@ -31,7 +34,7 @@ def registry(backends, rabbit_management, tmp_path_factory):
         "JVREG_RPC_TIMEOUT_SECONDS": "5",
     }
     log_dir = tmp_path_factory.mktemp("registry-logs")
-    stack = Stack(env, log_dir=log_dir)
+    stack = Stack(env, log_dir=log_dir, amqp_uris=amqp_uris)
     stack.start()
     try:
         stack.wait_healthy(90)
@@ -43,6 +46,7 @@ def registry(backends, rabbit_management, tmp_path_factory):
     yield {
         "url": stack.gateway_url,
         "amqp_uri": amqp_uri,
+        "amqp_uris": amqp_uris,
         "vhost": vhost,
         "ops_key": ops_key,
         "stack": stack,

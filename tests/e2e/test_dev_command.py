@@ -13,10 +13,11 @@ import pytest
 from kombu import Connection
 
 from shared import messaging
+from shared.broker_users import with_credentials
 from shared.cli.processes import free_port, port_open, wait_until
 from shared.envelope import new_event
 
-from support import Api, venture_body
+from support import TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, venture_body
 
 JVREG = str(Path(sys.executable).parent / "jvreg")
 
@@ -58,9 +59,18 @@ class DevProcess:
 
 
 @pytest.fixture
-def dev_env(amqp_uri):
+def dev_env(amqp_uri, backends, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
-    env.update(JVREG_AMQP_URI=amqp_uri, JVREG_GATEWAY_PORT=str(free_port()))
+    env.update(
+        JVREG_AMQP_URI=amqp_uri,
+        JVREG_GATEWAY_PORT=str(free_port()),
+        JVREG_BROKER_USER=TEST_BROKER_USER,
+        JVREG_BROKER_ADMIN_URL=backends["management_url"],
+    )
+    # The tests' broker users and password (users are global): `jvreg dev` keeps them.
+    names = (*messaging.SERVICES, messaging.OPS)
+    passwords = {name: TEST_BROKER_PASSWORD for name in names}
+    (tmp_path / "broker-passwords.json").write_text(json.dumps(passwords))
     return env
 
 
@@ -132,12 +142,14 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
         assert jvreg(ops_env, "dlq", "list").stdout.strip() == "no dead letters"
         # A producer's bug: an event of a CloudEvents version the registry does not speak.
         poison = new_event("ventures", "venture.updated", "jv_from_a_buggy_producer", 1, {})
-        with Connection(amqp_uri) as connection:
-            connection.Producer().publish(
+        ventures_user = TEST_BROKER_USER.format(service="ventures")
+        with Connection(with_credentials(amqp_uri, ventures_user, TEST_BROKER_PASSWORD)) as link:
+            link.Producer().publish(
                 {**poison.wire(), "specversion": "0.3"},
                 exchange=messaging.events_exchange("ventures"),
                 routing_key="venture.updated",
                 message_id=poison.id,
+                user_id=ventures_user,
             )
 
         def dead_letters() -> list[dict]:

@@ -183,7 +183,9 @@ def test_a_licence_lifecycle_reaches_regulators_and_moves_the_plant(
 def test_a_licence_expires_once_with_two_licensing_instances(
     registry, rabbit_management, investor, regulator, tmp_path
 ):
-    second = Stack(registry["env"], log_dir=tmp_path, services=("licensing",))
+    second = Stack(
+        registry["env"], log_dir=tmp_path, services=("licensing",), amqp_uris=registry["amqp_uris"]
+    )
     second.start()
     try:
         wait_until(

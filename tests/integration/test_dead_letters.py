@@ -41,6 +41,7 @@ def service(service_config, container_factory):
 
 
 def publish_raw(amqp_uri, body: bytes, content_type: str, routing_key="venture.updated"):
+    """A faulty producer's message, published as the ventures service's own user."""
     with Connection(amqp_uri) as connection:
         producer = connection.Producer()
         producer.publish(
@@ -49,6 +50,7 @@ def publish_raw(amqp_uri, body: bytes, content_type: str, routing_key="venture.u
             routing_key=routing_key,
             content_type=content_type,
             content_encoding="utf-8",
+            user_id=connection.userid,
             declare=[messaging.events_exchange("ventures")],
         )
 
