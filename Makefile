@@ -57,18 +57,22 @@ fmt: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-up: ## production-like stack in Docker (needs JVREG_OPS_KEY)
+up: $(STAMP) ## production-like stack in Docker; writes missing secrets to .env first
+	$(BIN)/python deploy/compose_env.py .env
 	$(COMPOSE) up -d --build --wait
 
-# Compose checks JVREG_OPS_KEY for every command; only `up` needs the real one.
-down: ## stop the Docker stack
-	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) down
+# Compose checks every required secret for any command: make sure .env has them.
+.env: | $(STAMP)
+	$(BIN)/python deploy/compose_env.py .env
 
-logs: ## follow the Docker stack's logs
-	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) logs -f
+down: .env ## stop the Docker stack
+	$(COMPOSE) down
 
-ps: ## the Docker stack's containers
-	JVREG_OPS_KEY=$${JVREG_OPS_KEY:-unused} $(COMPOSE) ps
+logs: .env ## follow the Docker stack's logs
+	$(COMPOSE) logs -f
+
+ps: .env ## the Docker stack's containers
+	$(COMPOSE) ps
 
 lock: ## re-pin every dependency from pyproject.toml into requirements.lock
 	rm -rf /tmp/jvreg-lock && $(PYTHON) -m venv /tmp/jvreg-lock

@@ -30,6 +30,9 @@ BACKENDS = ("mongo", "rabbitmq")
 # Container ports the tests reach from the host.
 BACKEND_PORTS = {"mongo": (27017,), "rabbitmq": (5672, 15672)}
 
+# The broker's administrator in the test containers (production's password comes from
+# .env): the tests make a vhost per test and the services' users through it.
+TEST_ADMIN = ("jvreg-admin", "jvreg-test-admin-password")
 WAIT_TIMEOUT_SECONDS = 180.0
 WAIT_PAUSE_SECONDS = 1.0
 
@@ -50,6 +53,11 @@ def backends_compose(base: dict[str, Any], docker_ip: str) -> dict[str, Any]:
         # "127.0.0.1::port" or a bare "port": Docker chooses the host port.
         service["ports"] = [f"{bind}{port}" for port in BACKEND_PORTS[name]]
         services[name] = service
+    user, password = TEST_ADMIN
+    services["rabbitmq"]["environment"] = {
+        "RABBITMQ_DEFAULT_USER": user,
+        "RABBITMQ_DEFAULT_PASS": password,
+    }
     return {"services": services}
 
 
@@ -115,8 +123,9 @@ def docker_backends(docker_ip: str, docker_services: Any) -> dict[str, str]:
     management_port = docker_services.port_for("rabbitmq", 15672)
 
     mongo_uri = f"mongodb://{host}:{mongo_port}/?directConnection=true"
-    amqp_uri = f"amqp://guest:guest@{host}:{amqp_port}/"
-    management_url = f"http://guest:guest@{host}:{management_port}"
+    user, password = TEST_ADMIN
+    amqp_uri = f"amqp://{user}:{password}@{host}:{amqp_port}/"
+    management_url = f"http://{user}:{password}@{host}:{management_port}"
 
     docker_services.wait_until_responsive(
         check=lambda: _mongo_ready(mongo_uri),

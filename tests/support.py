@@ -29,11 +29,11 @@ class RabbitManagement(RabbitAdmin):
     """The few calls of RabbitMQ's management API the tests need."""
 
     def create_vhost(self, vhost: str) -> None:
-        """A throw-away vhost, where the broker's `guest` may do anything."""
+        """A throw-away vhost, where the administrator (`guest` here) may do anything."""
         self.call("PUT", f"vhosts/{quote(vhost, safe='')}")
         self.call(
             "PUT",
-            f"permissions/{quote(vhost, safe='')}/guest",
+            f"permissions/{quote(vhost, safe='')}/{quote(self.auth[0], safe='')}",
             json={"configure": ".*", "write": ".*", "read": ".*"},
         )
 

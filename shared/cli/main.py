@@ -7,6 +7,7 @@ import click
 # The CLI does not run on eventlet; nameko's import of it need not warn ops.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+from shared.cli.broker import broker_users  # noqa: E402
 from shared.cli.dev import dev  # noqa: E402
 from shared.cli.dlq import dlq  # noqa: E402
 from shared.cli.keys import keys  # noqa: E402
@@ -20,6 +21,7 @@ def cli():
     """JV Pharma Registry: Pakistan–China pharmaceutical joint ventures."""
 
 
+cli.add_command(broker_users)
 cli.add_command(dev)
 cli.add_command(dlq)
 cli.add_command(keys)

@@ -14,6 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from shared import messaging
+from shared.cli.broker import password_variable
+
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_SERVICES = (
     "gateway",
@@ -29,6 +32,11 @@ BACKENDS = ("mongo", "rabbitmq")
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return (ROOT / "docker-compose.yml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +68,11 @@ def published(service: dict) -> list[tuple[str, str]]:
     return result
 
 
+def secrets_named(value: str) -> str:
+    """`value` with each required variable (`${NAME:?message}`) replaced by its name."""
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", r"\1", value)
+
+
 def healthcheck_text(service: dict) -> str:
     test = service["healthcheck"]["test"]
     return " ".join(test) if isinstance(test, list) else test
@@ -70,7 +83,52 @@ def test_no_obsolete_version_key(compose):
 
 
 def test_all_services_present(services):
-    assert set(services) == set(REGISTRY_SERVICES) | set(BACKENDS)
+    assert set(services) == set(REGISTRY_SERVICES) | set(BACKENDS) | {"broker-users"}
+
+
+def test_nothing_runs_as_guest(compose, services):
+    assert "guest" not in yaml.safe_dump(compose)
+    rabbitmq = services["rabbitmq"]["environment"]
+    assert rabbitmq["RABBITMQ_DEFAULT_USER"] == "jvreg-admin"
+    assert rabbitmq["RABBITMQ_DEFAULT_PASS"].startswith("${JVREG_BROKER_ADMIN_PASSWORD:?")
+
+
+@pytest.mark.parametrize("name", REGISTRY_SERVICES)
+def test_each_service_connects_as_its_own_broker_user(services, name):
+    amqp = urlsplit(secrets_named(services[name]["environment"]["JVREG_AMQP_URI"]))
+    assert amqp.username == f"jvreg-{name}"
+    assert amqp.password == f"JVREG_BROKER_PASSWORD_{name.upper()}"
+
+
+@pytest.mark.parametrize("name", REGISTRY_SERVICES)
+def test_services_start_once_their_broker_users_exist(services, name):
+    depends_on = services[name]["depends_on"]
+    assert depends_on["broker-users"]["condition"] == "service_completed_successfully"
+
+
+def test_the_broker_users_step_creates_every_user_with_its_password(services):
+    step = services["broker-users"]
+    assert step["command"] == ["jvreg", "broker-users"]
+    assert step["restart"] == "no"
+    assert step["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    env = step["environment"]
+    admin = urlsplit(secrets_named(env["JVREG_BROKER_ADMIN_URL"]))
+    assert (admin.username, admin.password) == ("jvreg-admin", "JVREG_BROKER_ADMIN_PASSWORD")
+    for name in (*messaging.SERVICES, messaging.OPS):
+        assert env[password_variable(name)].startswith(f"${{{password_variable(name)}:?")
+
+
+def test_make_up_generates_every_secret_compose_requires(compose_text, tmp_path):
+    required = set(re.findall(r"\$\{(\w+):\?", compose_text))
+    env_file = tmp_path / ".env"
+    env_file.write_text("JVREG_OPS_KEY=kept-as-it-is\n")
+    compose_env = _load("deploy/compose_env.py", "jvreg_compose_env")
+    compose_env.main(env_file)
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert required <= written.keys()
+    assert written["JVREG_OPS_KEY"] == "kept-as-it-is"
+    assert len(set(written.values())) == len(written), "every secret is its own"
+    assert env_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_mongo_is_a_single_node_replica_set(services):
@@ -160,7 +218,7 @@ def test_registry_service_reaches_backends_by_service_name(services, name):
     replica_set = parse_qs(mongo.query)["replicaSet"]
     command = services["mongo"]["command"]
     assert replica_set == [command[command.index("--replSet") + 1]]
-    amqp = urlsplit(env["JVREG_AMQP_URI"])
+    amqp = urlsplit(secrets_named(env["JVREG_AMQP_URI"]))
     assert (amqp.scheme, amqp.hostname, amqp.port) == ("amqp", "rabbitmq", 5672)
 
 
@@ -211,12 +269,15 @@ def test_dockerignore_keeps_local_state_out():
     assert {".git", ".venv", "var", ".env"} <= entries
 
 
-def _load_docker_backends():
-    path = ROOT / "tests" / "docker_backends.py"
-    spec = importlib.util.spec_from_file_location("jvreg_docker_backends", path)
+def _load(relative_path: str, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_docker_backends():
+    return _load("tests/docker_backends.py", "jvreg_docker_backends")
 
 
 @pytest.mark.parametrize("docker_ip", ["127.0.0.1", "192.0.2.10"])
@@ -229,6 +290,7 @@ def test_docker_test_path_runs_the_production_backends_on_free_ports(compose, do
         assert service["image"] == original["image"]
         assert service["healthcheck"] == original["healthcheck"]
         assert service.get("command") == original.get("command")
+        assert "guest" not in str(service.get("environment", ""))
         # Docker picks every host port, so a local RabbitMQ on 5672 cannot clash.
         for host_port, _ in published(service):
             assert host_port == ""
