@@ -2,6 +2,7 @@
 for the gateway, and example request bodies."""
 
 import uuid
+from datetime import date, timedelta
 from urllib.parse import quote
 
 import requests
@@ -117,3 +118,8 @@ def venture_body(name: str | None = None, **overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def inspection_date(days_ahead: int = 30) -> str:
+    """An inspection date within the registry's bounds (at most two years ahead)."""
+    return (date.today() + timedelta(days=days_ahead)).isoformat()

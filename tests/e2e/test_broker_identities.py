@@ -13,7 +13,7 @@ from shared import messaging
 from shared.cli.processes import wait_until
 from shared.dead_letters import DeadLetterQueue
 
-from support import TEST_BROKER_USER
+from support import TEST_BROKER_USER, inspection_date
 
 DML = {"type": "dml_formulation"}
 
@@ -96,7 +96,7 @@ def test_a_forged_licence_decision_changes_nothing_and_is_dead_lettered(
     )
 
     # The sequence the forgeries claimed is still free: the genuine grant applies.
-    licence = move(regulator, licence, "inspection_scheduled", inspection_date="2031-05-04")
+    licence = move(regulator, licence, "inspection_scheduled", inspection_date=inspection_date())
     licence = move(regulator, licence, "granted", decision_ref="DRAP/LIC/2031/0412")
     facility_status(investor, plant["id"], "operational")
     wait_until(lambda: len(delivered(licence["id"])) == 4, 30, "the genuine decisions delivered")

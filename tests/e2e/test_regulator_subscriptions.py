@@ -8,7 +8,7 @@ import pytest
 
 from shared.cli.processes import wait_until
 
-from support import venture_body
+from support import inspection_date, venture_body
 from watch_process import WatchProcess
 
 PROBLEM = "application/problem+json"
@@ -81,7 +81,7 @@ def decide(regulator, licence_id: str, to: str, **fields) -> dict:
 
 WALK = [
     ("under_review", {}),
-    ("inspection_scheduled", {"inspection_date": "2031-03-18"}),
+    ("inspection_scheduled", {"inspection_date": inspection_date()}),
     ("granted", {}),
     ("suspended", {}),
     ("granted", {}),
