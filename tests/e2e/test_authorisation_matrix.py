@@ -357,3 +357,50 @@ def test_every_route_answers_every_caller_as_the_policy_says(world):
     outcomes = dict(zip(cells, got, strict=True))
     deviations = {cell for cell in cells if outcomes[cell] != expected(*cell)}
     assert not deviations, "\n" + matrix_text(routes, outcomes, deviations)
+
+
+# Rotation is self-service for a key's organisation, but issues a new key: it must not
+# give the caller more than ops gave it (found while building the matrix).
+
+
+def test_rotation_gives_no_one_a_key_of_a_role_they_do_not_hold(world):
+    client, _ = world
+    owner = unique("Matrix Shared Name")
+    investor = client.created("ops", "/v1/api-keys", {"role": "investor", "owner": owner})
+    regulator = client.created("ops", "/v1/api-keys", {"role": "regulator", "owner": owner})
+    client.keys[owner] = investor["key"]
+
+    rotated = client.send(owner, "POST", f"/v1/api-keys/{regulator['id']}/rotate")
+    assert rotated.status_code == 403, rotated.text
+    assert "key" not in rotated.json()
+    # Refused, it changed nothing: the regulator key still works.
+    client.keys[f"{owner} regulator"] = regulator["key"]
+    assert client.send(f"{owner} regulator", "GET", "/v1/subscriptions").status_code == 200
+
+
+def test_rotation_by_its_organisation_does_not_outlive_the_key_ops_gave(world):
+    client, _ = world
+    body = {"role": "investor", "owner": unique("Matrix Expiring"), "expires_in_days": 30}
+    old = client.created("ops", "/v1/api-keys", body)
+    client.keys[old["id"]] = old["key"]
+
+    longer = client.send(
+        old["id"], "POST", f"/v1/api-keys/{old['id']}/rotate", json={"expires_in_days": 365}
+    )
+    assert longer.status_code == 403, longer.text
+    assert [error["loc"] for error in longer.json()["errors"]] == [["body", "expires_in_days"]]
+    assert client.send(old["id"], "GET", "/v1/ventures").status_code == 200
+
+    rotated = client.send(old["id"], "POST", f"/v1/api-keys/{old['id']}/rotate")
+    assert rotated.status_code == 201, rotated.text
+    assert rotated.json()["expires_at"] == old["expires_at"]
+    # Ops may give a rotated key a longer life.
+    client.keys[rotated.json()["id"]] = rotated.json()["key"]
+    by_ops = client.send(
+        "ops",
+        "POST",
+        f"/v1/api-keys/{rotated.json()['id']}/rotate",
+        json={"expires_in_days": 365},
+    )
+    assert by_ops.status_code == 201, by_ops.text
+    assert by_ops.json()["expires_at"] > old["expires_at"]
