@@ -40,7 +40,6 @@ ANYONE = ("ok",) * len(PRINCIPALS)
 # regulator, ops; every /v1 route is 401 without a valid key. "Owner" is the
 # organisation that registered the venture (and its plants, licences and flows), whose
 # API key it is, or (subscriptions) the regulator whose webhook it is.
-#                                                            owner     other     reg       o.reg     ops  # noqa: E501
 POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/health"): ANYONE,
     ("GET", "/openapi.json"): ANYONE,
@@ -318,10 +317,21 @@ def outcome_of(client: Client, route: tuple[str, str], principal: str, world: di
     return "ok" if any(item["id"] == world[call.probe] for item in items) else "hidden"
 
 
+# Column headings of the printed matrix, ten characters at most.
+COLUMN_LABELS = {
+    **{principal: principal.removesuffix(" key") for principal in UNAUTHENTICATED},
+    "owner investor": "owner",
+    "other investor": "other inv",
+    "regulator": "regulator",
+    "other regulator": "other reg",
+    "ops": "ops",
+}
+
+
 def matrix_text(routes, outcomes: dict, deviations: set) -> str:
     """Route × principal; a deviation reads `expected≠got`."""
     width = max(len(f"{method} {rule}") for method, rule in routes)
-    header = " ".join(f"{principal:>15}" for principal in PRINCIPALS)
+    header = " ".join(f"{COLUMN_LABELS[principal]:>10}" for principal in PRINCIPALS)
     lines = [f"{'route':<{width}} {header}"]
     for route in routes:
         cells = []
@@ -330,7 +340,7 @@ def matrix_text(routes, outcomes: dict, deviations: set) -> str:
             cell = (
                 f"{expected(route, principal)}≠{got}" if (route, principal) in deviations else got
             )
-            cells.append(f"{cell[:15]:>15}")
+            cells.append(f"{cell[:10]:>10}")
         lines.append(f"{route[0] + ' ' + route[1]:<{width}} " + " ".join(cells))
     details = [
         f"  {method} {rule} as {principal}: expected {expected((method, rule), principal)}, "
