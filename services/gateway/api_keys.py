@@ -9,10 +9,33 @@ from services.gateway.keys import (
     CreateApiKey,
     Principal,
     RotateApiKey,
+    expiry,
 )
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, ref
-from shared.errors import NotFound, validated
+from shared.clock import utcnow
+from shared.errors import Forbidden, NotFound, validated
 from shared.pagination import decode_cursor, page, parse_limit
+
+
+def no_more_than_ops_gave(principal: Principal, key: ApiKey, command: RotateApiKey) -> RotateApiKey:
+    """A rotation by the key's organisation, not by ops, gets a key no more than ops
+    gave: of the caller's own role (the new key has the old one's), ending no later than
+    the old one would have (by default, just then)."""
+    if principal.role == "ops":
+        return command
+    if key.role != principal.role:
+        raise Forbidden(f"a {principal.role} key may not rotate a {key.role} key; ask ops")
+    if key.expires_at is None:
+        return command
+    if command.expires_in_days is None and command.expires_at is None:
+        return command.model_copy(update={"expires_at": key.expires_at})
+    if expiry(command, utcnow()) > key.expires_at:
+        given = "expires_in_days" if command.expires_in_days is not None else "expires_at"
+        raise Forbidden(
+            f"only ops may extend a key's life beyond its expiry ({key.expires_at.isoformat()})",
+            errors=[{"loc": ["body", given], "msg": "after the key's expiry", "type": "forbidden"}],
+        )
+    return command
 
 
 class ApiKeyRoutes:
@@ -56,10 +79,10 @@ class ApiKeyRoutes:
     @api("POST", "/v1/api-keys/<key_id>/rotate")
     def rotate_api_key(self, request, key_id):
         principal = self.principal(request)
-        self._manageable_key(principal, key_id)
+        key = self._manageable_key(principal, key_id)
         # The body is optional: without one the old key ends at once.
         body = read_json_body(request) if request.content_length else "{}"
-        command = validated(RotateApiKey, body)
+        command = no_more_than_ops_gave(principal, key, validated(RotateApiKey, body))
         created = self.keys.rotate(key_id, command, rotated_by=principal.key_id)
         return json_response(
             created.model_dump(mode="json"), 201, {"Location": f"/v1/api-keys/{created.id}"}
