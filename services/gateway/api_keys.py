@@ -17,14 +17,21 @@ from shared.errors import Forbidden, NotFound, validated
 from shared.pagination import decode_cursor, page, parse_limit
 
 
+def require_own_role(principal: Principal, key: ApiKey, verb: str) -> None:
+    """An organisation may revoke or rotate only keys of the role it acts in: one
+    organisation name can hold keys of several roles, and an investor must neither
+    end a regulator's key nor get one by rotating it."""
+    if principal.role != "ops" and key.role != principal.role:
+        raise Forbidden(f"a {principal.role} key may not {verb} a {key.role} key; ask ops")
+
+
 def no_more_than_ops_gave(principal: Principal, key: ApiKey, command: RotateApiKey) -> RotateApiKey:
     """A rotation by the key's organisation, not by ops, gets a key no more than ops
     gave: of the caller's own role (the new key has the old one's), ending no later than
     the old one would have (by default, just then)."""
     if principal.role == "ops":
         return command
-    if key.role != principal.role:
-        raise Forbidden(f"a {principal.role} key may not rotate a {key.role} key; ask ops")
+    require_own_role(principal, key, "rotate")
     if key.expires_at is None:
         return command
     if command.expires_in_days is None and command.expires_at is None:
@@ -73,7 +80,7 @@ class ApiKeyRoutes:
     @api("DELETE", "/v1/api-keys/<key_id>")
     def revoke_api_key(self, request, key_id):
         principal = self.principal(request)
-        self._manageable_key(principal, key_id)
+        require_own_role(principal, self._manageable_key(principal, key_id), "revoke")
         return json_response(self.keys.revoke(key_id).model_dump(mode="json"))
 
     @api("POST", "/v1/api-keys/<key_id>/rotate")

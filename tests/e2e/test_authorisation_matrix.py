@@ -388,6 +388,19 @@ def test_rotation_gives_no_one_a_key_of_a_role_they_do_not_hold(world):
     assert client.send(f"{owner} regulator", "GET", "/v1/subscriptions").status_code == 200
 
 
+def test_an_organisation_cannot_revoke_its_keys_of_another_role(world):
+    client, _ = world
+    owner = unique("Matrix Shared Name")
+    investor = client.created("ops", "/v1/api-keys", {"role": "investor", "owner": owner})
+    regulator = client.created("ops", "/v1/api-keys", {"role": "regulator", "owner": owner})
+    client.keys[owner] = investor["key"]
+    client.keys[f"{owner} regulator"] = regulator["key"]
+
+    revoked = client.send(owner, "DELETE", f"/v1/api-keys/{regulator['id']}")
+    assert revoked.status_code == 403, revoked.text
+    assert client.send(f"{owner} regulator", "GET", "/v1/subscriptions").status_code == 200
+
+
 def test_rotation_by_its_organisation_does_not_outlive_the_key_ops_gave(world):
     client, _ = world
     body = {"role": "investor", "owner": unique("Matrix Expiring"), "expires_in_days": 30}
