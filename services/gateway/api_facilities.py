@@ -4,9 +4,9 @@ service."""
 from collections.abc import Callable
 from typing import TypeVar
 
-from services.facilities.domain import Facility, RegisterFacility
+from services.facilities.domain import Facility, FacilityFilters, RegisterFacility
 from services.gateway.http import api, etag, json_response, read_json_body
-from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, query_params
+from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
 from shared.errors import NotFound, ServiceUnavailable
 from shared.pagination import decode_cursor, page, parse_limit
 
@@ -102,7 +102,7 @@ def openapi_paths() -> dict:
                 "List facilities",
                 200,
                 FacilityPage,
-                params=LIST_PARAMS + query_params("venture_id", "province", "kind", "status"),
+                params=LIST_PARAMS + parameters_of(FacilityFilters),
             ),
         },
         "/v1/facilities/{facility_id}": {

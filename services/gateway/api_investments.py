@@ -3,8 +3,17 @@ of the investments service."""
 
 from services.gateway.api_facilities import once_projected
 from services.gateway.http import api, etag, json_response, read_json_body
-from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, query_params
-from services.investments.domain import Flow, FxRate, RecordFlow, SetFxRate
+from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
+from services.investments.domain import (
+    Flow,
+    FlowFilters,
+    FxRate,
+    FxRateKey,
+    PortfolioQuery,
+    RecordFlow,
+    SetFxRate,
+    SummaryQuery,
+)
 from services.investments.reports import PortfolioSummary, VentureSummary
 from shared.errors import RegistryError
 from shared.pagination import decode_cursor, page, parse_limit
@@ -79,7 +88,6 @@ OPENAPI_MODELS = [RecordFlow, Flow, FlowPage, VentureSummary, PortfolioSummary, 
 
 def openapi_paths() -> dict:
     venture_id = [path_param("venture_id")]
-    currency = query_params("currency")
     return {
         "/v1/ventures/{venture_id}/investments": {
             "post": operation(
@@ -89,7 +97,7 @@ def openapi_paths() -> dict:
                 "List a venture's investment flows",
                 200,
                 FlowPage,
-                params=venture_id + LIST_PARAMS + query_params("type", "currency"),
+                params=venture_id + LIST_PARAMS + parameters_of(FlowFilters),
             ),
         },
         "/v1/ventures/{venture_id}/investments/summary": {
@@ -97,7 +105,7 @@ def openapi_paths() -> dict:
                 "A venture's investments, in one currency (default USD)",
                 200,
                 VentureSummary,
-                params=venture_id + currency,
+                params=venture_id + parameters_of(SummaryQuery),
             ),
         },
         "/v1/investments/summary": {
@@ -105,7 +113,7 @@ def openapi_paths() -> dict:
                 "Investments across the portfolio (an investor's: its own ventures)",
                 200,
                 PortfolioSummary,
-                params=currency + query_params("group_by"),
+                params=parameters_of(PortfolioQuery),
             ),
         },
         "/v1/fx-rates/{currency}/{date}": {
@@ -114,7 +122,7 @@ def openapi_paths() -> dict:
                 200,
                 FxRate,
                 SetFxRate,
-                params=[path_param("currency"), path_param("date")],
+                params=parameters_of(FxRateKey, "path"),
             ),
         },
     }

@@ -4,8 +4,14 @@ import json
 
 from services.gateway.api_facilities import list_filters, once_projected
 from services.gateway.http import api, etag, json_response, read_json_body
-from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, query_params
-from services.licensing.domain import ApplyForLicence, HistoryEntry, Licence, RequestTransition
+from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
+from services.licensing.domain import (
+    ApplyForLicence,
+    HistoryEntry,
+    Licence,
+    LicenceFilters,
+    RequestTransition,
+)
 from shared.errors import NotFound
 from shared.pagination import decode_cursor, page, parse_limit
 
@@ -99,8 +105,7 @@ def openapi_paths() -> dict:
                 "List licences",
                 200,
                 LicencePage,
-                params=LIST_PARAMS
-                + query_params("status", "type", "facility_id", "venture_id", "expiring_before"),
+                params=LIST_PARAMS + parameters_of(LicenceFilters),
             ),
         },
         "/v1/licenses/{license_id}": {

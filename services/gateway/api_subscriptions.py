@@ -1,13 +1,15 @@
 """/v1/subscriptions: regulators' webhooks, over the notifications service."""
 
 from services.gateway.http import api, json_response, read_json_body
-from services.gateway.openapi import LIST_PARAMS, operation, page_of, path_param, query_params
+from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
 from services.notifications.domain import (
     CreateSubscription,
     Delivery,
     DeliveryAttempt,
+    DeliveryFilters,
     Subscription,
     SubscriptionCreated,
+    SubscriptionFilters,
 )
 from shared.errors import NotFound
 from shared.pagination import decode_cursor, page, parse_limit
@@ -81,6 +83,7 @@ OPENAPI_MODELS = [
     SubscriptionCreated,
     SubscriptionPage,
     DeliveryAttempt,
+    DeliveryFilters,
     Delivery,
     DeliveryPage,
 ]
@@ -101,7 +104,7 @@ def openapi_paths() -> dict:
                 "List webhook subscriptions (a regulator sees its organisation's)",
                 200,
                 SubscriptionPage,
-                params=LIST_PARAMS + query_params("status"),
+                params=LIST_PARAMS + parameters_of(SubscriptionFilters),
             ),
         },
         "/v1/subscriptions/{subscription_id}": {
@@ -119,7 +122,7 @@ def openapi_paths() -> dict:
                 "error, latency, next retry)",
                 200,
                 DeliveryPage,
-                params=subscription_id + LIST_PARAMS + query_params("status"),
+                params=subscription_id + LIST_PARAMS + parameters_of(DeliveryFilters),
             ),
         },
     }

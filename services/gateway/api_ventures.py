@@ -9,12 +9,18 @@ from services.gateway.openapi import (
     if_match,
     operation,
     page_of,
+    parameters_of,
     path_param,
-    query_params,
 )
 from services.investments.reports import VentureSummary
 from services.licensing.domain import Licence
-from services.ventures.domain import ChangeVentureStatus, RegisterVenture, UpdateVenture, Venture
+from services.ventures.domain import (
+    ChangeVentureStatus,
+    RegisterVenture,
+    UpdateVenture,
+    Venture,
+    VentureFilters,
+)
 from shared.errors import NotFound
 from shared.pagination import decode_cursor, every_item, page, parse_limit
 
@@ -119,8 +125,7 @@ def openapi_paths() -> dict:
                 "List ventures",
                 200,
                 VenturePage,
-                params=LIST_PARAMS
-                + query_params("sector", "province", "status", "partner_country", "q"),
+                params=LIST_PARAMS + parameters_of(VentureFilters),
             ),
         },
         "/v1/ventures/{venture_id}": {

@@ -42,8 +42,22 @@ LIST_PARAMS = [
 ]
 
 
-def query_params(*names: str) -> list[dict]:
-    return [{"name": n, "in": "query", "schema": {"type": "string"}} for n in names]
+def parameters_of(model: type[BaseModel], where: str = "query") -> list[dict]:
+    """The query (or path) parameters `model` validates, each with its field's schema
+    (enums, patterns, formats), so the document states what the service enforces."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, field in schema["properties"].items():
+        # An optional filter is absent, never null: a query has no null.
+        (value,) = [option for option in field.get("anyOf", [field]) if option != {"type": "null"}]
+        value = {key: part for key, part in value.items() if key not in ("title", "description")}
+        parameter = {"name": name, "in": where, "schema": value}
+        if where == "path" or name in schema.get("required", ()):
+            parameter["required"] = True
+        if description := field.get("description") or value.get("description"):
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
 
 
 def path_param(name: str) -> dict:

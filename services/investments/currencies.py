@@ -13,3 +13,8 @@ def minor_units(code: str) -> int | None:
         return Currency(code).exponent
     except ValueError:
         return None
+
+
+def currency_codes() -> list[str]:
+    """Every code `minor_units` knows, for the OpenAPI document's enum."""
+    return sorted(currency.code for currency in Currency if currency.exponent is not None)

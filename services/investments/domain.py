@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from services.investments.currencies import minor_units
+from services.investments.currencies import currency_codes, minor_units
 from shared.errors import Conflict, RuleViolated, field_error, invalid_input, validated
 from shared.input_types import PartyName, PastDate, confusable_key
 
@@ -86,8 +86,9 @@ def known_currency(code: str) -> str:
 Currency = Annotated[
     str,
     AfterValidator(known_currency),
+    # The codes themselves, not just their shape: "AAA" is three capitals and no currency.
     WithJsonSchema(
-        {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217, e.g. PKR, CNY"}
+        {"type": "string", "enum": currency_codes(), "description": "ISO 4217, e.g. PKR, CNY"}
     ),
 ]
 
