@@ -147,3 +147,15 @@ def create_registry_users(
         admin.put_user(user, passwords[name])
         permissions = ops_permissions() if name == messaging.OPS else service_permissions(name)
         admin.permit(vhost, user, permissions)
+
+
+def create_users_for(settings, passwords: dict[str, str]) -> None:
+    """Every registry user of `settings` (its broker, vhost, user template and
+    administrator), with `passwords[service]`: what `jvreg dev` and `jvreg
+    broker-users` do before any service starts."""
+    create_registry_users(
+        RabbitAdmin(settings.broker_admin_url),
+        vhost_of(settings.amqp_uri),
+        settings.broker_user,
+        passwords,
+    )

@@ -8,7 +8,7 @@ import click
 import requests
 
 from shared import messaging
-from shared.broker_users import RabbitAdmin, create_registry_users, vhost_of
+from shared.broker_users import create_users_for
 from shared.settings import Settings
 
 
@@ -27,12 +27,7 @@ def broker_users():
         raise click.ClickException("set " + ", ".join(missing))
     passwords = {name: os.environ[password_variable(name)] for name in names}
     try:
-        create_registry_users(
-            RabbitAdmin(settings.broker_admin_url),
-            vhost_of(settings.amqp_uri),
-            settings.broker_user,
-            passwords,
-        )
+        create_users_for(settings, passwords)
     except requests.RequestException as error:
         raise click.ClickException(
             f"RabbitMQ's management API refused or failed: {error}"

@@ -13,12 +13,7 @@ import requests
 
 from services.gateway.keys import weak_bootstrap_key
 from shared import messaging
-from shared.broker_users import (
-    RabbitAdmin,
-    create_registry_users,
-    registry_amqp_uris,
-    vhost_of,
-)
+from shared.broker_users import create_users_for, registry_amqp_uris
 from shared.cli.processes import ROOT, MongoServer, Stack, broker_reachable, port_open
 from shared.settings import Settings
 
@@ -93,12 +88,7 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
 
     passwords = broker_passwords(data_dir)
     try:
-        create_registry_users(
-            RabbitAdmin(settings.broker_admin_url),
-            vhost_of(settings.amqp_uri),
-            settings.broker_user,
-            passwords,
-        )
+        create_users_for(settings, passwords)
     except requests.RequestException as error:
         click.echo(
             f"cannot create the services' broker users through RabbitMQ's management API "
