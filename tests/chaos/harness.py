@@ -755,6 +755,7 @@ def kill_at_random(
 
 
 POISON_KINDS = (
+    "foreign publisher",
     "missing attribute",
     "wrong specversion",
     "unparseable time",
@@ -794,10 +795,13 @@ def poison_message(kind: str, event_id: str) -> tuple[bytes, str]:
 
 
 def publish_poison(connection: Connection, kind: str) -> str:
-    """Publish one poison message to licensing.events, as a faulty producer would;
-    returns its id (also its AMQP message_id, so even an undecodable one is known)."""
+    """Publish one poison message to licensing.events, as a faulty producer would (as
+    the licensing service's broker user), or for 'foreign publisher' a valid event
+    without that identity, as a forger would; returns its id (also its AMQP
+    message_id, so even an undecodable one is known)."""
     event_id = str(uuid.uuid4())
     body, routing_key = poison_message(kind, event_id)
+    identity = {} if kind == "foreign publisher" else {"user_id": connection.userid}
     connection.Producer().publish(
         body,
         exchange=events_exchange("licensing"),
@@ -807,5 +811,6 @@ def publish_poison(connection: Connection, kind: str) -> str:
         message_id=event_id,
         delivery_mode=2,
         retry=True,
+        **identity,
     )
     return event_id

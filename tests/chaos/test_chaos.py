@@ -229,6 +229,7 @@ def expected_queues(kind: str) -> tuple[str, ...]:
 
 def expected_error(kind: str, queue: str) -> str:
     return {
+        "foreign publisher": "not published by the licensing service",
         "missing attribute": "source: Field required",
         "wrong specversion": "specversion",
         "unparseable time": "time:",
