@@ -20,7 +20,8 @@ MAX_EXAMPLES = 10
 def fuzzed_registry(backends, rabbit_management, tmp_path_factory):
     """A registry of its own, without the throttles: the run sends hundreds of
     unauthenticated requests and lists (a shared gateway would rightly answer 429 for a
-    minute, to every test), and revokes and rotates every key it sees listed."""
+    minute, to every test), and revokes and rotates every key it sees listed. Its
+    webhooks go nowhere but 127.0.0.1 (hooks.py rewrites every URL's host)."""
     log_dir = tmp_path_factory.mktemp("fuzzed-registry-logs")
     with running_registry(
         backends,
@@ -62,11 +63,12 @@ def schemathesis_run(url: str, key: dict, tmp_path: Path) -> subprocess.Complete
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("role", ["ops", "investor"])
-def test_every_operation_answers_as_its_openapi_document_says(fuzzed_registry, role, tmp_path):
+def test_every_operation_answers_as_its_openapi_document_says(fuzzed_registry, tmp_path):
+    """As ops, who may call every operation (an investor's run would add ~70 s to
+    `make test` and reach fewer operations; the roles are the authorisation matrix's)."""
     url = fuzzed_registry["url"]
     ops = Api(url, fuzzed_registry["ops_key"])
-    created = ops.post("/v1/api-keys", json={"role": role, "owner": f"Conformance {role}"})
+    created = ops.post("/v1/api-keys", json={"role": "ops", "owner": "Conformance ops"})
     assert created.status_code == 201, created.text
     run = schemathesis_run(url, created.json(), tmp_path)
     print(run.stdout[-20000:], run.stderr[-5000:])
