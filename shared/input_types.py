@@ -5,6 +5,7 @@ partners, plants, people) that cannot pass for another's. Types and pure checks;
 import re
 import unicodedata
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -61,6 +62,49 @@ def date_bounds(years_ahead: int) -> AfterValidator:
 
 # A day that has already begun in Pakistan: a value date, the day of an exchange rate.
 PastDate = Annotated[date, Field(strict=True), date_bounds(years_ahead=0)]
+
+
+def refuse_numbers(value: Any) -> Any:
+    """A date or a moment is ISO 8601 text: pydantic would read the JSON number
+    1900000000 (or `true`) as Unix seconds. Text and date objects pass on (which
+    `strict` would refuse from Python, e.g. from the command line)."""
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError("must be ISO 8601 text, not a number")
+    return value
+
+
+ISO_TEXT_ONLY = BeforeValidator(refuse_numbers)
+
+# --- decimals ---------------------------------------------------------------------------
+
+# A decimal in a JSON string: digits with an optional sign and decimal point; no
+# exponent and no spaces, which Python's Decimal would read but a reader would not.
+PLAIN_DECIMAL_PATTERN = r"^[+-]?\d+(\.\d+)?$"
+
+
+def plain_decimal_text(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(PLAIN_DECIMAL_PATTERN, value):
+        raise ValueError('must be a plain decimal such as "33.33": no exponent, no spaces')
+    return value
+
+
+def document_plain_decimal(schema: dict) -> None:
+    """The string branch of a decimal's schema says which strings are decimals."""
+    for option in schema.get("anyOf", ()):
+        if option.get("type") == "string":
+            option["pattern"] = PLAIN_DECIMAL_PATTERN
+
+
+def number_or_decimal_text(**constraints: Any) -> Any:
+    """A decimal sent as a JSON number (read exactly) or as a plain decimal string,
+    within `constraints` (gt, le, decimal_places...: pydantic's, on the decimal)."""
+    return Annotated[
+        Decimal,
+        Field(**constraints),
+        BeforeValidator(plain_decimal_text),
+        Field(json_schema_extra=document_plain_decimal),
+    ]
+
 
 # --- names of parties -------------------------------------------------------------------
 

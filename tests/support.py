@@ -1,7 +1,9 @@
 """Helpers for the tests (not fixtures): a RabbitMQ management client, an HTTP client
-for the gateway, and example request bodies."""
+for the gateway, a registry of its own, and example request bodies."""
 
+import secrets
 import uuid
+from contextlib import contextmanager
 from datetime import date, timedelta
 from urllib.parse import quote
 
@@ -14,6 +16,7 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
+from shared.cli.processes import Stack, free_port
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
@@ -51,6 +54,54 @@ def registry_users(management: RabbitAdmin, amqp_uri: str) -> dict[str, str]:
     passwords = {name: TEST_BROKER_PASSWORD for name in (*messaging.SERVICES, messaging.OPS)}
     create_registry_users(management, vhost_of(amqp_uri), TEST_BROKER_USER, passwords)
     return registry_amqp_uris(amqp_uri, TEST_BROKER_USER, passwords)
+
+
+@contextmanager
+def running_registry(backends, rabbit_management, log_dir, **settings):
+    """A registry of its own (vhost, databases, processes): its gateway URL, AMQP URI
+    (the test's own, as `guest`), each service's (`amqp_uris`, as its own broker user)
+    and bootstrap ops key. `settings` are JVREG_* variables over the tests' defaults."""
+    vhost = f"jvreg-e2e-{uuid.uuid4().hex[:10]}"
+    rabbit_management.create_vhost(vhost)
+    amqp_uri = amqp_uri_for(backends["amqp_uri"], vhost)
+    amqp_uris = registry_users(rabbit_management, amqp_uri)
+    ops_key = "jvk_ops_" + secrets.token_urlsafe(24)
+    env = {
+        "JVREG_MONGO_URI": backends["mongo_uri"],
+        "JVREG_AMQP_URI": amqp_uri,
+        "JVREG_BROKER_USER": TEST_BROKER_USER,
+        "JVREG_DB_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
+        "JVREG_GATEWAY_PORT": str(free_port()),
+        "JVREG_OPS_KEY": ops_key,
+        "JVREG_EXPIRY_SWEEP_SECONDS": "1",
+        "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
+        "JVREG_RELAY_POLL_SECONDS": "0.2",
+        "JVREG_RPC_TIMEOUT_SECONDS": "5",
+        **settings,
+    }
+    stack = Stack(env, log_dir=log_dir, amqp_uris=amqp_uris)
+    stack.start()
+    try:
+        stack.wait_healthy(90)
+    except Exception:
+        stack.stop()
+        for log in sorted(log_dir.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+        raise
+    try:
+        yield {
+            "url": stack.gateway_url,
+            "amqp_uri": amqp_uri,
+            "amqp_uris": amqp_uris,
+            "vhost": vhost,
+            "ops_key": ops_key,
+            "stack": stack,
+            "env": env,
+            "log_dir": log_dir,
+        }
+    finally:
+        stack.stop()
+        rabbit_management.delete_vhost(vhost)
 
 
 class Api:

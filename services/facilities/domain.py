@@ -2,13 +2,12 @@
 venture's fate and the plant's manufacturing licences. Pure rules; no I/O."""
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.errors import Conflict, NotFound
-from shared.input_types import PartyName
+from shared.input_types import PartyName, number_or_decimal_text
 from shared.vocabulary import Province
 
 FacilityKind = Literal[
@@ -37,7 +36,7 @@ class Strict(BaseModel):
 
 
 class Capacity(Strict):
-    value: Annotated[Decimal, Field(gt=0, description="a decimal, e.g. '120000000'")]
+    value: number_or_decimal_text(gt=0) = Field(description="a decimal, e.g. '120000000'")
     unit: Unit = Field(description="e.g. 'tablets/year', 'kg API/year', 'beds'")
 
 

@@ -95,6 +95,8 @@ def openapi_paths() -> dict:
                 Facility,
                 RegisterFacility,
                 params=[path_param("venture_id")],
+                headers=("Location", "ETag"),
+                refusals=(403, 409),
             ),
         },
         "/v1/facilities": {
@@ -106,6 +108,12 @@ def openapi_paths() -> dict:
             ),
         },
         "/v1/facilities/{facility_id}": {
-            "get": operation("Read a facility", 200, Facility, params=[path_param("facility_id")]),
+            "get": operation(
+                "Read a facility",
+                200,
+                Facility,
+                params=[path_param("facility_id")],
+                headers=("ETag",),
+            ),
         },
     }

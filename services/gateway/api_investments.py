@@ -91,7 +91,12 @@ def openapi_paths() -> dict:
     return {
         "/v1/ventures/{venture_id}/investments": {
             "post": operation(
-                "Record an investment flow (owner, ops)", 201, Flow, RecordFlow, params=venture_id
+                "Record an investment flow (owner, ops)",
+                201,
+                Flow,
+                RecordFlow,
+                params=venture_id,
+                refusals=(403, 409),
             ),
             "get": operation(
                 "List a venture's investment flows",
@@ -118,11 +123,14 @@ def openapi_paths() -> dict:
         },
         "/v1/fx-rates/{currency}/{date}": {
             "put": operation(
-                "Set a currency's usd_per_unit for a day (ops)",
-                200,
+                "Set a currency's usd_per_unit for a day (ops): 201 when the day had no "
+                "rate yet, 200 when it changes one",
+                (200, 201),
                 FxRate,
                 SetFxRate,
                 params=parameters_of(FxRateKey, "path"),
+                headers=("ETag",),
+                refusals=(403, 409),
             ),
         },
     }

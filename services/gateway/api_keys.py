@@ -110,6 +110,8 @@ def openapi_paths() -> dict:
                 201,
                 ApiKeyCreated,
                 CreateApiKey,
+                headers=("Location",),
+                refusals=(403, 409),
             ),
             "get": operation(
                 "List API keys (ops: all; others: their organisation's), never the raw keys",
@@ -121,7 +123,11 @@ def openapi_paths() -> dict:
         "/v1/api-keys/{key_id}": {
             "get": operation("Read an API key", 200, ApiKey, params=key_id),
             "delete": operation(
-                "Revoke an API key: the next request with it is 401", 200, ApiKey, params=key_id
+                "Revoke an API key: the next request with it is 401",
+                200,
+                ApiKey,
+                params=key_id,
+                refusals=(403, 409),
             ),
         },
         "/v1/api-keys/{key_id}/rotate": {
@@ -132,6 +138,9 @@ def openapi_paths() -> dict:
                     201,
                     ApiKeyCreated,
                     params=key_id,
+                    headers=("Location",),
+                    # the body is optional, so 400, 413, 415 as with one
+                    refusals=(400, 403, 409, 413, 415),
                 ),
                 "requestBody": {
                     "required": False,

@@ -100,6 +100,8 @@ def openapi_paths() -> dict:
                 201,
                 Licence,
                 ApplyForLicence,
+                headers=("Location", "ETag"),
+                refusals=(403, 404, 409),
             ),
             "get": operation(
                 "List licences",
@@ -109,7 +111,7 @@ def openapi_paths() -> dict:
             ),
         },
         "/v1/licenses/{license_id}": {
-            "get": operation("Read a licence", 200, Licence, params=license_id),
+            "get": operation("Read a licence", 200, Licence, params=license_id, headers=("ETag",)),
         },
         "/v1/licenses/{license_id}/transitions": {
             "post": operation(
@@ -119,6 +121,8 @@ def openapi_paths() -> dict:
                 Licence,
                 RequestTransition,
                 params=license_id,
+                headers=("ETag",),
+                refusals=(403, 409),
             ),
         },
         "/v1/licenses/{license_id}/history": {

@@ -99,21 +99,27 @@ def openapi_paths() -> dict:
                 201,
                 SubscriptionCreated,
                 CreateSubscription,
+                headers=("Location",),
+                refusals=(403, 409),
             ),
             "get": operation(
                 "List webhook subscriptions (a regulator sees its organisation's)",
                 200,
                 SubscriptionPage,
                 params=LIST_PARAMS + parameters_of(SubscriptionFilters),
+                refusals=(403,),
             ),
         },
         "/v1/subscriptions/{subscription_id}": {
-            "get": operation("Read a subscription", 200, Subscription, params=subscription_id),
+            "get": operation(
+                "Read a subscription", 200, Subscription, params=subscription_id, refusals=(403,)
+            ),
             "delete": operation(
                 "Disable a subscription; its pending deliveries are cancelled",
                 200,
                 Subscription,
                 params=subscription_id,
+                refusals=(403, 409),
             ),
         },
         "/v1/subscriptions/{subscription_id}/deliveries": {
@@ -123,6 +129,7 @@ def openapi_paths() -> dict:
                 200,
                 DeliveryPage,
                 params=subscription_id + LIST_PARAMS + parameters_of(DeliveryFilters),
+                refusals=(403,),
             ),
         },
     }

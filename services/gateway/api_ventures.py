@@ -120,7 +120,14 @@ def openapi_paths() -> dict:
     venture_id = [path_param("venture_id")]
     return {
         "/v1/ventures": {
-            "post": operation("Register a joint venture", 201, Venture, RegisterVenture),
+            "post": operation(
+                "Register a joint venture",
+                201,
+                Venture,
+                RegisterVenture,
+                headers=("Location", "ETag"),
+                refusals=(403, 409),
+            ),
             "get": operation(
                 "List ventures",
                 200,
@@ -134,9 +141,16 @@ def openapi_paths() -> dict:
                 200,
                 VentureDetail,
                 params=venture_id,
+                headers=("ETag",),
             ),
             "patch": operation(
-                "Update a venture", 200, Venture, UpdateVenture, params=venture_id + [if_match()]
+                "Update a venture",
+                200,
+                Venture,
+                UpdateVenture,
+                params=venture_id + [if_match()],
+                headers=("ETag",),
+                refusals=(403, 409, 412, 428),
             ),
         },
         "/v1/ventures/{venture_id}/status": {
@@ -146,6 +160,8 @@ def openapi_paths() -> dict:
                 Venture,
                 ChangeVentureStatus,
                 params=venture_id,
+                headers=("ETag",),
+                refusals=(403, 409),
             ),
         },
     }

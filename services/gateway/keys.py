@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, Unauthorized, field_error
+from shared.input_types import ISO_TEXT_ONLY
 from shared.mongo import MongoStore, Repository
 from shared.settings import Settings
 
@@ -46,10 +47,15 @@ class KeyExpiry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Strict: JSON `true` is not 1 day, nor "3" 3 days.
     expires_in_days: int | None = Field(
-        None, ge=1, le=MAX_KEY_LIFETIME_DAYS, description="the key stops working after this"
+        None,
+        ge=1,
+        le=MAX_KEY_LIFETIME_DAYS,
+        strict=True,
+        description="the key stops working after this",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Annotated[AwareDatetime, ISO_TEXT_ONLY] | None = Field(
         None,
         description=f"the key stops working at this moment (at most {MAX_KEY_LIFETIME_DAYS} "
         "days ahead); give this or expires_in_days, not both",
@@ -67,6 +73,7 @@ class RotateApiKey(KeyExpiry):
     grace_seconds: int = Field(
         0,
         ge=0,
+        strict=True,  # JSON `false` is not 0 seconds
         le=MAX_ROTATION_GRACE_SECONDS,
         description="how long the old key keeps working; 0 (the default) ends it at once",
     )

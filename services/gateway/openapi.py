@@ -68,30 +68,80 @@ def ref(model: type[BaseModel]) -> dict:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+# Headers the gateway sends with a success, each always when the route declares it.
+SUCCESS_HEADERS = {
+    "ETag": {
+        "description": "the version read or written; send it back in If-Match",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    },
+    "Location": {
+        "description": "where the created resource is read",
+        "required": True,
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds until a retry may pass",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+PROBLEM_TITLES = {
+    400: "malformed body (nested too deep)",
+    401: "no API key, or one unknown, revoked or expired",
+    403: "the key's role (or organisation) may not do this",
+    404: "not found, or not the caller's organisation's",
+    409: "a conflict with the current state (or the Idempotency-Key is in use)",
+    412: "If-Match does not match the current ETag",
+    413: "body over 1 MiB",
+    415: "body not JSON",
+    422: "invalid input, naming each field",
+    428: "If-Match missing",
+    429: "too many requests",
+}
+
+
 def operation(
     summary: str,
-    ok: int,
+    ok: int | tuple[int, ...],
     response: type[BaseModel] | None,
     body: type[BaseModel] | None = None,
     params: list | None = None,
     public: bool = False,
+    headers: tuple[str, ...] = (),
+    refusals: tuple[int, ...] = (),
 ) -> dict:
-    problem = {
-        "description": "problem",
-        "content": {"application/problem+json": {"schema": ref(Problem)}},
+    """An operation answering `ok` (with `headers`) or a problem: those every route of
+    its kind can answer (401 and 429 unless public; 404 with a path; 422 with
+    parameters; 400, 413, 415 and 422 with a body) and its own `refusals`."""
+    success: dict[str, Any] = {"description": "success"}
+    if response:
+        success["content"] = {"application/json": {"schema": ref(response)}}
+    if headers:
+        success["headers"] = {name: SUCCESS_HEADERS[name] for name in headers}
+    statuses = set(refusals)
+    if not public:
+        statuses |= {401, 429}
+    if any(param["in"] == "path" for param in params or ()):
+        statuses.add(404)
+    if params:
+        statuses.add(422)
+    if body:
+        statuses |= {400, 413, 415, 422}
+    responses: dict[str, Any] = {
+        str(status): success for status in (ok if isinstance(ok, tuple) else (ok,))
     }
+    for status in sorted(statuses):
+        responses[str(status)] = problem(PROBLEM_TITLES[status], status == 429)
+    # No `default`: a status not listed here fails the conformance run. (A 500 is a
+    # bug, never documented.)
+    responses.setdefault("503", problem("a service the answer needs is unavailable; retry"))
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
-        "responses": {
-            str(ok): {
-                "description": "success",
-                **(
-                    {"content": {"application/json": {"schema": ref(response)}}} if response else {}
-                ),
-            },
-            "default": problem,
-        },
+        "responses": responses,
     }
     if body:
         operation["requestBody"] = {
@@ -101,6 +151,16 @@ def operation(
     if public:
         operation["security"] = []
     return operation
+
+
+def problem(description: str, retry_after: bool = False) -> dict:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/problem+json": {"schema": ref(Problem)}},
+    }
+    if retry_after:
+        answer["headers"] = RETRY_AFTER
+    return answer
 
 
 def page_of(model: type[BaseModel]) -> type[BaseModel]:
@@ -129,7 +189,7 @@ def openapi_document() -> dict:
 
     models = list(MODELS)
     paths: dict[str, Any] = {
-        "/health": {"get": operation("Health of every part", 200, Health, public=True)},
+        "/health": {"get": operation("Health of every part", (200, 503), Health, public=True)},
         "/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -20,7 +20,7 @@ from pydantic import (
 
 from shared.codec import rfc3339
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.input_types import date_bounds
+from shared.input_types import ISO_TEXT_ONLY, date_bounds
 
 LicenceType = Literal[
     "dml_formulation",
@@ -111,10 +111,14 @@ class RequestTransition(Strict):
 
     to: TransitionTarget
     reason: Reason
-    inspection_date: Annotated[IsoDate, date_bounds(INSPECTION_YEARS_AHEAD)] | None = Field(
+    inspection_date: (
+        Annotated[IsoDate, ISO_TEXT_ONLY, date_bounds(INSPECTION_YEARS_AHEAD)] | None
+    ) = Field(
         None, description="when scheduling the inspection; from 1990-01-01, at most 2 years ahead"
     )
-    valid_until: Annotated[AwareDatetime, date_bounds(VALID_UNTIL_YEARS_AHEAD)] | None = Field(
+    valid_until: (
+        Annotated[AwareDatetime, ISO_TEXT_ONLY, date_bounds(VALID_UNTIL_YEARS_AHEAD)] | None
+    ) = Field(
         None,
         description="on grant (default 5 years) and renewal: a date (valid through that "
         "day, UTC) or an RFC 3339 time; at most 10 years ahead",

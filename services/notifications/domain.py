@@ -53,6 +53,8 @@ TOPIC_WORD = r"(?:[a-z_]+|\*|#)"
 TOPIC_PATTERN = re.compile(rf"^{TOPIC_WORD}(?:\.{TOPIC_WORD})*$")
 # Webhooks carry the licensing events (DESIGN.md §3): routing keys license.<status>.
 SUBSCRIBABLE_EVENTS = "license"
+# What check_topic_pattern takes, as the OpenAPI document states it.
+SUBSCRIBABLE_PATTERN = rf"^(?:{SUBSCRIBABLE_EVENTS}|\*|#)(?:\.{TOPIC_WORD})*$"
 
 
 def check_topic_pattern(pattern: str) -> str:
@@ -175,11 +177,14 @@ EventPattern = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(check_topic_pattern),
+    Field(json_schema_extra={"pattern": SUBSCRIBABLE_PATTERN}),
 ]
 WebhookUrl = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_URL_LENGTH),
     AfterValidator(check_webhook_url),
+    # parse_url reads the scheme in any case
+    Field(json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}),
 ]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from shared.errors import Conflict
-from shared.input_types import PartyName, confusable_key
+from shared.input_types import PartyName, confusable_key, number_or_decimal_text
 from shared.vocabulary import Province
 
 Sector = Literal[
@@ -42,7 +42,7 @@ Name = PartyName
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 
 # Equity is a percentage with at most four decimals (a third is 33.3333).
-EquityPct = Annotated[Decimal, Field(gt=0, le=100, decimal_places=4)]
+EquityPct = number_or_decimal_text(gt=0, le=100, decimal_places=4)
 
 
 class Strict(BaseModel):

@@ -37,3 +37,25 @@ def test_the_fx_rate_path_names_a_currency_and_a_date():
     assert "PKR" in path["currency"]["schema"]["enum"]
     assert path["date"]["schema"] == {"format": "date", "type": "string"}
     assert path["currency"]["required"] and path["date"]["required"]
+
+
+def responses(path: str, method: str) -> dict[str, dict]:
+    return openapi_document()["paths"][path][method]["responses"]
+
+
+def test_every_status_a_route_answers_is_documented_with_its_headers():
+    fx_rate = responses("/v1/fx-rates/{currency}/{date}", "put")
+    assert {"200", "201", "403", "409", "415", "422", "429"} <= set(fx_rate)
+    assert fx_rate["201"]["headers"]["ETag"]["required"]
+    patch = responses("/v1/ventures/{venture_id}", "patch")
+    assert {"404", "412", "428"} <= set(patch)
+    assert patch["412"]["content"]["application/problem+json"]
+    assert patch["429"]["headers"]["Retry-After"]["required"]
+    assert "Location" in responses("/v1/ventures", "post")["201"]["headers"]
+
+
+def test_webhook_urls_and_event_types_have_their_grammar_in_the_schema():
+    schema = openapi_document()["components"]["schemas"]["CreateSubscription"]["properties"]
+    assert schema["url"]["format"] == "uri"
+    assert schema["url"]["pattern"] == "^[Hh][Tt][Tt][Pp][Ss]?://"
+    assert schema["event_types"]["items"]["pattern"].startswith("^(?:license|")
