@@ -18,7 +18,6 @@ from services.gateway.http import api, json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
 from services.gateway.openapi import openapi_document
-from services.gateway.refusals import RefusalLog
 from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
 from shared.settings import Settings
@@ -50,7 +49,6 @@ class GatewayService(
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     throttle = Throttle()
-    refusal_log = RefusalLog()
     ventures = ServiceClient("ventures")
     facilities = ServiceClient("facilities")
     licensing = ServiceClient("licensing")

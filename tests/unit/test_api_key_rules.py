@@ -3,12 +3,14 @@ bootstrap key's entropy; and the gateway's rate limits and one-line refusals, on
 real `limits` limiter in memory."""
 
 import logging
+import logging.config
 import secrets
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -28,9 +30,10 @@ from services.gateway.keys import (
     last_used_due,
     weak_bootstrap_key,
 )
-from services.gateway.refusals import NAMEKO_WORKERS, OneLineRefusals
 from services.gateway.throttle import RateLimits, is_expensive_read
-from shared.errors import InvalidInput, TooManyRequests, Unauthorized
+from shared.cli.processes import NAMEKO_CONFIG
+from shared.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
+from shared.refusals import NAMEKO_WORKERS, OneLineRefusals
 from shared.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -234,3 +237,21 @@ def test_an_unexpected_error_keeps_its_traceback():
     record = nameko_expected_error_record(FakeWorkerContext(), RuntimeError("bug"))
     assert OneLineRefusals().filter(record)
     assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_every_service_logs_a_refusal_in_one_line(capsys):
+    """The services' logging configuration (deploy/config.yaml, as `nameko run` loads
+    it) puts the filter on the handler, so an RPC service's 409 is one line too."""
+    config = yaml.safe_load(NAMEKO_CONFIG.read_text())["LOGGING"]
+    config["root"]["level"] = "INFO"
+    logging.config.dictConfig(config)
+    try:
+        error = Conflict("a venture with this name is already registered")
+        logging.getLogger(NAMEKO_WORKERS).handle(
+            nameko_expected_error_record(FakeWorkerContext(), error)
+        )
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    output = capsys.readouterr().err
+    assert "Traceback" not in output
+    assert output.count("\n") == 1 and "refused" in output and "409" in output

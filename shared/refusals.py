@@ -1,10 +1,11 @@
 """One log line per refused request. nameko logs every expected error of a worker (our
-RegistryError: 401, 403, 404, 429, …) at WARNING *with its traceback*, so each failed
-authentication wrote a dozen lines of stack; a refusal is an answer, not a failure."""
+RegistryError: 401, 403, 404, 409, 422, 429, …) at WARNING *with its traceback*, so each
+refusal wrote a dozen lines of stack in the gateway and again in the service that
+refused; a refusal is an answer, not a failure. Installed on the log handler of every
+service by deploy/config.yaml."""
 
 import logging
 
-from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request
 
 from shared.errors import RegistryError
@@ -16,7 +17,8 @@ NAMEKO_WORKERS = "nameko.containers"
 class OneLineRefusals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, RegistryError) and len(record.args or ()) == 2:
+        worker_error = record.name == NAMEKO_WORKERS and len(record.args or ()) == 2
+        if worker_error and isinstance(error, RegistryError):
             worker_ctx = record.args[0]
             request = next((a for a in worker_ctx.args if isinstance(a, Request)), None)
             what = (
@@ -28,13 +30,3 @@ class OneLineRefusals(logging.Filter):
             record.args = (what, error.status, error.detail)
             record.exc_info = record.exc_text = None
         return True
-
-
-ONE_LINE_REFUSALS = OneLineRefusals()
-
-
-class RefusalLog(DependencyProvider):
-    """Installs the one-line format of refusals in the service's process."""
-
-    def setup(self):
-        logging.getLogger(NAMEKO_WORKERS).addFilter(ONE_LINE_REFUSALS)
