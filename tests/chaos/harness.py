@@ -26,7 +26,7 @@ from pymongo import MongoClient
 
 from shared.cli.processes import ROOT, free_port, wait_until
 from shared.cli.reconcile import reconcile
-from shared.dead_letters import broker_user
+from shared.dead_letters import DeadLetterQueue, broker_user
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
 
@@ -724,6 +724,10 @@ def chaos_registry(backends, management, launcher, log_dir, **kwargs) -> Iterato
     except BaseException:
         for log in sorted(log_dir.glob("*.log")):
             print(f"--- {log.name}\n{log.read_text()[-2000:]}")
+        # The scenario's vhost goes with it: say now what was dead-lettered, and why.
+        with suppress(Exception):
+            for letter in DeadLetterQueue(registry.amqp_uri).list():
+                print(f"--- dead letter: {letter}")
         raise
     finally:
         registry.stop()
