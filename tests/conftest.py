@@ -7,18 +7,20 @@ import eventlet
 eventlet.monkey_patch()
 
 import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import requests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from shared.cli.processes import MongoServer, broker_reachable, free_port, wait_until  # noqa: E402
+from shared.cli.processes import (  # noqa: E402
+    MongoServer,
+    broker_reachable,
+    ensure_management_api,
+    free_port,
+)
 from shared.dead_letters import broker_user  # noqa: E402
 
 from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
@@ -31,10 +33,6 @@ LOCAL_MANAGEMENT = os.environ.get(
 )
 
 
-def _management_up(url: str) -> bool:
-    return requests.get(f"{url}/api/overview", timeout=2).ok
-
-
 def _local_rabbitmq() -> dict:
     if problem := broker_reachable(LOCAL_AMQP):
         pytest.exit(
@@ -42,23 +40,9 @@ def _local_rabbitmq() -> dict:
             "start it with `rabbitmq-server -detached`",
             returncode=2,
         )
-    try:
-        _management_up(LOCAL_MANAGEMENT)
-    except requests.RequestException:
-        # The tests make a vhost per test through the management API.
-        if shutil.which("rabbitmq-plugins"):
-            subprocess.run(
-                ["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
-                check=False,
-                capture_output=True,
-            )
-        try:
-            wait_until(lambda: _management_up(LOCAL_MANAGEMENT), 60, "RabbitMQ management API")
-        except TimeoutError as error:
-            pytest.exit(
-                f"{error}: enable it with `rabbitmq-plugins enable rabbitmq_management`",
-                returncode=2,
-            )
+    # The tests make a vhost per test through the management API.
+    if problem := ensure_management_api(LOCAL_MANAGEMENT):
+        pytest.exit(problem, returncode=2)
     return {"amqp_uri": LOCAL_AMQP, "management_url": LOCAL_MANAGEMENT}
 
 

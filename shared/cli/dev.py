@@ -14,7 +14,14 @@ import requests
 from services.gateway.keys import weak_bootstrap_key
 from shared import messaging
 from shared.broker_users import create_users_for, registry_amqp_uris
-from shared.cli.processes import ROOT, MongoServer, Stack, broker_reachable, port_open
+from shared.cli.processes import (
+    ROOT,
+    MongoServer,
+    Stack,
+    broker_reachable,
+    ensure_management_api,
+    port_open,
+)
 from shared.settings import Settings
 
 VAR = ROOT / "var"
@@ -86,6 +93,13 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
         )
         sys.exit(2)
 
+    if problem := ensure_management_api(settings.broker_admin_url):
+        click.echo(
+            f"cannot create the services' broker users: {problem}, or point "
+            "JVREG_BROKER_ADMIN_URL at it (http://admin:password@host:15672).",
+            err=True,
+        )
+        sys.exit(2)
     passwords = broker_passwords(data_dir)
     try:
         create_users_for(settings, passwords)

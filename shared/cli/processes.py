@@ -3,6 +3,7 @@
 end-to-end tests, so the tests run the registry exactly as a developer does."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,6 +61,33 @@ def broker_reachable(amqp_uri: str, timeout: float = 3) -> str | None:
         return None
     except Exception as error:
         return repr(error)
+
+
+def management_api_up(url: str) -> bool:
+    """True when RabbitMQ's management API answers at `url` (http://user:pass@host:port)."""
+    try:
+        return requests.get(f"{url.rstrip('/')}/api/overview", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def ensure_management_api(url: str, timeout: float = 60) -> str | None:
+    """None once the management API answers at `url`; if it does not, enable the plugin
+    on this machine's RabbitMQ (as the tests and `make dev` need it) and wait for it.
+    Else why not, with what to do."""
+    if management_api_up(url):
+        return None
+    if shutil.which("rabbitmq-plugins"):
+        subprocess.run(
+            ["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
+            check=False,
+            capture_output=True,
+        )
+    try:
+        wait_until(lambda: management_api_up(url), timeout, "RabbitMQ management API")
+    except TimeoutError as error:
+        return f"{error}: enable it with `rabbitmq-plugins enable rabbitmq_management`"
+    return None
 
 
 def _bin(name: str) -> str:
