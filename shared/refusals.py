@@ -27,6 +27,6 @@ class OneLineRefusals(logging.Filter):
                 else worker_ctx.entrypoint.method_name
             )
             record.msg = "refused %s: %s %s"
-            record.args = (what, error.status, error.detail)
+            record.args = (what, type(error).__name__, error.detail)
             record.exc_info = record.exc_text = None
         return True

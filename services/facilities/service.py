@@ -68,7 +68,7 @@ class FacilitiesService:
 
     @rpc
     def list_facilities(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(domain.FacilityFilters, filters, ("query",))
+        query = validated(domain.FacilityFilters, filters)
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [facility.model_dump(mode="json") for facility in found]
 

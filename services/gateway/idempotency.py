@@ -29,9 +29,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from werkzeug.wrappers import Request, Response
 
 from services.gateway.keys import ApiKeyStore
+from services.gateway.problems import BadRequest, IdempotencyKeyInUse, IdempotencyKeyReused
 from shared import codec
 from shared.clock import utcnow
-from shared.errors import BadRequest, Conflict, RegistryError, ServiceUnavailable, Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized
 from shared.mongo import MongoStore, Repository
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,6 @@ REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 SECRET_FIELDS = ("key", "secret")
 
 Verdict = Literal["replay", "mismatch", "in_flight", "take_over"]
-
-
-class IdempotencyKeyReused(RegistryError):
-    status, title, slug = 422, "Idempotency-Key reused", "idempotency-key-reused"
-
-
-class IdempotencyKeyInUse(Conflict):
-    slug = "idempotency-key-in-use"
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -215,7 +207,8 @@ class IdempotencyStore(Repository):
                     break
         raise IdempotencyKeyInUse(
             f"a request with this {HEADER} is still being carried out; "
-            f"retry in {RETRY_AFTER_SECONDS} s to get its answer"
+            f"retry in {RETRY_AFTER_SECONDS} s to get its answer",
+            extra={"retry_after": RETRY_AFTER_SECONDS},
         )
 
     def finish(self, record_id: str, attempt: str, reply: dict | None) -> None:

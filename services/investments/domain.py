@@ -336,7 +336,7 @@ def parse_fx_rate(currency: str, day: str, body: str, today: date | None = None)
             json.dumps({"currency": currency, "date": day}), context={"today": today}
         )
     except ValidationError as error:
-        raise invalid_input(error, ("path",)) from None
+        raise invalid_input(error) from None
     return key, validated(SetFxRate, body)
 
 

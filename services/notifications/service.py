@@ -77,7 +77,7 @@ class NotificationsService:
 
     @rpc
     def list_subscriptions(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(domain.SubscriptionFilters, filters, ("query",))
+        query = validated(domain.SubscriptionFilters, filters)
         found = self.store.find_subscriptions(query.model_dump(exclude_none=True), after, limit)
         return [subscription.model_dump(mode="json") for subscription in found]
 
@@ -90,7 +90,7 @@ class NotificationsService:
     def list_deliveries(
         self, subscription_id: str, filters: dict, after: str | None, limit: int
     ) -> list[dict]:
-        query = validated(domain.DeliveryFilters, filters, ("query",))
+        query = validated(domain.DeliveryFilters, filters)
         self.store.get_subscription(subscription_id)  # 404 for an unknown subscription
         found = self.store.find_deliveries(
             subscription_id, query.model_dump(exclude_none=True), after, limit

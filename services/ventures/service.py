@@ -53,7 +53,7 @@ class VenturesService:
 
     @rpc
     def list_ventures(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(domain.VentureFilters, filters, ("query",))
+        query = validated(domain.VentureFilters, filters)
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [venture.model_dump(mode="json") for venture in found]
 
