@@ -12,12 +12,14 @@ from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
 from services.gateway.openapi import openapi_document
-from services.gateway.routes.api_keys import ApiKeyRoutes
-from services.gateway.routes.facilities import FacilityRoutes
-from services.gateway.routes.investments import InvestmentRoutes
-from services.gateway.routes.licensing import LicenceRoutes
-from services.gateway.routes.subscriptions import SubscriptionRoutes
-from services.gateway.routes.ventures import VentureRoutes
+
+# Modules, not their classes: `nameko run` would take a mixin of routes for a service.
+from services.gateway.routes import api_keys as api_key_routes
+from services.gateway.routes import facilities as facility_routes
+from services.gateway.routes import investments as investment_routes
+from services.gateway.routes import licensing as licence_routes
+from services.gateway.routes import subscriptions as subscription_routes
+from services.gateway.routes import ventures as venture_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
@@ -44,12 +46,12 @@ class Health(BaseModel):
 
 
 class GatewayService(
-    ApiKeyRoutes,
-    VentureRoutes,
-    SubscriptionRoutes,
-    InvestmentRoutes,
-    FacilityRoutes,
-    LicenceRoutes,
+    api_key_routes.ApiKeyRoutes,
+    venture_routes.VentureRoutes,
+    subscription_routes.SubscriptionRoutes,
+    investment_routes.InvestmentRoutes,
+    facility_routes.FacilityRoutes,
+    licence_routes.LicenceRoutes,
 ):
     name = "gateway"
 
