@@ -93,9 +93,11 @@ def example(model: type[BaseModel]) -> dict[str, Any]:
     extra = model.model_config.get("json_schema_extra")
     if not isinstance(extra, dict) or not extra.get("examples"):
         raise LookupError(f"{model.__name__} carries no example")
-    examples = extra["examples"]
-    assert isinstance(examples, list)
-    return dict(examples[0])
+    first = extra["examples"]
+    first = first[0] if isinstance(first, list) else None
+    if not isinstance(first, dict):
+        raise LookupError(f"{model.__name__}'s first example is not an object")
+    return dict(first)
 
 
 # --- AMQP topic patterns --------------------------------------------------------------
