@@ -7,6 +7,7 @@ producer's contract does not accept, instead of guessing at it."""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -160,7 +161,7 @@ class Subscription:
     pattern: str
     events: Callable[[], Mapping[str, type[BaseModel]]] = field(repr=False)
 
-    @property
+    @cached_property
     def accepts(self) -> dict[str, type[BaseModel]]:
         """The producer's payload model of each routing key this subscription takes."""
         accepts = {
