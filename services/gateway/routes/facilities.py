@@ -4,7 +4,7 @@ service."""
 from collections.abc import Callable
 from typing import TypeVar
 
-from services.facilities.domain import Facility, FacilityFilters, RegisterFacility
+from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.routing import route
 from shared.errors import NotFound, ServiceUnavailable

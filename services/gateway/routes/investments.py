@@ -5,17 +5,18 @@ from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.problems import problem_for
 from services.gateway.routes.facilities import once_projected
 from services.gateway.routing import route
-from services.investments.domain import (
+from services.investments.contract import (
     Flow,
     FlowFilters,
     FxRate,
     FxRateKey,
     PortfolioQuery,
+    PortfolioSummary,
     RecordFlow,
     SetFxRate,
     SummaryQuery,
+    VentureSummary,
 )
-from services.investments.reports import PortfolioSummary, VentureSummary
 from shared.errors import RegistryError
 from shared.pagination import decode_cursor, page, page_of, parse_limit
 

@@ -5,7 +5,7 @@ import json
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.routes.facilities import list_filters, once_projected
 from services.gateway.routing import route
-from services.licensing.domain import (
+from services.licensing.contract import (
     ApplyForLicence,
     HistoryEntry,
     Licence,

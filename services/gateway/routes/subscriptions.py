@@ -3,7 +3,7 @@
 from services.gateway.http import json_response, read_json_body
 from services.gateway.keys import Role
 from services.gateway.routing import route
-from services.notifications.domain import (
+from services.notifications.contract import (
     CreateSubscription,
     Delivery,
     DeliveryFilters,
