@@ -29,6 +29,7 @@ from shared.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
+from shared.pagination import examples_of
 
 DOCUMENT = openapi_document(ROUTES)
 OPERATIONS = [
@@ -74,6 +75,13 @@ def test_every_body_and_answer_in_json_has_an_example():
                 if "json" in media_type and not ("example" in entry or "examples" in entry):
                     missing.append(f"{method.upper()} {path} {where}")
     assert missing == []
+
+
+def test_every_example_is_valid_for_its_model():
+    for route in ROUTES:
+        for model in filter(None, (route.body, route.response)):
+            for example in examples_of(model):
+                model.model_validate_json(json.dumps(example))
 
 
 def test_every_refusal_is_a_problem_document_with_its_headers():

@@ -1,13 +1,14 @@
 """/v1/ventures: the HTTP face of the ventures service."""
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from services.facilities.contract import Facility
+from services.facilities.contract import FACILITY_EXAMPLE, Facility
 from services.gateway.http import etag, expected_version, json_response, read_json_body
 from services.gateway.routing import route
-from services.investments.contract import VentureSummary
-from services.licensing.contract import Licence
+from services.investments.contract import VENTURE_SUMMARY_EXAMPLE, VentureSummary
+from services.licensing.contract import LICENCE_EXAMPLE, Licence
 from services.ventures.contract import (
+    VENTURE_EXAMPLE,
     ChangeVentureStatus,
     RegisterVenture,
     UpdateVenture,
@@ -23,6 +24,19 @@ TAG = "ventures"
 
 class VentureDetail(Venture):
     """A venture as `GET /v1/ventures/{id}` composes it from every service."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **VENTURE_EXAMPLE,
+                    "facilities": [FACILITY_EXAMPLE],
+                    "licenses": [LICENCE_EXAMPLE],
+                    "investment_summary": VENTURE_SUMMARY_EXAMPLE,
+                }
+            ]
+        }
+    )
 
     facilities: list[Facility]
     licenses: list[Licence]
