@@ -5,7 +5,7 @@ import binascii
 import json
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 
 from shared.errors import field_error
 
@@ -74,17 +74,19 @@ def every_item(fetch: Callable[[str | None, int], list[dict]]) -> list[dict]:
         after = batch[-1]["id"]
 
 
-def examples_of(model: type[BaseModel]) -> list:
+def examples_of(model: type[BaseModel]) -> list[JsonValue]:
     """The examples a model states in its JSON schema (`json_schema_extra`)."""
     return list(model.model_json_schema(mode="serialization").get("examples", []))
 
 
 def page_of(model: type[BaseModel]) -> type[BaseModel]:
     """The model of `page(...)` of `model`s: `{"items": [...], "next_cursor": ...}`."""
-    examples = [{"items": [item], "next_cursor": None} for item in examples_of(model)[:1]]
+    examples: list[JsonValue] = [
+        {"items": [item], "next_cursor": None} for item in examples_of(model)[:1]
+    ]
     return create_model(
         f"{model.__name__}Page",
-        __config__={"json_schema_extra": {"examples": examples}} if examples else None,
+        __config__=ConfigDict(json_schema_extra={"examples": examples}) if examples else None,
         items=(list[model], ...),  # type: ignore[valid-type]  # a model made at run time
         next_cursor=(str | None, Field(description="pass as `cursor` for the next page")),
     )

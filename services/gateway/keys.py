@@ -10,7 +10,7 @@ import math
 import secrets
 import string
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from bson import ObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -89,7 +89,7 @@ class RotateApiKey(KeyExpiry):
     )
 
 
-API_KEY_EXAMPLE = {
+API_KEY_EXAMPLE: dict[str, Any] = {
     "id": "key_6745a1c2e4b0f3a9d8c71b20",
     "role": "investor",
     "owner": "Indus Pharma Holdings",

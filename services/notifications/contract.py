@@ -5,7 +5,7 @@ its own. Wire models only; the delivery rules live in `domain.py`."""
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -81,7 +81,7 @@ WebhookUrl = Annotated[
 ]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
-SUBSCRIPTION_EXAMPLE = {
+SUBSCRIPTION_EXAMPLE: dict[str, Any] = {
     "id": "sub_6654d3a7eab5c26f40516273",
     "url": "https://hooks.drap.example/licensing",
     "event_types": ["license.granted", "license.suspended", "license.revoked"],

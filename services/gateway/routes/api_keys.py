@@ -2,6 +2,8 @@
 roles see and manage their own organisation's (another's is 404, not 403: nothing is
 learnt of other organisations' keys). Raw keys are shown once; digests never."""
 
+from typing import Any
+
 from services.gateway.http import json_response, read_json_body
 from services.gateway.keys import (
     ApiKey,
@@ -38,7 +40,8 @@ def no_more_than_ops_gave(principal: Principal, key: ApiKey, command: RotateApiK
         return command
     if command.expires_in_days is None and command.expires_at is None:
         return command.model_copy(update={"expires_at": key.expires_at})
-    if expiry(command, utcnow()) > key.expires_at:
+    requested = expiry(command, utcnow())
+    if requested is not None and requested > key.expires_at:
         given = "expires_in_days" if command.expires_in_days is not None else "expires_at"
         raise Forbidden(
             f"only ops may extend a key's life beyond its expiry ({key.expires_at.isoformat()})",
@@ -49,6 +52,8 @@ def no_more_than_ops_gave(principal: Principal, key: ApiKey, command: RotateApiK
 
 class ApiKeyRoutes:
     """Mixed into the gateway service, which provides `keys` and `principal`."""
+
+    keys: Any  # a nameko dependency of the gateway service
 
     def _manageable_key(self, principal: Principal, key_id: str) -> ApiKey:
         key = self.keys.get(key_id)

@@ -2,7 +2,7 @@
 service."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
 from services.gateway.http import etag, json_response, read_json_body
@@ -39,6 +39,8 @@ def once_projected(command: Callable[[], T], service: str, what: str) -> T:
 class FacilityRoutes:
     """Mixed into the gateway service, which provides `facilities`, `principal` and
     (from VentureRoutes) `_visible_venture`."""
+
+    facilities: Any  # a nameko dependency of the gateway service
 
     def _visible_facility(self, principal, facility_id: str, field: str | None = None) -> dict:
         """The facility, if the caller may see it. `field` names the input that gave its id."""

@@ -1,6 +1,8 @@
 """/v1/ventures/{id}/investments, /v1/investments/summary and /v1/fx-rates: the HTTP face
 of the investments service."""
 
+from typing import Any
+
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.problems import problem_for
 from services.gateway.routes.facilities import once_projected
@@ -28,6 +30,8 @@ TAG = "investments"
 class InvestmentRoutes:
     """Mixed into the gateway service, which provides `investments`, `principal` and
     (from VentureRoutes) `_visible_venture`."""
+
+    investments: Any  # a nameko dependency of the gateway service
 
     def venture_investment_summary(self, venture_id: str) -> dict:
         """The summary a venture's detail view shows, in USD. A report that cannot be

@@ -1,6 +1,7 @@
 """/v1/licenses: the HTTP face of the licensing service."""
 
 import json
+from typing import Any
 
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.routes.facilities import list_filters, once_projected
@@ -29,6 +30,8 @@ def facility_named_in(body: str) -> str | None:
 class LicenceRoutes:
     """Mixed into the gateway service, which provides `licensing`, `principal` and
     (from FacilityRoutes) `_visible_facility`."""
+
+    licensing: Any  # a nameko dependency of the gateway service
 
     def _visible_licence(self, principal, license_id: str) -> dict:
         licence = self.licensing.get_license(license_id)

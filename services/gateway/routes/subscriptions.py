@@ -1,5 +1,7 @@
 """/v1/subscriptions: regulators' webhooks, over the notifications service."""
 
+from typing import Any
+
 from services.gateway.http import json_response, read_json_body
 from services.gateway.keys import Role
 from services.gateway.routing import route
@@ -21,6 +23,8 @@ TAG = "subscriptions"
 
 class SubscriptionRoutes:
     """Mixed into the gateway service, which provides `notifications` and `principal`."""
+
+    notifications: Any  # a nameko dependency of the gateway service
 
     def _own_subscription(self, principal, subscription_id: str) -> dict:
         """A regulator sees its own organisation's subscriptions; ops sees all."""

@@ -1,5 +1,7 @@
 """/v1/ventures: the HTTP face of the ventures service."""
 
+from typing import Any
+
 from pydantic import ConfigDict, Field
 
 from services.facilities.contract import FACILITY_EXAMPLE, Facility
@@ -48,6 +50,8 @@ class VentureDetail(Venture):
 class VentureRoutes:
     """Mixed into the gateway service, which provides `ventures`, `principal` and (from
     InvestmentRoutes) `venture_investment_summary`."""
+
+    ventures: Any  # a nameko dependency of the gateway service
 
     def _visible_venture(self, principal, venture_id: str) -> dict:
         venture = self.ventures.get_venture(venture_id)
