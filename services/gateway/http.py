@@ -11,7 +11,7 @@ import socket
 import uuid
 from collections import Counter
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import eventlet
 from nameko.web.handlers import HttpRequestHandler
@@ -36,6 +36,9 @@ from shared import codec
 from shared.errors import PreconditionFailed, RegistryError, TooManyRequests
 from shared.mongo import COMMAND_KEY
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the routes are declared with this entrypoint
+    from services.gateway.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +262,7 @@ class ApiEndpoint(HttpRequestHandler):
 
     server = ProblemWebServer()
 
-    def __init__(self, method, url, route=None, **kwargs):
+    def __init__(self, method: str, url: str, route: "Route | None" = None, **kwargs):
         # A RegistryError is the caller's answer (4xx), not the gateway failing.
         kwargs.setdefault("expected_exceptions", RegistryError)
         self.route = route

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from pydantic import BaseModel
@@ -96,12 +96,22 @@ def route(
     response: type[BaseModel] | None,
     roles: tuple[Role, ...] = ROLES,
     public: bool = False,
-    **declared: Any,
+    status: tuple[int, ...] = (200,),
+    query: type[BaseModel] | None = None,
+    path_model: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    paged: bool = False,
+    if_match: bool = False,
+    headers: tuple[SuccessHeader, ...] = (),
+    refusals: tuple[int, ...] = (),
+    media_type: str = "application/json",
 ) -> Callable[[Callable], Callable]:
-    """Declare a route of the gateway service. Unless `public`, the caller is
-    authenticated (and throttled) by the service's `principal(request)` and must hold
-    one of `roles` (else 403); the handler is called as `handler(self, request,
-    principal, **path_values)` (a public one without `principal`)."""
+    """Declare a route of the gateway service (see `Route`). Unless `public`, the caller
+    is authenticated (and throttled) by the service's `principal(request)` and must hold
+    one of `roles` (else 403); path values are checked against `path_model`; then the
+    handler is called as `handler(self, request, principal, **path_values)` (a public
+    one without `principal`)."""
 
     def declare(handler: Callable) -> Callable:
         spec = Route(
@@ -112,7 +122,16 @@ def route(
             tag=tag,
             roles=() if public else roles,
             response=response,
-            **declared,
+            status=status,
+            query=query,
+            path_model=path_model,
+            body=body,
+            body_required=body_required,
+            paged=paged,
+            if_match=if_match,
+            headers=headers,
+            refusals=refusals,
+            media_type=media_type,
         )
 
         @functools.wraps(handler)
