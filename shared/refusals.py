@@ -27,6 +27,8 @@ class OneLineRefusals(logging.Filter):
                 else worker_ctx.entrypoint.method_name
             )
             record.msg = "refused %s: %s %s"
-            record.args = (what, type(error).__name__, error.detail)
+            # An HTTP entrypoint names the refusal's status; an RPC's has none.
+            kind = getattr(worker_ctx.entrypoint, "status_of", lambda error: type(error).__name__)
+            record.args = (what, kind(error), error.detail)
             record.exc_info = record.exc_text = None
         return True

@@ -268,6 +268,10 @@ class ApiEndpoint(HttpRequestHandler):
         self.route = route
         super().__init__(method, url, **kwargs)
 
+    def status_of(self, error: RegistryError) -> int:
+        """The HTTP status of a refusal, for its one-line log (shared/refusals.py)."""
+        return status_of(error)
+
     def response_from_exception(self, exc):
         if not isinstance(exc, RegistryError):
             return problem_response(problem_for(exc))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from services.gateway.http import ApiEndpoint
 from services.gateway.keys import (
     MAX_KEY_LIFETIME_DAYS,
     ApiKey,
@@ -223,14 +224,16 @@ def test_a_refused_request_is_logged_in_one_line_without_traceback():
             method="GET", path="/v1/ventures", environ_base={"REMOTE_ADDR": "203.0.113.9"}
         ).get_environ()
     )
+    worker_ctx = FakeWorkerContext(request)
+    worker_ctx.entrypoint = ApiEndpoint("GET", "/v1/ventures")
     record = nameko_expected_error_record(
-        FakeWorkerContext(request), Unauthorized("unknown, revoked or expired API key")
+        worker_ctx, Unauthorized("unknown, revoked or expired API key")
     )
     assert OneLineRefusals().filter(record)
     line = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
     assert line == (
         "WARNING nameko.containers: refused GET /v1/ventures from 203.0.113.9: "
-        "Unauthorized unknown, revoked or expired API key"
+        "401 unknown, revoked or expired API key"
     )
 
 
