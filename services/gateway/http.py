@@ -34,6 +34,7 @@ from shared.errors import (
     TooManyRequests,
     UnsupportedMediaType,
 )
+from shared.logs import CORRELATION_ID, REQUEST_ID_HEADER, correlate_request
 from shared.mongo import COMMAND_KEY
 from shared.settings import Settings
 
@@ -102,6 +103,7 @@ class ProblemWsgiApp(WsgiApp):
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
+        correlate_request(request)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -126,6 +128,7 @@ def allow_header(exc: HTTPException) -> dict | None:
 
 def add_edge_headers(request: Request, response: Response) -> None:
     """Headers every response of a kind needs, set in one place for every route."""
+    response.headers[REQUEST_ID_HEADER] = correlate_request(request)
     if response.status_code == 401:
         # RFC 6750 §3: say how to authenticate; a key that was sent is invalid_token.
         sent_key = request.headers.get("Authorization", "").lower().startswith("bearer ")
@@ -249,9 +252,10 @@ class ProblemWebServer(WebServer):
                 del self.connections[client]
 
     def context_data_from_headers(self, request):
+        context = {CORRELATION_ID: correlate_request(request)}  # travels with every RPC
         if request.method in COMMAND_METHODS:
-            return {COMMAND_KEY: command_key(request)}
-        return {}
+            context[COMMAND_KEY] = command_key(request)
+        return context
 
 
 def refuse_connection(sock, limit: int) -> None:
