@@ -26,9 +26,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 ENVIRON_KEY = "jvreg.correlation_id"
 # What the registry accepts as a caller's id: short and printable, so it cannot forge
 # log lines or headers.
-ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 # W3C Trace Context: version-traceid-parentid-flags; the trace id names the request.
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?P<trace_id>[0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?P<trace_id>[0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 # Probes that come every few seconds (compose's healthchecks) log below INFO.
 PROBES = {"ping", "health"}
 
@@ -45,9 +45,9 @@ def new_correlation_id() -> str:
 def correlation_id_from(headers: Mapping[str, str]) -> str:
     """The caller's `X-Request-Id`, else the trace id of its `traceparent`, else a new one."""
     given = (headers.get(REQUEST_ID_HEADER) or "").strip()
-    if ACCEPTED_ID.match(given):
+    if ACCEPTED_ID.fullmatch(given):
         return given
-    if trace := TRACEPARENT.match((headers.get("traceparent") or "").strip().lower()):
+    if trace := TRACEPARENT.fullmatch((headers.get("traceparent") or "").strip().lower()):
         return trace.group("trace_id")
     return new_correlation_id()
 

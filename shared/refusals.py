@@ -6,7 +6,9 @@ refused; a refusal is an answer, and an early event waits its turn: neither is a
 failure. Installed on the log handler of every service by deploy/config.yaml."""
 
 import logging
+from typing import cast
 
+from nameko.containers import WorkerContext
 from werkzeug.wrappers import Request
 
 from shared.errors import RegistryError
@@ -22,7 +24,8 @@ class OneLineRefusals(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         if record.name != NAMEKO_WORKERS or len(args) != 2:
             return True
-        worker_ctx = args[0]
+        # nameko's `(expected) error handling worker %s: %s` % (worker_ctx, error)
+        worker_ctx = cast(WorkerContext, args[0])
         if isinstance(error, RegistryError):
             request = next((a for a in worker_ctx.args if isinstance(a, Request)), None)
             what = (

@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+import yaml
+from nameko.cli.main import setup_yaml_parser
 
 from shared import messaging
 from shared.broker_users import (
@@ -21,7 +23,7 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
-from shared.cli.processes import Stack, free_port, wait_until
+from shared.cli.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
@@ -29,6 +31,13 @@ from shared.cli.processes import Stack, free_port, wait_until
 TEST_BROKER_USER = "jvreg-test-{service}"
 TEST_BROKER_PASSWORD = "jvreg-test-password"
 JVREG = str(Path(sys.executable).parent / "jvreg")
+
+
+def nameko_config() -> dict:
+    """deploy/config.yaml as `nameko run` loads it: `${JVREG_…:default}` filled in from
+    the environment."""
+    setup_yaml_parser()
+    return yaml.safe_load(NAMEKO_CONFIG.read_text())
 
 
 def amqp_uri_for(base: str, vhost: str) -> str:
