@@ -98,8 +98,13 @@ def test_an_rpc_worker_runs_under_the_callers_correlation_id_and_says_it_answere
         assert proxy.whose_request() == TRACE_ID
     with ServiceRpcProxy("log_lines_test", container.config) as proxy:
         assert proxy.whose_request() not in (None, TRACE_ID)  # a new one of its own
-    answered = [r for r in caplog.records if "whose_request answered" in r.getMessage()]
-    assert len(answered) == 2 and answered[0].correlation_id == TRACE_ID
+
+    def answered() -> list[logging.LogRecord]:
+        # Logged once the worker is done, just after its reply went out.
+        return [r for r in caplog.records if "whose_request answered" in r.getMessage()]
+
+    wait_until(lambda: len(answered()) == 2, 10, "a line from each worker")
+    assert answered()[0].correlation_id == TRACE_ID
 
 
 def test_an_event_held_back_is_one_info_line_and_the_consumer_logs_under_its_id(logged, amqp_uri):
