@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from ops.broker import password_variable
 from shared import messaging
-from shared.cli.broker import password_variable
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_SERVICES = (

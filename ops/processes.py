@@ -20,7 +20,7 @@ from kombu import Connection
 from shared.messaging import SERVICES
 from shared.mongo import connect
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 NAMEKO_CONFIG = ROOT / "deploy" / "config.yaml"
 
 
