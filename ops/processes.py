@@ -163,7 +163,7 @@ class ManagedProcess:
 
 class MongoServer(ManagedProcess):
     """A SecantusDB server. `--sync-on-commit`: an acknowledged write survives a crash
-    (without it a kill -9 lost acknowledged transactions; DESIGN.md §2)."""
+    (without it a kill -9 lost acknowledged transactions; docs/architecture.md §3)."""
 
     def __init__(self, data_dir: Path, port: int, log: Path | None = None):
         self.port = port

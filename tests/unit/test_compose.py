@@ -1,6 +1,6 @@
 """Static checks of docker-compose.yml, deploy/Dockerfile and the Docker test path.
 
-No Docker engine is needed (DESIGN.md §2): these parse the files and assert the
+No Docker engine is needed (docs/architecture.md §3): these parse the files and assert the
 properties `make up` and `docker compose up --scale licensing=3` depend on.
 """
 
