@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import requests
 
+from ops.processes import Stack, free_port
 from shared import messaging
 from shared.broker_users import (
     RabbitAdmin,
@@ -16,7 +17,6 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
-from shared.cli.processes import Stack, free_port
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
