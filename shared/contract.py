@@ -1,4 +1,4 @@
-"""The event types of the registry's contract (DESIGN.md §3), by routing key. A
+"""The event types of the registry's contract (docs/architecture.md §4.1), by routing key. A
 consumer refuses (dead-letters) a type not listed here instead of guessing at it."""
 
 EVENT_TYPES = frozenset(

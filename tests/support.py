@@ -16,6 +16,7 @@ import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
 
+from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
 from shared import messaging
 from shared.broker_users import (
     RabbitAdmin,
@@ -23,7 +24,6 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
-from shared.cli.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from ops.processes import free_port
 from shared import messaging
-from shared.cli.processes import free_port
 
 from support import TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, running_registry
 from webhook_receiver import WebhookReceiver

@@ -6,9 +6,9 @@ import subprocess
 
 from kombu import Connection
 
+from ops.processes import free_port, port_open, wait_until
 from shared import messaging
 from shared.broker_users import with_credentials
-from shared.cli.processes import free_port, port_open, wait_until
 from shared.envelope import new_event
 
 from support import JVREG, TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, DevProcess, venture_body

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from shared.cli.processes import free_port, wait_until
+from ops.processes import free_port, wait_until
 
 from support import Api, DevProcess
 from webhook_receiver import WebhookReceiver

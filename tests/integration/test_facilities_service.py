@@ -9,9 +9,9 @@ from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
+from ops.processes import wait_until
 from services.facilities.service import FacilitiesService
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.errors import Conflict, NotFound
 from shared.inbox import EventOutOfOrder

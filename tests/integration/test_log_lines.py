@@ -8,7 +8,7 @@ import logging
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 from shared.entrypoints import rpc
 from shared.envelope import new_event
 from shared.errors import NotFound
