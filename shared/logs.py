@@ -5,19 +5,15 @@ services as context data of every RPC (header `nameko.correlation_id`); the even
 builder puts it in the CloudEvent (extension attribute `correlationid`), and the
 consumer that applies the event logs under it again. deploy/config.yaml installs the
 filter and picks the format: text, or one JSON object per line with
-JVREG_LOG_FORMAT=json."""
+JVREG_LOG_FORMAT=json; shared.entrypoints.CorrelatedContainer runs every worker under
+its id. Free of nameko, so the event builder may use it."""
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
 
-from nameko.containers import ServiceContainer, WorkerContext
-from nameko.timer import Timer
-from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request
 
 # The key in nameko's context data, so it travels with every RPC a worker makes.
@@ -29,13 +25,9 @@ ENVIRON_KEY = "jvreg.correlation_id"
 ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 # W3C Trace Context: version-traceid-parentid-flags; the trace id names the request.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?P<trace_id>[0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-# Probes that come every few seconds (compose's healthchecks) log below INFO.
-PROBES = {"ping", "health"}
 
 # Each eventlet green thread (a nameko worker, an HTTP connection) has its own value.
 current_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
-worker_started: ContextVar[float] = ContextVar("worker_started")
-log = logging.getLogger(__name__)
 
 
 def new_correlation_id() -> str:
@@ -58,44 +50,6 @@ class CorrelationIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = current_correlation_id.get() or "-"
         return True
-
-
-class CorrelatedContainer(ServiceContainer):
-    """nameko's container, running each worker under the correlation id of what it
-    serves (its RPC's or HTTP request's context data; a timer's worker gets a new one)
-    and logging one line when a worker other than an HTTP request's is done (those have
-    the web server's access line). Installed by deploy/config.yaml
-    (SERVICE_CONTAINER_CLS); nameko calls these hooks in the worker's green thread."""
-
-    def _worker_setup(self, worker_ctx: WorkerContext) -> None:
-        correlation_id = worker_ctx.data.get(CORRELATION_ID) or new_correlation_id()
-        worker_ctx.data[CORRELATION_ID] = correlation_id  # carried on by its RPC calls
-        current_correlation_id.set(correlation_id)
-        worker_started.set(time.monotonic())
-        super()._worker_setup(worker_ctx)
-
-    def _worker_result(self, worker_ctx: WorkerContext, result: Any, exc_info: Any) -> None:
-        # A failure is logged by nameko: one line if expected (shared.refusals).
-        entrypoint = worker_ctx.entrypoint
-        if exc_info is None and not isinstance(entrypoint, HttpRequestHandler):
-            quiet = isinstance(entrypoint, Timer) or entrypoint.method_name in PROBES
-            log.log(
-                logging.DEBUG if quiet else logging.INFO,
-                "%s in %.0f ms",
-                what_was_done(worker_ctx),
-                (time.monotonic() - worker_started.get()) * 1000,
-            )
-        super()._worker_result(worker_ctx, result, exc_info)
-
-
-def what_was_done(worker_ctx: WorkerContext) -> str:
-    """`licensing.transition answered`, `facilities.follow_licence handled
-    jvreg.license.granted lic_… #3`."""
-    name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
-    event = worker_ctx.args[0] if worker_ctx.args else None
-    if isinstance(event, dict) and {"type", "subject", "sequence"} <= event.keys():
-        return f"{name} handled {event['type']} {event['subject']} #{event['sequence']}"
-    return f"{name} answered"
 
 
 def correlate_request(request: Request) -> str:

@@ -61,7 +61,7 @@ def logged(service_config, container_factory, caplog):
     passed through the filters the config installs."""
     LoggedService.failures_left["count"] = 0
     LoggedService.seen_correlation_ids.clear()
-    config = {**service_config, "SERVICE_CONTAINER_CLS": "shared.logs.CorrelatedContainer"}
+    config = {**service_config, "SERVICE_CONTAINER_CLS": "shared.entrypoints.CorrelatedContainer"}
     container = container_factory(LoggedService, config)
     container.start()
     for installed in (CorrelationIdFilter(), OneLineRefusals()):
