@@ -16,6 +16,16 @@ from shared.inbox import EventNotYetApplicable
 
 # The logger and message of nameko's `(expected) error handling worker …` records.
 NAMEKO_WORKERS = "nameko.containers"
+log = logging.getLogger(__name__)
+
+
+def log_refusal(request: Request, error: RegistryError) -> None:
+    """The line of a request the gateway refuses before a worker takes it."""
+    log.info("refused %s: %s %s", who_asked(request), error.status, error.detail)
+
+
+def who_asked(request: Request) -> str:
+    return f"{request.method} {request.path} from {request.remote_addr}"
 
 
 class OneLineRefusals(logging.Filter):
@@ -28,11 +38,7 @@ class OneLineRefusals(logging.Filter):
         worker_ctx = cast(WorkerContext, args[0])
         if isinstance(error, RegistryError):
             request = next((a for a in worker_ctx.args if isinstance(a, Request)), None)
-            what = (
-                f"{request.method} {request.path} from {request.remote_addr}"
-                if request is not None
-                else worker_ctx.entrypoint.method_name
-            )
+            what = who_asked(request) if request is not None else worker_ctx.entrypoint.method_name
             record.msg = "refused %s: %s %s"
             record.args = (what, error.status, error.detail)
         elif isinstance(error, EventNotYetApplicable):

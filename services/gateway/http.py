@@ -36,6 +36,7 @@ from shared.errors import (
 )
 from shared.logs import CORRELATION_ID, REQUEST_ID_HEADER, correlate_request
 from shared.mongo import COMMAND_KEY
+from shared.refusals import log_refusal
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(problem_for(exc, request.path), allow_header(exc))
         except RegistryError as exc:
-            log.info("%s %s: %s %s", request.method, request.path, exc.status, exc.detail)
+            log_refusal(request, exc)
             environ.get(CLOSE_CONNECTION, lambda: None)()
             response = problem_response(exc.problem(request.path))
         add_edge_headers(request, response)
@@ -305,7 +306,7 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
         except RegistryError as refused:
-            log.info("%s %s: %s", request.method, request.path, refused)
+            log_refusal(request, refused)
             return problem_response(problem_for(refused, request.path), refused.headers)
 
     def answer(self, request):

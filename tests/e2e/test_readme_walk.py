@@ -31,6 +31,7 @@ PLACEHOLDER = re.compile(r"\b([a-z]+(?:_[a-z]+)?)_…")
 EXPECTED_STATUS = re.compile(r"^#?\s*(\d{3})\b")
 TRACEBACK = "Traceback (most recent call last)"
 EVENTUAL_SECONDS = 30
+EDGE_REQUEST_ID = f"readme-walk-edge-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -313,6 +314,7 @@ def test_walking_the_readme_logs_no_traceback_and_one_correlation_id(dev_env, tm
         output
     )
     assert echoed == correlation_id
+    assert services_logging(dev, EDGE_REQUEST_ID) == ["gateway", "gateway"]  # refusal, access
     logging_it = set(services_logging(dev, correlation_id))
     assert {"gateway", "licensing"} <= logging_it and consumers_logged_it(), logging_it
     not_json = [line for _, line in process_lines(dev) if not is_json_object(line)]
@@ -340,10 +342,13 @@ def refuse_as_the_readme_describes(walk: Walk, url: str, ops_key: str) -> None:
         f"/v1/ventures/{venture_id}/status", json={"to": "registered", "reason": "back"}
     )
     assert illegal.status_code == 409
-    assert (
-        ops.post("/v1/ventures", data="x", headers={"Content-Type": "text/plain"}).status_code
-        == 415
+    # Refused at the edge, before any worker: the answer and the line still name the request.
+    refused = ops.post(
+        "/v1/ventures",
+        data="x",
+        headers={"Content-Type": "text/plain", "X-Request-Id": EDGE_REQUEST_ID},
     )
+    assert refused.status_code == 415 and refused.headers["X-Request-Id"] == EDGE_REQUEST_ID
 
 
 def process_lines(dev: DevProcess) -> list[tuple[str, str]]:

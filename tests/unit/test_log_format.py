@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import logging.config
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_json_lines_are_one_object_each_with_the_correlation_id(monkeypatch):
         "correlation_id": "drap-2026-0412",
         "message": "licence lic_1 granted",
     }
-    assert line["time"]
+    assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
 
 
 def test_a_line_outside_any_request_says_so(monkeypatch):
