@@ -79,7 +79,9 @@ class CorrelatedContainer(ServiceContainer):
     serves (its RPC's or HTTP request's context data; a timer's worker gets a new one)
     and logging one line when a worker other than an HTTP request's is done (those have
     the web server's access line). Installed by deploy/config.yaml
-    (SERVICE_CONTAINER_CLS); nameko calls these hooks in the worker's green thread."""
+    (SERVICE_CONTAINER_CLS); nameko calls these hooks in the worker's green thread. A
+    dependency provider's worker_setup could do the same, but would have to be declared
+    on every service class; this is one place for all of them."""
 
     def _worker_setup(self, worker_ctx: WorkerContext) -> None:
         correlation_id = worker_ctx.data.get(CORRELATION_ID) or new_correlation_id()
