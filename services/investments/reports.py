@@ -16,11 +16,24 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import TypeVar, cast
 
-from pydantic import BaseModel, Field
-
-from services.investments.currencies import minor_units
-from services.investments.domain import COMMITMENT, DISBURSEMENT, FLOW_TYPES, USD
+from services.investments.contract import (
+    COMMITMENT,
+    DISBURSEMENT,
+    FLOW_TYPES,
+    USD,
+    ConversionProblem,
+    CurrencyFigures,
+    Figures,
+    GroupFigures,
+    MissingRate,
+    MonthlyDisbursement,
+    PartnerFigures,
+    PortfolioSummary,
+    VentureSummary,
+)
+from services.investments.currencies import decimals_of
 
 ROUNDING = ROUND_HALF_EVEN
 RATIO_PLACES = 4
@@ -29,6 +42,7 @@ RATIO_PLACES = 4
 # the ratio) is carried to this many digits before the final rounding.
 PRECISION = 100
 ZERO = Decimal(0)
+K = TypeVar("K", bound=Hashable)
 
 FIGURE_OF_TYPE = {
     "commitment": "committed",
@@ -102,22 +116,6 @@ def conversion(rows: Iterable[DayTotals], rates: Rates, reporting: str) -> Conve
     return Conversion(factors, missing)
 
 
-class MissingRate(BaseModel):
-    currency: str
-    date: str = Field(description="a rate set for this day or any earlier one would do")
-
-
-class ConversionProblem(BaseModel):
-    """Flows of one venture that no figure in the reporting currency includes."""
-
-    type: str = Field("missing_fx_rate", description="why they could not be converted")
-    venture_id: str
-    currency: str = Field(description="the currency the flows were recorded in")
-    date: str = Field(description="the earliest value date of those flows")
-    missing_rates: list[MissingRate] = Field(description="the rates that would convert them")
-    detail: str
-
-
 def conversion_problems(
     located: Iterable[tuple[str, str, date]],
     missing: Mapping[tuple[str, date], tuple[str, ...]],
@@ -166,18 +164,18 @@ class Totals:
 
 def accumulate(
     rows: Iterable[DayTotals],
-    key: Callable[[DayTotals], Hashable],
+    key: Callable[[DayTotals], K],
     factors: Mapping[tuple[str, date], Decimal] | None = None,
-) -> dict[Hashable, Totals]:
+) -> dict[K, Totals]:
     """Totals per `key(row)`, converted by `factors` (in the original currency without);
     a row that `factors` cannot convert is left out (and reported as a problem)."""
-    totals: dict[Hashable, Totals] = {}
+    totals: dict[K, Totals] = {}
     for row in rows:
-        factor = 1
+        factor: Decimal | None = Decimal(1)
         if factors is not None:
             factor = factors.get((row.currency, row.value_date))
-            if factor is None:
-                continue
+        if factor is None:
+            continue
         totals.setdefault(key(row), Totals()).add(row.sums, factor)
     return totals
 
@@ -188,97 +186,25 @@ def money(value: Decimal, places: int) -> str:
     return str(abs(rounded) if rounded == 0 else rounded)
 
 
-class Figures(BaseModel):
-    """Decimal strings in the report's currency, each rounded from the exact sum."""
-
-    committed: str = Field(description="commitments net of reductions and cancellations")
-    disbursed: str
-    outstanding: str = Field(description="committed - disbursed")
-    disbursement_ratio: str | None = Field(
-        description="disbursed / committed to 4 decimals; null when nothing is committed"
-    )
-    equity_purchases: str
-    equity_sales: str
-    loans: str
-    loan_repayments: str
-
-    @classmethod
-    def of(cls, totals: Totals | None, places: int) -> "Figures":
-        sums = totals.sums if totals else dict.fromkeys(FLOW_TYPES, ZERO)
-        committed, disbursed = sums[COMMITMENT], sums[DISBURSEMENT]
-        ratio = None
-        if committed > 0:
-            ratio = money(disbursed / committed, RATIO_PLACES)
-        return cls(
+def figures(totals: Totals | None, places: int) -> Figures:
+    """The figures of `totals`, each rounded once to `places` decimals."""
+    sums = totals.sums if totals else dict.fromkeys(FLOW_TYPES, ZERO)
+    committed, disbursed = sums[COMMITMENT], sums[DISBURSEMENT]
+    ratio = None
+    if committed > 0:
+        ratio = money(disbursed / committed, RATIO_PLACES)
+    return Figures.model_validate(
+        {
             **{FIGURE_OF_TYPE[flow_type]: money(sums[flow_type], places) for flow_type in sums},
-            outstanding=money(committed - disbursed, places),
-            disbursement_ratio=ratio,
-        )
-
-
-class PartnerKey(BaseModel):
-    partner: str
-    country: str
-
-
-class PartnerFigures(Figures, PartnerKey):
-    pass
-
-
-class CurrencyFigures(BaseModel):
-    currency: str
-    original: Figures = Field(description="in this currency, as recorded")
-    converted: Figures | None = Field(
-        description="in the report's currency; the flows that cannot be converted are left "
-        "out (see `problems`), and it is null when none can"
+            "outstanding": money(committed - disbursed, places),
+            "disbursement_ratio": ratio,
+        }
     )
-
-
-PROBLEMS = Field(
-    default_factory=list,
-    description="flows that no figure in the reporting currency includes, per venture and "
-    "currency, and the exchange rates that would convert them; empty when every flow counts",
-)
-
-
-class VentureSummary(BaseModel):
-    venture_id: str
-    currency: str = Field(description="the reporting currency")
-    rounding: str
-    total: Figures
-    by_partner: list[PartnerFigures]
-    by_currency: list[CurrencyFigures]
-    problems: list[ConversionProblem] = PROBLEMS
-
-
-class GroupKey(BaseModel):
-    group: str
-
-
-class GroupFigures(Figures, GroupKey):
-    pass
-
-
-class MonthlyDisbursement(BaseModel):
-    month: str = Field(description="YYYY-MM of the value dates")
-    disbursed: str
-
-
-class PortfolioSummary(BaseModel):
-    currency: str
-    group_by: str | None
-    rounding: str
-    total: Figures
-    groups: list[GroupFigures]
-    monthly_disbursements: list[MonthlyDisbursement] = Field(
-        description="every month from the first to the last with a disbursement"
-    )
-    problems: list[ConversionProblem] = PROBLEMS
 
 
 def rounding_rule(currency: str) -> str:
     return (
-        f"half to even (banker's rounding) to {minor_units(currency)} decimal place(s), "
+        f"half to even (banker's rounding) to {decimals_of(currency)} decimal place(s), "
         f"the ISO 4217 minor unit of {currency}, applied once to each exact figure"
     )
 
@@ -290,27 +216,28 @@ def venture_summary(
     with localcontext(Context(prec=PRECISION)):
         convert = conversion(rows, rates, reporting)
         factors = convert.factors
-        places = minor_units(reporting)
+        places = decimals_of(reporting)
         total = accumulate(rows, lambda row: None, factors).get(None)
-        by_partner = accumulate(rows, lambda row: row.group, factors)
+        # The venture's rows are grouped by (partner, partner's country).
+        by_partner = accumulate(rows, lambda row: cast(tuple[str, str], row.group), factors)
         converted = accumulate(rows, lambda row: row.currency, factors)
         original = accumulate(rows, lambda row: row.currency)
         return VentureSummary(
             venture_id=venture_id,
             currency=reporting,
             rounding=rounding_rule(reporting),
-            total=Figures.of(total, places),
+            total=figures(total, places),
             by_partner=[
                 PartnerFigures(
-                    partner=partner, country=country, **Figures.of(totals, places).model_dump()
+                    partner=partner, country=country, **figures(totals, places).model_dump()
                 )
                 for (partner, country), totals in sorted(by_partner.items())
             ],
             by_currency=[
                 CurrencyFigures(
                     currency=currency,
-                    original=Figures.of(totals, minor_units(currency)),
-                    converted=Figures.of(converted[currency], places)
+                    original=figures(totals, decimals_of(currency)),
+                    converted=figures(converted[currency], places)
                     if currency in converted
                     else None,
                 )
@@ -366,15 +293,15 @@ def portfolio_summary(
     with localcontext(Context(prec=PRECISION)):
         convert = conversion(rows, rates, reporting)
         factors = convert.factors
-        places = minor_units(reporting)
+        places = decimals_of(reporting)
         groups = accumulate(rows, lambda row: row.group, factors) if group_by else {}
         return PortfolioSummary(
             currency=reporting,
             group_by=group_by,
             rounding=rounding_rule(reporting),
-            total=Figures.of(accumulate(rows, lambda row: None, factors).get(None), places),
+            total=figures(accumulate(rows, lambda row: None, factors).get(None), places),
             groups=[
-                GroupFigures(group=str(group), **Figures.of(totals, places).model_dump())
+                GroupFigures(group=str(group), **figures(totals, places).model_dump())
                 for group, totals in sorted(groups.items(), key=lambda item: str(item[0]))
             ],
             monthly_disbursements=monthly_disbursements(rows, factors, places),

@@ -18,6 +18,8 @@ from shared.mongo import MongoStore, Repository
 from shared.outbox import event_publisher
 from shared.refusals import OneLineRefusals
 
+from support import any_data_subscription
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -35,14 +37,17 @@ class LoggedService:
     def whose_request(self):
         return current_correlation_id.get()
 
-    @cloud_event_handler("ventures", "venture.#")
-    def project_venture(self, event):
+    @cloud_event_handler(
+        any_data_subscription("log_lines_test.project_venture", "ventures", "venture.#")
+    )
+    def project_venture(self, event, payload):
         self.seen_correlation_ids.append(current_correlation_id.get())
         if self.failures_left["count"] > 0:
             self.failures_left["count"] -= 1
             raise ConnectionError("database hiccup")
 
-        def effect(session):
+        def effect(unit):
+            session = unit.session
             last = self.store.db.effects.find_one({"_id": event.subject}, session=session)
             if check_order(event, last["sequence"] if last else 0):
                 self.store.db.effects.replace_one(
