@@ -34,7 +34,9 @@ from services.gateway.problems import (
 )
 from shared import codec
 from shared.errors import PreconditionFailed, RegistryError, TooManyRequests
+from shared.logs import CORRELATION_ID, REQUEST_ID_HEADER, correlate_request
 from shared.mongo import COMMAND_KEY
+from shared.refusals import log_refusal
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # the routes are declared with this entrypoint
@@ -77,6 +79,7 @@ class ProblemWsgiApp(WsgiApp):
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
+        correlate_request(request)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -86,7 +89,7 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(problem_for(exc, request.path), allow_header(exc))
         except RegistryError as exc:
-            log.info("%s %s: %s %s", request.method, request.path, status_of(exc), exc.detail)
+            log_refusal(request, status_of(exc), exc)
             environ.get(CLOSE_CONNECTION, lambda: None)()
             response = problem_response(problem_for(exc, request.path), problem_headers(exc))
         add_edge_headers(request, response)
@@ -101,6 +104,7 @@ def allow_header(exc: HTTPException) -> dict | None:
 
 def add_edge_headers(request: Request, response: Response) -> None:
     """Headers every response of a kind needs, set in one place for every route."""
+    response.headers[REQUEST_ID_HEADER] = correlate_request(request)
     if response.status_code == 401:
         # RFC 6750 §3: say how to authenticate; a key that was sent is invalid_token.
         sent_key = request.headers.get("Authorization", "").lower().startswith("bearer ")
@@ -224,9 +228,10 @@ class ProblemWebServer(WebServer):
                 del self.connections[client]
 
     def context_data_from_headers(self, request):
+        context = {CORRELATION_ID: correlate_request(request)}  # travels with every RPC
         if request.method in COMMAND_METHODS:
-            return {COMMAND_KEY: command_key(request)}
-        return {}
+            context[COMMAND_KEY] = command_key(request)
+        return context
 
 
 def refuse_connection(sock, limit: int) -> None:
@@ -287,7 +292,7 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
         except RegistryError as refused:
-            log.info("%s %s: %s", request.method, request.path, refused)
+            log_refusal(request, status_of(refused), refused)
             return problem_response(problem_for(refused, request.path), problem_headers(refused))
 
     def answer(self, request):

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from kombu import Connection, Queue
 
+from ops.processes import Stack, wait_until
 from services.gateway.problems import PROBLEM_CONTENT_TYPE
-from shared.cli.processes import Stack, wait_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
 from shared.messaging import events_exchange

@@ -4,7 +4,7 @@ dropped, against the real broker and wire server."""
 import pytest
 from nameko.testing.services import entrypoint_waiter
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 from shared.envelope import new_event
 from shared.inbox import EventOutOfOrder, apply_once, check_order, cloud_event_handler
 from shared.mongo import MongoStore, Repository

@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import yaml
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -33,10 +32,11 @@ from services.gateway.keys import (
 )
 from services.gateway.problems import problem_for, problem_headers
 from services.gateway.throttle import RateLimits, is_expensive_read
-from shared.cli.processes import NAMEKO_CONFIG
 from shared.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
 from shared.refusals import NAMEKO_WORKERS, OneLineRefusals
 from shared.settings import Settings
+
+from support import nameko_config
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -246,7 +246,7 @@ def test_an_unexpected_error_keeps_its_traceback():
 def test_every_service_logs_a_refusal_in_one_line(capsys):
     """The services' logging configuration (deploy/config.yaml, as `nameko run` loads
     it) puts the filter on the handler, so an RPC service's conflict is one line too."""
-    config = yaml.safe_load(NAMEKO_CONFIG.read_text())["LOGGING"]
+    config = nameko_config()["LOGGING"]
     config["root"]["level"] = "INFO"
     logging.config.dictConfig(config)
     try:
