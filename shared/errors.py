@@ -4,14 +4,14 @@ allowed next states). They say nothing of HTTP: the gateway maps each class to a
 status and problem type in one table (services/gateway/problems.py) and places the
 field paths in the request (`["body", …]`, `["query", …]`).
 
-Each class is registered with nameko's remote-error registry, so an error raised in a
-service is re-raised as the same type in the gateway that called it.
+shared/rpc_errors.py registers each class with nameko's remote-error registry, so an
+error raised in a service is re-raised as the same type in the gateway that called it;
+this module imports no nameko, so domain code can raise them.
 """
 
 import json
 from typing import TypeVar
 
-from nameko.exceptions import deserialize_to_instance
 from pydantic import BaseModel, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -34,47 +34,38 @@ class RegistryError(Exception):
         return self.detail
 
 
-@deserialize_to_instance
 class Unauthorized(RegistryError):
     """No credentials, or unknown, revoked or expired ones."""
 
 
-@deserialize_to_instance
 class Forbidden(RegistryError):
     """The caller's role (or organisation) may not do this."""
 
 
-@deserialize_to_instance
 class NotFound(RegistryError):
     pass
 
 
-@deserialize_to_instance
 class Conflict(RegistryError):
     """The command conflicts with the current state (or was already carried out)."""
 
 
-@deserialize_to_instance
 class PreconditionFailed(RegistryError):
     """The version the caller read is no longer the current one."""
 
 
-@deserialize_to_instance
 class InvalidInput(RegistryError):
     pass
 
 
-@deserialize_to_instance
 class RuleViolated(RegistryError):
     """Well-formed input that a domain rule refuses (e.g. over-disbursement)."""
 
 
-@deserialize_to_instance
 class TooManyRequests(RegistryError):
     """Over a rate limit: `extra["retry_after"]` seconds until the next try may pass."""
 
 
-@deserialize_to_instance
 class ServiceUnavailable(RegistryError):
     """A service the answer needs did not answer, or has not yet learned of something."""
 

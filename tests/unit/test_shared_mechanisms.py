@@ -9,6 +9,7 @@ from bson import Decimal128, ObjectId
 from nameko.exceptions import deserialize, serialize
 from pydantic import ValidationError
 
+import shared.rpc_errors  # noqa: F401 - the registration under test
 from shared import codec
 from shared.envelope import CloudEvent, new_event
 from shared.errors import Conflict, InvalidInput, NotFound
