@@ -30,6 +30,7 @@ from nameko.rpc import Rpc, RpcConsumer
 from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
 
+import shared.rpc_errors  # noqa: F401 - a refusal reaches the caller as its own type
 from shared.errors import RegistryError
 from shared.logs import CORRELATION_ID, current_correlation_id, new_correlation_id
 

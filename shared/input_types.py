@@ -10,7 +10,14 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import disarm
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationInfo,
+)
 
 from shared.clock import utcnow
 
@@ -103,6 +110,8 @@ def number_or_decimal_text(**constraints: Any) -> Any:
         Field(**constraints),
         BeforeValidator(plain_decimal_text),
         Field(json_schema_extra=document_plain_decimal),
+        # answered as written in plain notation: 5E-324 is 0.000…5, as the pattern says
+        PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
     ]
 
 

@@ -5,10 +5,21 @@ import binascii
 import json
 from collections.abc import Callable
 
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
+
 from shared.errors import field_error
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+
+
+class PageQuery(BaseModel):
+    """The paging parameters of every list (read by `parse_limit` and `decode_cursor`)."""
+
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page")
+    cursor: str | None = Field(
+        None, description="the `next_cursor` of the previous page; absent for the first"
+    )
 
 
 def encode_cursor(last_id: str) -> str:
@@ -17,7 +28,7 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The id a page starts after; a cursor we did not issue is a 400 naming `cursor`."""
+    """The id a page starts after; a cursor we did not issue is invalid input naming `cursor`."""
     if cursor is None or cursor == "":
         return None
     try:
@@ -28,7 +39,7 @@ def decode_cursor(cursor: str | None) -> str | None:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise field_error(["query", "cursor"], "malformed cursor") from None
+        raise field_error(["cursor"], "malformed cursor") from None
 
 
 def parse_limit(raw: str | None) -> int:
@@ -37,9 +48,9 @@ def parse_limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise field_error(["query", "limit"], "must be an integer") from None
+        raise field_error(["limit"], "must be an integer") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise field_error(["query", "limit"], f"must be between 1 and {MAX_LIMIT}")
+        raise field_error(["limit"], f"must be between 1 and {MAX_LIMIT}")
     return limit
 
 
@@ -61,3 +72,21 @@ def every_item(fetch: Callable[[str | None, int], list[dict]]) -> list[dict]:
         if len(batch) < MAX_LIMIT:
             return items
         after = batch[-1]["id"]
+
+
+def examples_of(model: type[BaseModel]) -> list[JsonValue]:
+    """The examples a model states in its JSON schema (`json_schema_extra`)."""
+    return list(model.model_json_schema(mode="serialization").get("examples", []))
+
+
+def page_of(model: type[BaseModel]) -> type[BaseModel]:
+    """The model of `page(...)` of `model`s: `{"items": [...], "next_cursor": ...}`."""
+    examples: list[JsonValue] = [
+        {"items": [item], "next_cursor": None} for item in examples_of(model)[:1]
+    ]
+    return create_model(
+        f"{model.__name__}Page",
+        __config__=ConfigDict(json_schema_extra={"examples": examples}) if examples else None,
+        items=(list[model], ...),  # type: ignore[valid-type]  # a model made at run time
+        next_cursor=(str | None, Field(description="pass as `cursor` for the next page")),
+    )

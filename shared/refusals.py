@@ -19,9 +19,9 @@ NAMEKO_WORKERS = "nameko.containers"
 log = logging.getLogger(__name__)
 
 
-def log_refusal(request: Request, error: RegistryError) -> None:
-    """The line of a request the gateway refuses before a worker takes it."""
-    log.info("refused %s: %s %s", who_asked(request), error.status, error.detail)
+def log_refusal(request: Request, status: int, error: RegistryError) -> None:
+    """The line of a request the gateway refuses (with `status`) before a worker takes it."""
+    log.info("refused %s: %s %s", who_asked(request), status, error.detail)
 
 
 def who_asked(request: Request) -> str:
@@ -40,7 +40,9 @@ class OneLineRefusals(logging.Filter):
             request = next((a for a in worker_ctx.args if isinstance(a, Request)), None)
             what = who_asked(request) if request is not None else worker_ctx.entrypoint.method_name
             record.msg = "refused %s: %s %s"
-            record.args = (what, error.status, error.detail)
+            # An HTTP entrypoint names the refusal's status; an RPC's has none.
+            kind = getattr(worker_ctx.entrypoint, "status_of", lambda error: type(error).__name__)
+            record.args = (what, kind(error), error.detail)
         elif isinstance(error, EventNotYetApplicable):
             # Sent to the tail of its queue and applied once its turn comes.
             record.msg = "held back by %s: %s"

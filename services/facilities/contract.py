@@ -40,12 +40,42 @@ else:
     CapacityValue = number_or_decimal_text(gt=0)
 
 
+FACILITY_EXAMPLE: dict[str, Any] = {
+    "id": "fac_6651a0d4b7e2f93c1d2e3f40",
+    "venture_id": ventures.VENTURE_EXAMPLE["id"],
+    "owner": "Indus Pharma Holdings",
+    "name": "Rashakai Formulation Plant 1",
+    "kind": "formulation_plant",
+    "address": "Plot 14, Rashakai Special Economic Zone",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "capacity": {"value": "250000000", "unit": "tablets/year"},
+    "status": "planned",
+    "licenses_in_force": [],
+    "version": 1,
+    "created_at": "2025-05-20T10:00:00.000Z",
+    "updated_at": "2025-05-20T10:00:00.000Z",
+}
+
+
 class Capacity(Strict):
     value: CapacityValue = Field(description="a decimal, e.g. '120000000'")
     unit: Unit = Field(description="e.g. 'tablets/year', 'kg API/year', 'beds'")
 
 
 class RegisterFacility(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    field: FACILITY_EXAMPLE[field]
+                    for field in ("name", "kind", "address", "city", "province", "sez", "capacity")
+                }
+            ]
+        }
+    )
+
     name: PartyName
     kind: FacilityKind
     address: Line
@@ -68,7 +98,7 @@ class FacilityFilters(Strict):
 class Facility(RegisterFacility):
     """A facility as the registry holds and shows it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [FACILITY_EXAMPLE]})
 
     id: str
     venture_id: str
@@ -86,24 +116,6 @@ class Facility(RegisterFacility):
 
 FACILITY_REGISTERED = "facility.registered"
 FACILITY_STATUS_CHANGED = "facility.status_changed"
-
-FACILITY_EXAMPLE: dict[str, Any] = {
-    "id": "fac_6651a0d4b7e2f93c1d2e3f40",
-    "venture_id": ventures.VENTURE_EXAMPLE["id"],
-    "owner": "Indus Pharma Holdings",
-    "name": "Rashakai Formulation Plant 1",
-    "kind": "formulation_plant",
-    "address": "Plot 14, Rashakai Special Economic Zone",
-    "city": "Nowshera",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "capacity": {"value": "250000000", "unit": "tablets/year"},
-    "status": "planned",
-    "licenses_in_force": [],
-    "version": 1,
-    "created_at": "2025-05-20T10:00:00.000Z",
-    "updated_at": "2025-05-20T10:00:00.000Z",
-}
 
 
 class FacilityStatusChange(StatusChange):

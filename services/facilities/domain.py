@@ -41,7 +41,7 @@ def check_venture_accepts_facilities(venture: VentureView | None, venture_id: st
     if venture is None:
         raise NotFound(
             f"no venture {venture_id}",
-            errors=[{"loc": ["path", "venture_id"], "msg": "unknown venture", "type": "not_found"}],
+            errors=[{"loc": ["venture_id"], "msg": "unknown venture", "type": "not_found"}],
         )
     if venture.status == "dissolved":
         raise Conflict(

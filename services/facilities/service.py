@@ -44,7 +44,7 @@ class FacilitiesService:
 
     @rpc
     def list_facilities(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.FacilityFilters, filters, ("query",))
+        query = validated(contract.FacilityFilters, filters)
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [facility.model_dump(mode="json") for facility in found]
 

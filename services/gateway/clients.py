@@ -5,6 +5,7 @@ import eventlet
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
+import shared.rpc_errors  # noqa: F401 - the services' refusals arrive as their own types
 from shared.errors import ServiceUnavailable
 from shared.settings import Settings
 

@@ -1,5 +1,5 @@
 """HTTP plumbing of the gateway: one entrypoint that turns every error into an
-RFC 9457 problem document, from one table of exception types, and an edge that
+RFC 9457 problem document (services/gateway/problems.py), and an edge that
 bounds what slow or many clients can hold before a nameko worker is taken."""
 
 import hashlib
@@ -11,10 +11,9 @@ import socket
 import uuid
 from collections import Counter
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import eventlet
-from nameko.exceptions import RemoteError
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -22,30 +21,31 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_content_length
 
 from services.gateway.idempotency import IdempotentCommands, idempotency_key
-from shared import codec
-from shared.errors import (
+from services.gateway.problems import (
     PROBLEM_CONTENT_TYPE,
     BadRequest,
     PayloadTooLarge,
-    PreconditionFailed,
     PreconditionRequired,
-    RegistryError,
     RequestTimeout,
-    TooManyRequests,
     UnsupportedMediaType,
+    problem_for,
+    problem_headers,
+    status_of,
 )
+from shared import codec
+from shared.errors import PreconditionFailed, RegistryError, TooManyRequests
 from shared.logs import CORRELATION_ID, REQUEST_ID_HEADER, correlate_request
 from shared.mongo import COMMAND_KEY
 from shared.refusals import log_refusal
 from shared.settings import Settings
 
+if TYPE_CHECKING:  # the routes are declared with this entrypoint
+    from services.gateway.routing import Route
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
-
-# Werkzeug's own errors (no route, wrong method) keep their status and title.
-HTTP_PROBLEM_SLUGS = {404: "not-found", 405: "method-not-allowed"}
 
 
 def problem_response(problem: dict[str, Any], headers: dict | None = None) -> Response:
@@ -55,31 +55,6 @@ def problem_response(problem: dict[str, Any], headers: dict | None = None) -> Re
         headers=headers,
         content_type=PROBLEM_CONTENT_TYPE,
     )
-
-
-def problem_for(exc: BaseException, path: str | None = None) -> dict[str, Any]:
-    """The one place an exception becomes a problem document."""
-    if isinstance(exc, RegistryError):
-        return exc.problem(path)
-    if isinstance(exc, HTTPException):
-        return {
-            "type": f"/problems/{HTTP_PROBLEM_SLUGS.get(exc.code, 'http-error')}",
-            "title": exc.name,
-            "status": exc.code,
-            "detail": exc.description,
-            "instance": path,
-        }
-    if isinstance(exc, RemoteError):
-        log.error("unexpected error in a service: %s", exc)
-    else:
-        log.error("unexpected error in the gateway", exc_info=exc)
-    return {
-        "type": "/problems/internal-error",
-        "title": "Internal error",
-        "status": 500,
-        "detail": "the registry failed to handle this request; it has been logged",
-        "instance": path,
-    }
 
 
 def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -114,9 +89,9 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(problem_for(exc, request.path), allow_header(exc))
         except RegistryError as exc:
-            log_refusal(request, exc)
+            log_refusal(request, status_of(exc), exc)
             environ.get(CLOSE_CONNECTION, lambda: None)()
-            response = problem_response(exc.problem(request.path))
+            response = problem_response(problem_for(exc, request.path), problem_headers(exc))
         add_edge_headers(request, response)
         return response(environ, start_response)
 
@@ -267,12 +242,12 @@ def refuse_connection(sock, limit: int) -> None:
         f"one client address may hold at most {limit} connections at once",
         extra={"retry_after": 1},
     )
-    body = codec.dumps(refusal.problem()).encode()
+    body = codec.dumps(problem_for(refusal)).encode()
     head = (
         "HTTP/1.1 429 Too Many Requests\r\n"
         f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\n"
-        f"Retry-After: {refusal.headers['Retry-After']}\r\nConnection: close\r\n\r\n"
+        f"Retry-After: {refusal.extra['retry_after']}\r\nConnection: close\r\n\r\n"
     )
     try:
         with eventlet.Timeout(1, False):
@@ -287,16 +262,27 @@ def refuse_connection(sock, limit: int) -> None:
 
 
 class ApiEndpoint(HttpRequestHandler):
+    """nameko's HTTP entrypoint, answering every error as a problem document. `route`
+    is the route's declaration (services/gateway/routing.py)."""
+
     server = ProblemWebServer()
 
-    def __init__(self, method, url, **kwargs):
+    def __init__(self, method: str, url: str, route: "Route | None" = None, **kwargs):
         # A RegistryError is the caller's answer (4xx), not the gateway failing.
         kwargs.setdefault("expected_exceptions", RegistryError)
+        self.route = route
         super().__init__(method, url, **kwargs)
 
+    def status_of(self, error: RegistryError) -> int:
+        """The HTTP status of a refusal, for its one-line log (shared/refusals.py)."""
+        return status_of(error)
+
     def response_from_exception(self, exc):
-        headers = exc.headers if isinstance(exc, RegistryError) else None
-        return problem_response(problem_for(exc), headers)
+        if not isinstance(exc, RegistryError):
+            return problem_response(problem_for(exc))
+        # A service's field paths are relative to the input the route passed it.
+        location = self.route.input_location if self.route else None
+        return problem_response(problem_for(exc, location=location), problem_headers(exc))
 
     def handle_request(self, request):
         # A command with an Idempotency-Key is carried out once; retries get its answer.
@@ -306,8 +292,8 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
         except RegistryError as refused:
-            log_refusal(request, refused)
-            return problem_response(problem_for(refused, request.path), refused.headers)
+            log_refusal(request, status_of(refused), refused)
+            return problem_response(problem_for(refused, request.path), problem_headers(refused))
 
     def answer(self, request):
         response = super().handle_request(request)
@@ -318,9 +304,6 @@ class ApiEndpoint(HttpRequestHandler):
                 problem["instance"] = request.path
                 response.set_data(codec.dumps(problem))
         return response
-
-
-api = ApiEndpoint.decorator
 
 
 def require_json_media_type(request: Request) -> None:

@@ -29,9 +29,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from werkzeug.wrappers import Request, Response
 
 from services.gateway.keys import ApiKeyStore
+from services.gateway.problems import BadRequest, IdempotencyKeyInUse, IdempotencyKeyReused
 from shared import codec
 from shared.clock import utcnow
-from shared.errors import BadRequest, Conflict, RegistryError, ServiceUnavailable, Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized
 from shared.mongo import MongoStore, Repository
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,6 @@ REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 SECRET_FIELDS = ("key", "secret")
 
 Verdict = Literal["replay", "mismatch", "in_flight", "take_over"]
-
-
-class IdempotencyKeyReused(RegistryError):
-    status, title, slug = 422, "Idempotency-Key reused", "idempotency-key-reused"
-
-
-class IdempotencyKeyInUse(Conflict):
-    slug = "idempotency-key-in-use"
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -174,9 +166,9 @@ class IdempotencyStore(Repository):
         except Unauthorized:
             return None
 
-    def claim(self, record_id: str, request_fingerprint: str) -> tuple[str | None, dict | None]:
-        """Claim the key for this request: (its attempt token, None) to carry it out,
-        or (None, the reply to replay). Refuses another request, or one still running."""
+    def claim(self, record_id: str, request_fingerprint: str) -> str | dict:
+        """Claim the key for this request: its attempt token to carry it out, or the
+        reply to replay. Refuses another request, or one still running."""
         now = utcnow()
         attempt = secrets.token_hex(8)
         running = {
@@ -190,7 +182,7 @@ class IdempotencyStore(Repository):
         for _ in range(3):  # a record may vanish or change between our reads
             try:
                 self.records.insert_one(running)
-                return attempt, None
+                return attempt
             except DuplicateKeyError:
                 pass
             kept = self.records.find_one({"_id": record_id})
@@ -198,7 +190,7 @@ class IdempotencyStore(Repository):
                 continue
             match verdict(kept, request_fingerprint, now):
                 case "replay":
-                    return None, kept["reply"]
+                    return kept["reply"]
                 case "mismatch":
                     raise IdempotencyKeyReused(
                         f"this {HEADER} was used for another request (method, path or body); "
@@ -210,12 +202,13 @@ class IdempotencyStore(Repository):
                         {"_id": record_id, "attempt": kept["attempt"]}, running
                     )
                     if taken.matched_count:
-                        return attempt, None
+                        return attempt
                 case "in_flight":
                     break
         raise IdempotencyKeyInUse(
             f"a request with this {HEADER} is still being carried out; "
-            f"retry in {RETRY_AFTER_SECONDS} s to get its answer"
+            f"retry in {RETRY_AFTER_SECONDS} s to get its answer",
+            extra={"retry_after": RETRY_AFTER_SECONDS},
         )
 
     def finish(self, record_id: str, attempt: str, reply: dict | None) -> None:
@@ -245,7 +238,7 @@ class IdempotentCommands(MongoStore):
         key = idempotency_key(request)
         if key is None:
             return answer()
-        store: IdempotencyStore = self.repository()
+        store = IdempotencyStore(self.client, self.db)
         request.shallow = False
         body = request.stream.read(max_body + 1)
         request.stream = io.BytesIO(body)  # the route reads it again (werkzeug allows this)
@@ -253,17 +246,18 @@ class IdempotentCommands(MongoStore):
         try:
             caller = store.caller(request.headers.get("Authorization"))
             record_id = f"{caller}:{key}"
-            attempt, reply = store.claim(record_id, request_fingerprint) if caller else (None, None)
+            claimed = store.claim(record_id, request_fingerprint) if caller else None
         except PyMongoError as error:
             log.warning("could not check %s %r: %r", HEADER, key, error)
             raise ServiceUnavailable(
                 f"the registry cannot check your {HEADER} just now; retry shortly"
             ) from None
-        if caller is None:
-            return answer()  # the route answers 401
-        if reply is not None:
+        if claimed is None:
+            return answer()  # no caller: the route answers 401
+        if isinstance(claimed, dict):
             log.info("replayed the answer to %s %r (%s)", HEADER, key, request.path)
-            return replayed(reply)
+            return replayed(claimed)
+        attempt = claimed
         response = None
         try:
             response = answer()

@@ -10,7 +10,7 @@ import math
 import secrets
 import string
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from bson import ObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -63,6 +63,14 @@ class KeyExpiry(BaseModel):
 
 
 class CreateApiKey(KeyExpiry):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"role": "investor", "owner": "Indus Pharma Holdings", "expires_in_days": 90}
+            ]
+        }
+    )
+
     role: Role
     owner: OwnerName = Field(
         description="the organisation the key belongs to, e.g. 'Lahore Pharma Holdings'"
@@ -70,6 +78,8 @@ class CreateApiKey(KeyExpiry):
 
 
 class RotateApiKey(KeyExpiry):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"grace_seconds": 3600}]})
+
     grace_seconds: int = Field(
         0,
         ge=0,
@@ -79,8 +89,22 @@ class RotateApiKey(KeyExpiry):
     )
 
 
+API_KEY_EXAMPLE: dict[str, Any] = {
+    "id": "key_6745a1c2e4b0f3a9d8c71b20",
+    "role": "investor",
+    "owner": "Indus Pharma Holdings",
+    "created_at": "2025-05-02T09:30:00Z",
+    "created_by": "key_6745a0f1e4b0f3a9d8c71b1f",
+    "expires_at": "2025-07-31T09:30:00Z",
+    "revoked_at": None,
+    "last_used_at": "2025-05-06T11:02:41Z",
+}
+
+
 class ApiKey(BaseModel):
     """A key as anyone may see it: never the raw key, never its digest."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [API_KEY_EXAMPLE]})
 
     id: str
     role: Role
@@ -93,6 +117,19 @@ class ApiKey(BaseModel):
 
 
 class ApiKeyCreated(ApiKey):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **API_KEY_EXAMPLE,
+                    "last_used_at": None,
+                    # shortened: a document carrying a whole raw key would be no-store
+                    "key": "jvk_Xq3vYp8Rk2Lm…",
+                }
+            ]
+        }
+    )
+
     key: str = Field(description="the raw key; shown only in this response")
 
 
@@ -135,17 +172,15 @@ def new_key_id() -> str:
 def expiry(command: KeyExpiry, now: datetime) -> datetime | None:
     """When a key created `now` by `command` expires; bad bounds name the field."""
     if command.expires_in_days is not None and command.expires_at is not None:
-        raise field_error(["body", "expires_at"], "give expires_in_days or expires_at, not both")
+        raise field_error(["expires_at"], "give expires_in_days or expires_at, not both")
     if command.expires_in_days is not None:
         return now + timedelta(days=command.expires_in_days)
     if command.expires_at is None:
         return None
     if command.expires_at <= now:
-        raise field_error(["body", "expires_at"], "must be in the future")
+        raise field_error(["expires_at"], "must be in the future")
     if command.expires_at > now + timedelta(days=MAX_KEY_LIFETIME_DAYS):
-        raise field_error(
-            ["body", "expires_at"], f"must be at most {MAX_KEY_LIFETIME_DAYS} days ahead"
-        )
+        raise field_error(["expires_at"], f"must be at most {MAX_KEY_LIFETIME_DAYS} days ahead")
     return command.expires_at
 
 

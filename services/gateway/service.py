@@ -4,44 +4,54 @@ services. It composes their answers by RPC and holds none of their rules."""
 import eventlet
 from kombu import Connection
 from nameko.dependency_providers import Config
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway import (
-    api_facilities,
-    api_investments,
-    api_keys,
-    api_licensing,
-    api_subscriptions,
-    api_ventures,
-)
+from services.gateway import docs
 from services.gateway.clients import ServiceClient
-from services.gateway.http import api, json_response
+from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
 from services.gateway.openapi import openapi_document
+
+# Modules, not their classes: `nameko run` would take a mixin of routes for a service.
+from services.gateway.routes import api_keys as api_key_routes
+from services.gateway.routes import facilities as facility_routes
+from services.gateway.routes import investments as investment_routes
+from services.gateway.routes import licensing as licence_routes
+from services.gateway.routes import subscriptions as subscription_routes
+from services.gateway.routes import ventures as venture_routes
+from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
 from shared.settings import Settings
 
-# Each contributes a mixin of routes (`*Routes`) and its part of the OpenAPI document.
-ROUTE_MODULES = [
-    api_keys,
-    api_ventures,
-    api_subscriptions,
-    api_investments,
-    api_facilities,
-    api_licensing,
-]
 BACKEND_SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications")
 HEALTH_TIMEOUT_SECONDS = 3
 
 
+class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "checks": {"mongo": "ok", "rabbitmq": "ok", "ventures": "ok"},
+                }
+            ]
+        }
+    )
+
+    status: str = Field(description="ok or degraded")
+    checks: dict[str, str]
+
+
 class GatewayService(
-    api_keys.ApiKeyRoutes,
-    api_ventures.VentureRoutes,
-    api_subscriptions.SubscriptionRoutes,
-    api_investments.InvestmentRoutes,
-    api_facilities.FacilityRoutes,
-    api_licensing.LicenceRoutes,
+    api_key_routes.ApiKeyRoutes,
+    venture_routes.VentureRoutes,
+    subscription_routes.SubscriptionRoutes,
+    investment_routes.InvestmentRoutes,
+    facility_routes.FacilityRoutes,
+    licence_routes.LicenceRoutes,
 ):
     name = "gateway"
 
@@ -69,7 +79,15 @@ class GatewayService(
             self.throttle.expensive_read(principal.key_id)
         return principal
 
-    @api("GET", "/health")
+    @route(
+        "GET",
+        "/health",
+        summary="Health of every part",
+        tag="operations",
+        public=True,
+        response=Health,
+        status=(200, 503),
+    )
     def health(self, request):
         checks = {}
 
@@ -97,6 +115,40 @@ class GatewayService(
         body = {"status": "ok" if healthy else "degraded", "checks": dict(sorted(checks.items()))}
         return json_response(body, 200 if healthy else 503)
 
-    @api("GET", "/openapi.json")
+    @route(
+        "GET",
+        "/openapi.json",
+        summary="This document (OpenAPI 3.1)",
+        tag="operations",
+        public=True,
+        response=None,
+    )
     def openapi(self, request):
-        return json_response(openapi_document())
+        return json_response(openapi_document(ROUTES))
+
+    @route(
+        "GET",
+        "/docs",
+        summary="This document, readable (Swagger UI)",
+        tag="operations",
+        public=True,
+        response=None,
+        media_type="text/html",
+    )
+    def docs_page(self, request):
+        return docs.page("/openapi.json", "/docs")
+
+    @route(
+        "GET",
+        "/docs/<asset>",
+        summary="The files of Swagger UI",
+        tag="operations",
+        public=True,
+        path_model=docs.Asset,
+        response=None,
+    )
+    def docs_asset(self, request, asset):
+        return docs.asset(asset)
+
+
+ROUTES = tuple(routes_of(GatewayService))

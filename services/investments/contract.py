@@ -96,9 +96,195 @@ Currency = Annotated[
 ]
 
 
+OPS: dict[str, Any] = {"key_id": "key_0psB", "role": "ops", "owner": "jvreg operations"}
+FLOW_EXAMPLE: dict[str, Any] = {
+    "id": "inv_6653c2f6d9a4b15e3f405162",
+    "venture_id": ventures.VENTURE_EXAMPLE["id"],
+    "type": "disbursement",
+    "partner": "Indus Pharma (Pvt) Ltd",
+    "partner_country": "PK",
+    "currency": "PKR",
+    "amount": "123456789.55",
+    "value_date": "2025-02-10",
+    "reference": "HBL transfer 2025-0210-77",
+    "note": "first tranche for the Rashakai API plant",
+    "recorded_at": "2025-02-11T05:20:00.000Z",
+    "recorded_by": ventures.INVESTOR,
+}
+FX_RATE_EXAMPLE: dict[str, Any] = {
+    "currency": "PKR",
+    "date": "2025-03-01",
+    "usd_per_unit": "0.00357",
+    "version": 2,
+    "set_at": "2025-03-01T04:00:00.000Z",
+    "set_by": OPS,
+}
+USD_ROUNDING = (
+    "half to even (banker's rounding) to 2 decimal place(s), the ISO 4217 minor unit of "
+    "USD, applied once to each exact figure"
+)
+# A venture's flows in PKR and CNY, as the reports sum them (tests/investment_scenario.py).
+VENTURE_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "venture_id": "jv_6650f1c2a9d3e81b2c4d5e6f",
+    "currency": "USD",
+    "rounding": USD_ROUNDING,
+    "total": {
+        "committed": "3892500.00",
+        "disbursed": "1717094.44",
+        "outstanding": "2175405.56",
+        "disbursement_ratio": "0.4411",
+        "equity_purchases": "35700.00",
+        "equity_sales": "0.00",
+        "loans": "169753.08",
+        "loan_repayments": "0.00",
+    },
+    "by_partner": [
+        {
+            "partner": "Indus Pharma (Pvt) Ltd",
+            "country": "PK",
+            "committed": "1800000.00",
+            "disbursed": "605094.44",
+            "outstanding": "1194905.56",
+            "disbursement_ratio": "0.3362",
+            "equity_purchases": "35700.00",
+            "equity_sales": "0.00",
+            "loans": "0.00",
+            "loan_repayments": "0.00",
+        },
+        {
+            "partner": "Zhejiang Yangtze Pharmaceutical Co.",
+            "country": "CN",
+            "committed": "2092500.00",
+            "disbursed": "1112000.00",
+            "outstanding": "980500.00",
+            "disbursement_ratio": "0.5314",
+            "equity_purchases": "0.00",
+            "equity_sales": "0.00",
+            "loans": "169753.08",
+            "loan_repayments": "0.00",
+        },
+    ],
+    "by_currency": [
+        {
+            "currency": "CNY",
+            "original": {
+                "committed": "15000000.00",
+                "disbursed": "8000000.00",
+                "outstanding": "7000000.00",
+                "disbursement_ratio": "0.5333",
+                "equity_purchases": "0.00",
+                "equity_sales": "0.00",
+                "loans": "1234567.89",
+                "loan_repayments": "0.00",
+            },
+            "converted": {
+                "committed": "2092500.00",
+                "disbursed": "1112000.00",
+                "outstanding": "980500.00",
+                "disbursement_ratio": "0.5314",
+                "equity_purchases": "0.00",
+                "equity_sales": "0.00",
+                "loans": "169753.08",
+                "loan_repayments": "0.00",
+            },
+        },
+        {
+            "currency": "PKR",
+            "original": {
+                "committed": "500000000.00",
+                "disbursed": "168456789.80",
+                "outstanding": "331543210.20",
+                "disbursement_ratio": "0.3369",
+                "equity_purchases": "10000000.00",
+                "equity_sales": "0.00",
+                "loans": "0.00",
+                "loan_repayments": "0.00",
+            },
+            "converted": {
+                "committed": "1800000.00",
+                "disbursed": "605094.44",
+                "outstanding": "1194905.56",
+                "disbursement_ratio": "0.3362",
+                "equity_purchases": "35700.00",
+                "equity_sales": "0.00",
+                "loans": "0.00",
+                "loan_repayments": "0.00",
+            },
+        },
+    ],
+    "problems": [],
+}
+PORTFOLIO_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "currency": "USD",
+    "group_by": "sector",
+    "rounding": USD_ROUNDING,
+    "total": {
+        "committed": "5680500.00",
+        "disbursed": "2131539.58",
+        "outstanding": "3548960.42",
+        "disbursement_ratio": "0.3752",
+        "equity_purchases": "35700.00",
+        "equity_sales": "3570.00",
+        "loans": "211003.08",
+        "loan_repayments": "6875.00",
+    },
+    "groups": [
+        {
+            "group": "api_manufacturing",
+            "committed": "4892500.00",
+            "disbursed": "1967095.19",
+            "outstanding": "2925404.81",
+            "disbursement_ratio": "0.4021",
+            "equity_purchases": "35700.00",
+            "equity_sales": "0.00",
+            "loans": "169753.08",
+            "loan_repayments": "0.00",
+        },
+        {
+            "group": "finished_formulations",
+            "committed": "788000.00",
+            "disbursed": "164444.38",
+            "outstanding": "623555.62",
+            "disbursement_ratio": "0.2087",
+            "equity_purchases": "0.00",
+            "equity_sales": "3570.00",
+            "loans": "41250.00",
+            "loan_repayments": "6875.00",
+        },
+    ],
+    "monthly_disbursements": [
+        {"month": "2025-02", "disbursed": "488888.83"},
+        {"month": "2025-03", "disbursed": "1272650.00"},
+        {"month": "2025-04", "disbursed": "250000.75"},
+        {"month": "2025-05", "disbursed": "0.00"},
+        {"month": "2025-06", "disbursed": "120000.00"},
+    ],
+    "problems": [],
+}
+
+
 class RecordFlow(Strict):
     """A flow as a partner reports it. Field order matters: `amount` is checked against
     the `type` and `currency` validated before it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    field: FLOW_EXAMPLE[field]
+                    for field in (
+                        "type",
+                        "partner",
+                        "currency",
+                        "amount",
+                        "value_date",
+                        "reference",
+                        "note",
+                    )
+                }
+            ]
+        }
+    )
 
     type: FlowType = Field(description="IATI transaction type")
     partner: PartyName = Field(description="the partner's name, as registered on the venture")
@@ -135,6 +321,8 @@ class RecordFlow(Strict):
 
 class Flow(BaseModel):
     """A recorded flow. Flows are never changed: a correction is a further flow."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [FLOW_EXAMPLE]})
 
     id: str
     venture_id: str
@@ -184,6 +372,10 @@ class FxRateKey(Strict):
 
 
 class SetFxRate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"usd_per_unit": FX_RATE_EXAMPLE["usd_per_unit"]}]}
+    )
+
     usd_per_unit: DecimalString = Field(
         description="US dollars for one unit of the currency, e.g. 0.0035714 for PKR"
     )
@@ -199,6 +391,8 @@ class SetFxRate(Strict):
 
 
 class FxRate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [FX_RATE_EXAMPLE]})
+
     currency: str
     date: date
     usd_per_unit: Decimal
@@ -277,6 +471,8 @@ PROBLEMS: list[ConversionProblem] = Field(
 
 
 class VentureSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [VENTURE_SUMMARY_EXAMPLE]})
+
     venture_id: str
     currency: str = Field(description="the reporting currency")
     rounding: str
@@ -300,6 +496,8 @@ class MonthlyDisbursement(BaseModel):
 
 
 class PortfolioSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [PORTFOLIO_SUMMARY_EXAMPLE]})
+
     currency: str
     group_by: str | None
     rounding: str
@@ -315,7 +513,6 @@ class PortfolioSummary(BaseModel):
 
 INVESTMENT_RECORDED = "investment.recorded"
 FX_RATE_SET = "fx_rate.set"
-OPS: dict[str, Any] = {"key_id": "key_0psB", "role": "ops", "owner": "jvreg operations"}
 
 
 class InvestmentRecorded(EventPayload):
@@ -328,20 +525,7 @@ class InvestmentRecorded(EventPayload):
         json_schema_extra={
             "examples": [
                 {
-                    "investment": {
-                        "id": "inv_6653c2f6d9a4b15e3f405162",
-                        "venture_id": ventures.VENTURE_EXAMPLE["id"],
-                        "type": "disbursement",
-                        "partner": "Indus Pharma (Pvt) Ltd",
-                        "partner_country": "PK",
-                        "currency": "PKR",
-                        "amount": "123456789.55",
-                        "value_date": "2025-02-10",
-                        "reference": "HBL transfer 2025-0210-77",
-                        "note": "first tranche for the Rashakai API plant",
-                        "recorded_at": "2025-02-11T05:20:00.000Z",
-                        "recorded_by": ventures.INVESTOR,
-                    },
+                    "investment": FLOW_EXAMPLE,
                     "change": {"reason": "recorded", "actor": ventures.INVESTOR},
                 }
             ]
@@ -380,14 +564,7 @@ class FxRateSet(EventPayload):
         json_schema_extra={
             "examples": [
                 {
-                    "fx_rate": {
-                        "currency": "PKR",
-                        "date": "2025-03-01",
-                        "usd_per_unit": "0.00357",
-                        "version": 2,
-                        "set_at": "2025-03-01T04:00:00.000Z",
-                        "set_by": OPS,
-                    },
+                    "fx_rate": FX_RATE_EXAMPLE,
                     "change": {"from": "0.0036", "to": "0.00357", "actor": OPS},
                 }
             ]

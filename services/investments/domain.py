@@ -62,7 +62,7 @@ def find_partner(venture: VentureView, name: str) -> PartnerView:
             return partner
     known = ", ".join(partner.name for partner in venture.partners)
     raise field_error(
-        ["body", "partner"],
+        ["partner"],
         f"{name!r} is not a partner of venture {venture.id}; its partners are: {known}",
         "unknown_partner",
     )
@@ -142,7 +142,7 @@ def apply_to_balance(balance: Balance, flow: Flow) -> Balance:
             f"(net committed {committed}, disbursed {disbursed} including this flow)",
             errors=[
                 {
-                    "loc": ["body", "amount"],
+                    "loc": ["amount"],
                     "msg": f"exceeds commitments by {excess} {flow.currency}",
                     "type": "disbursed_exceeds_committed",
                 }
@@ -190,11 +190,11 @@ def set_rate(
 def parse_fx_rate(
     currency: str, day: str, body: str, today: date | None = None
 ) -> tuple[FxRateKey, SetFxRate]:
-    """The rate's key (errors name `path.currency`, `path.date`) and its new value."""
+    """The rate's key (errors name `currency`, `date`) and its new value."""
     try:
         key = FxRateKey.model_validate_json(
             json.dumps({"currency": currency, "date": day}), context={"today": today}
         )
     except ValidationError as error:
-        raise invalid_input(error, ("path",)) from None
+        raise invalid_input(error) from None
     return key, validated(SetFxRate, body)

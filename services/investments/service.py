@@ -14,8 +14,6 @@ from shared.inbox import EventLog, cloud_event_handler, event_log_handler, field
 from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 
-QUERY = ("query",)
-
 
 def rates_for(store: InvestmentStore, rows: list[reports.DayTotals], reporting: str):
     """The rates that converting `rows` into `reporting` may need."""
@@ -62,13 +60,13 @@ class InvestmentsService:
 
     @rpc
     def list_flows(self, venture_id: str, filters: dict, after: str | None, limit: int) -> list:
-        query = validated(contract.FlowFilters, filters, QUERY)
+        query = validated(contract.FlowFilters, filters)
         found = self.store.list_flows(venture_id, query.model_dump(exclude_none=True), after, limit)
         return [flow.model_dump(mode="json") for flow in found]
 
     @rpc
     def venture_summary(self, venture_id: str, query: dict) -> dict:
-        reporting = validated(contract.SummaryQuery, query, QUERY).currency
+        reporting = validated(contract.SummaryQuery, query).currency
         rows = self.store.venture_day_totals(venture_id)
         summary = reports.venture_summary(
             venture_id, rows, rates_for(self.store, rows, reporting), reporting
@@ -77,7 +75,7 @@ class InvestmentsService:
 
     @rpc
     def portfolio_summary(self, query: dict, owner: str | None = None) -> dict:
-        parsed = validated(contract.PortfolioQuery, query, QUERY)
+        parsed = validated(contract.PortfolioQuery, query)
         return portfolio_summary(self.store, parsed, owner).model_dump(mode="json")
 
     @rpc

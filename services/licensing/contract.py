@@ -72,7 +72,41 @@ def end_of_day(day: date) -> datetime:
     return datetime.combine(day, time(23, 59, 59, 999000), UTC)
 
 
+DRAP: dict[str, Any] = {
+    "key_id": "key_R4dp",
+    "role": "regulator",
+    "owner": "DRAP Licensing Division",
+}
+APPLICANT: dict[str, Any] = {
+    "key_id": "key_7Qm2",
+    "role": "investor",
+    "owner": "Indus Pharma Holdings",
+}
+SWEEP: dict[str, Any] = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
+LICENCE_EXAMPLE: dict[str, Any] = {
+    "id": "lic_6652b1e5c8f3a04d2e3f4051",
+    "facility_id": "fac_6651a0d4b7e2f93c1d2e3f40",
+    "venture_id": "jv_6650f1c2a9d3e81b2c4d5e6f",
+    "owner": "Indus Pharma Holdings",
+    "type": "dml_formulation",
+    "product": None,
+    "status": "submitted",
+    "valid_until": None,
+    "decision_ref": None,
+    "inspection_date": None,
+    "version": 1,
+    "created_at": "2026-11-02T06:40:00.000Z",
+    "updated_at": "2026-11-02T06:40:00.000Z",
+}
+
+
 class ApplyForLicence(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{field: LICENCE_EXAMPLE[field] for field in ("facility_id", "type")}]
+        }
+    )
+
     facility_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     type: LicenceType
     product: (
@@ -100,6 +134,19 @@ class ApplyForLicence(Strict):
 
 class RequestTransition(Strict):
     """`{"to", "reason", ...}` plus the fields of that transition (see domain.TRANSITIONS)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "granted",
+                    "reason": "inspection of 14 December found the plant GMP-compliant",
+                    "decision_ref": "DRAP/LIC/2026/0412",
+                    "valid_until": "2031-12-14",
+                }
+            ]
+        }
+    )
 
     to: TransitionTarget
     reason: Reason
@@ -148,7 +195,7 @@ class LicenceFilters(Strict):
 class Licence(BaseModel):
     """A licence as the registry holds and shows it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [LICENCE_EXAMPLE]})
 
     id: str
     facility_id: str
@@ -168,7 +215,27 @@ class Licence(BaseModel):
 class HistoryEntry(BaseModel):
     """One transition of a licence, as the history shows it."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "lic_6652b1e5c8f3a04d2e3f4051.000002",
+                    "license_id": LICENCE_EXAMPLE["id"],
+                    "sequence": 2,
+                    "from": "submitted",
+                    "to": "under_review",
+                    "event": "license.under_review",
+                    "actor": DRAP,
+                    "role": "regulator",
+                    "reason": "dossier complete",
+                    "time": "2026-11-05T09:10:00.000Z",
+                    "fields": {},
+                }
+            ]
+        },
+    )
 
     id: str
     license_id: str
@@ -214,34 +281,6 @@ class LicenceEvent(EventPayload):
     @property
     def sequence(self) -> int:
         return self.license.version
-
-
-DRAP: dict[str, Any] = {
-    "key_id": "key_R4dp",
-    "role": "regulator",
-    "owner": "DRAP Licensing Division",
-}
-APPLICANT: dict[str, Any] = {
-    "key_id": "key_7Qm2",
-    "role": "investor",
-    "owner": "Indus Pharma Holdings",
-}
-SWEEP: dict[str, Any] = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
-LICENCE_EXAMPLE: dict[str, Any] = {
-    "id": "lic_6652b1e5c8f3a04d2e3f4051",
-    "facility_id": "fac_6651a0d4b7e2f93c1d2e3f40",
-    "venture_id": "jv_6650f1c2a9d3e81b2c4d5e6f",
-    "owner": "Indus Pharma Holdings",
-    "type": "dml_formulation",
-    "product": None,
-    "status": "submitted",
-    "valid_until": None,
-    "decision_ref": None,
-    "inspection_date": None,
-    "version": 1,
-    "created_at": "2026-11-02T06:40:00.000Z",
-    "updated_at": "2026-11-02T06:40:00.000Z",
-}
 
 
 def licence_example(

@@ -129,11 +129,11 @@ def transition_fields(
         if getattr(request, name) is not None
     }
     errors = [
-        {"loc": ["body", name], "msg": f"required to move to {request.to}", "type": "missing"}
+        {"loc": [name], "msg": f"required to move to {request.to}", "type": "missing"}
         for name in sorted(transition.required - given.keys())
     ] + [
         {
-            "loc": ["body", name],
+            "loc": [name],
             "msg": f"not used when moving to {request.to}",
             "type": "extra_forbidden",
         }
@@ -161,7 +161,7 @@ def transition_fields(
 
 
 def _valid_until_error(msg: str) -> dict:
-    return {"loc": ["body", "valid_until"], "msg": msg, "type": "value_error"}
+    return {"loc": ["valid_until"], "msg": msg, "type": "value_error"}
 
 
 def change_licence(
@@ -259,16 +259,14 @@ def check_facility_accepts_applications(
     if facility is None:
         raise NotFound(
             f"no facility {facility_id}",
-            errors=[
-                {"loc": ["body", "facility_id"], "msg": "unknown facility", "type": "not_found"}
-            ],
+            errors=[{"loc": ["facility_id"], "msg": "unknown facility", "type": "not_found"}],
         )
     if facility.status == "decommissioned":
         raise Conflict(
             f"facility {facility_id} is decommissioned; it can be licensed no more",
             errors=[
                 {
-                    "loc": ["body", "facility_id"],
+                    "loc": ["facility_id"],
                     "msg": "facility decommissioned",
                     "type": "decommissioned",
                 }

@@ -81,7 +81,7 @@ class LicensingService:
 
     @rpc
     def list_licenses(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.LicenceFilters, filters, ("query",))
+        query = validated(contract.LicenceFilters, filters)
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [licence.model_dump(mode="json") for licence in found]
 

@@ -5,7 +5,7 @@ its own. Wire models only; the delivery rules live in `domain.py`."""
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -82,8 +82,33 @@ WebhookUrl = Annotated[
 ]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
+SUBSCRIPTION_EXAMPLE: dict[str, Any] = {
+    "id": "sub_6654d3a7eab5c26f40516273",
+    "url": "https://hooks.drap.example/licensing",
+    "event_types": ["license.granted", "license.suspended", "license.revoked"],
+    "description": "DRAP licensing desk: decisions on API plants",
+    "status": "active",
+    "owner": "DRAP Licensing Division",
+    "created_by": "key_R4dp",
+    "created_at": "2026-11-01T08:00:00.000Z",
+    "updated_at": "2026-11-01T08:00:00.000Z",
+    "disabled_at": None,
+    "disabled_reason": None,
+}
+
 
 class CreateSubscription(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    field: SUBSCRIPTION_EXAMPLE[field]
+                    for field in ("url", "event_types", "description")
+                }
+            ]
+        }
+    )
+
     url: WebhookUrl = Field(description="where to POST each event, https:// (or http://)")
     event_types: list[EventPattern] = Field(
         min_length=1,
@@ -106,7 +131,9 @@ class SubscriptionFilters(Strict):
 class Subscription(BaseModel):
     """A subscription as the registry shows it: never with its secret."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [SUBSCRIPTION_EXAMPLE]}
+    )
 
     id: str
     url: str
@@ -122,6 +149,13 @@ class Subscription(BaseModel):
 
 
 class SubscriptionCreated(Subscription):
+    model_config = ConfigDict(
+        json_schema_extra={
+            # shortened: a document carrying a whole secret would be no-store
+            "examples": [{**SUBSCRIPTION_EXAMPLE, "secret": "whsec_MfKQ9r4gkc…"}]
+        }
+    )
+
     secret: str = Field(
         description="whsec_ signing secret; shown only in this response. Verify each "
         "delivery's webhook-signature with it (Standard Webhooks)."
@@ -148,7 +182,48 @@ class DeliveryAttempt(BaseModel):
 class Delivery(BaseModel):
     """One event on its way to one subscription, with every attempt so far."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "dlv_6654d3a7eab5c26f40516273_0000000001",
+                    "subscription_id": SUBSCRIPTION_EXAMPLE["id"],
+                    "event_id": "0f8e2c4a-6d1b-4e7a-9c3f-5b2d8a1e4c70",
+                    "event_type": "license.granted",
+                    "subject": licensing.LICENCE_EXAMPLE["id"],
+                    "sequence": 5,
+                    "status": "delivered",
+                    "attempt_count": 2,
+                    "next_attempt_at": None,
+                    "created_at": "2026-12-15T08:15:00.000Z",
+                    "completed_at": "2026-12-15T08:15:06.000Z",
+                    "attempts": [
+                        {
+                            "attempt": 1,
+                            "at": "2026-12-15T08:15:00.000Z",
+                            "category": "http_status",
+                            "status_code": 503,
+                            "error": None,
+                            "latency_ms": 212,
+                            "outcome": "retry",
+                            "next_retry_at": "2026-12-15T08:15:05.000Z",
+                        },
+                        {
+                            "attempt": 2,
+                            "at": "2026-12-15T08:15:05.000Z",
+                            "category": "http_status",
+                            "status_code": 204,
+                            "error": None,
+                            "latency_ms": 87,
+                            "outcome": "delivered",
+                            "next_retry_at": None,
+                        },
+                    ],
+                }
+            ]
+        },
+    )
 
     id: str
     subscription_id: str

@@ -40,7 +40,7 @@ def wants(subscription: Subscription, routing_key: str) -> bool:
 def check_event_type_count(command: CreateSubscription, most: int) -> None:
     if len(command.event_types) > most:
         raise field_error(
-            ["body", "event_types"],
+            ["event_types"],
             f"at most {most} patterns per subscription (license.# covers every licensing event)",
             "too_long",
         )
@@ -144,7 +144,7 @@ def check_destination(url: str, resolve: Resolver, allow_private: bool) -> None:
     try:
         choose_destination(url, resolve, allow_private)
     except DestinationRefused as refused:
-        raise field_error(["body", "url"], refused.message, refused.category) from None
+        raise field_error(["url"], refused.message, refused.category) from None
 
 
 # --- after an attempt ---------------------------------------------------------------

@@ -76,7 +76,7 @@ class NotificationsService:
 
     @rpc
     def list_subscriptions(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.SubscriptionFilters, filters, ("query",))
+        query = validated(contract.SubscriptionFilters, filters)
         found = self.store.find_subscriptions(query.model_dump(exclude_none=True), after, limit)
         return [subscription.model_dump(mode="json") for subscription in found]
 
@@ -89,7 +89,7 @@ class NotificationsService:
     def list_deliveries(
         self, subscription_id: str, filters: dict, after: str | None, limit: int
     ) -> list[dict]:
-        query = validated(contract.DeliveryFilters, filters, ("query",))
+        query = validated(contract.DeliveryFilters, filters)
         self.store.get_subscription(subscription_id)  # 404 for an unknown subscription
         found = self.store.find_deliveries(
             subscription_id, query.model_dump(exclude_none=True), after, limit

@@ -59,6 +59,48 @@ else:
     EquityPct = number_or_decimal_text(gt=0, le=100, decimal_places=4)
 
 
+INVESTOR: dict[str, Any] = {
+    "key_id": "key_7Qm2",
+    "role": "investor",
+    "owner": "Indus Pharma Holdings",
+}
+REGULATOR: dict[str, Any] = {
+    "key_id": "key_R4dp",
+    "role": "regulator",
+    "owner": "DRAP Licensing Division",
+}
+VENTURE_EXAMPLE: dict[str, Any] = {
+    "id": "jv_6650f1c2a9d3e81b2c4d5e6f",
+    "name": "Indus-Yangtze API Works",
+    "sector": "api_manufacturing",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "description": "Local production of paracetamol and amoxicillin APIs",
+    "partners": [
+        {
+            "name": "Indus Pharma (Pvt) Ltd",
+            "country": "PK",
+            "kind": "private_company",
+            "equity_pct": "51",
+        },
+        {
+            "name": "Zhejiang Yangtze Pharmaceutical Co.",
+            "country": "CN",
+            "kind": "private_company",
+            "equity_pct": "49",
+        },
+    ],
+    "focal_points": [
+        {"name": "Ayesha Khan", "email": "ayesha.khan@induspharma.example", "country": "PK"}
+    ],
+    "status": "registered",
+    "owner": "Indus Pharma Holdings",
+    "version": 1,
+    "created_at": "2025-05-12T09:30:00.000Z",
+    "updated_at": "2025-05-12T09:30:00.000Z",
+}
+
+
 class Partner(Strict):
     name: Name
     country: CountryCode = Field(description="ISO 3166-1 alpha-2, e.g. PK or CN")
@@ -105,11 +147,21 @@ class VentureFields(Strict):
 
 
 class RegisterVenture(VentureFields):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{field: VENTURE_EXAMPLE[field] for field in VentureFields.model_fields}]
+        }
+    )
 
 
 class UpdateVenture(Strict):
     """A merge patch: fields present replace the venture's; `null` clears an optional one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"description": "APIs for the domestic market and export to Central Asia"}]
+        }
+    )
 
     name: Name | None = None
     sector: Sector | None = None
@@ -127,6 +179,12 @@ class UpdateVenture(Strict):
 
 
 class ChangeVentureStatus(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"to": "active", "reason": "DRAP site verification completed"}]
+        }
+    )
+
     to: VentureStatus
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
 
@@ -145,7 +203,7 @@ class VentureFilters(Strict):
 class Venture(VentureFields):
     """A venture as the registry holds and shows it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [VENTURE_EXAMPLE]})
 
     id: str
     status: VentureStatus
@@ -160,47 +218,6 @@ class Venture(VentureFields):
 VENTURE_REGISTERED = "venture.registered"
 VENTURE_UPDATED = "venture.updated"
 VENTURE_STATUS_CHANGED = "venture.status_changed"
-
-INVESTOR: dict[str, Any] = {
-    "key_id": "key_7Qm2",
-    "role": "investor",
-    "owner": "Indus Pharma Holdings",
-}
-REGULATOR: dict[str, Any] = {
-    "key_id": "key_R4dp",
-    "role": "regulator",
-    "owner": "DRAP Licensing Division",
-}
-VENTURE_EXAMPLE: dict[str, Any] = {
-    "id": "jv_6650f1c2a9d3e81b2c4d5e6f",
-    "name": "Indus-Yangtze API Works",
-    "sector": "api_manufacturing",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "description": "Local production of paracetamol and amoxicillin APIs",
-    "partners": [
-        {
-            "name": "Indus Pharma (Pvt) Ltd",
-            "country": "PK",
-            "kind": "private_company",
-            "equity_pct": "51",
-        },
-        {
-            "name": "Zhejiang Yangtze Pharmaceutical Co.",
-            "country": "CN",
-            "kind": "private_company",
-            "equity_pct": "49",
-        },
-    ],
-    "focal_points": [
-        {"name": "Ayesha Khan", "email": "ayesha.khan@induspharma.example", "country": "PK"}
-    ],
-    "status": "registered",
-    "owner": "Indus Pharma Holdings",
-    "version": 1,
-    "created_at": "2025-05-12T09:30:00.000Z",
-    "updated_at": "2025-05-12T09:30:00.000Z",
-}
 
 
 class VentureStatusChange(StatusChange):

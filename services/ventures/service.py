@@ -36,7 +36,7 @@ class VenturesService:
 
     @rpc
     def list_ventures(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.VentureFilters, filters, ("query",))
+        query = validated(contract.VentureFilters, filters)
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [venture.model_dump(mode="json") for venture in found]
 

@@ -68,7 +68,7 @@ class VentureStore(Repository):
             "ignoring case, runs of spaces and look-alike characters",
             errors=[
                 {
-                    "loc": ["body", "name"],
+                    "loc": ["name"],
                     "msg": "looks like the name of a registered venture",
                     "type": "duplicate",
                 }

@@ -43,6 +43,8 @@ ANYONE = ("ok",) * len(PRINCIPALS)
 POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/health"): ANYONE,
     ("GET", "/openapi.json"): ANYONE,
+    ("GET", "/docs"): ANYONE,
+    ("GET", "/docs/<asset>"): ANYONE,
     # API keys: ops manage every key; others their organisation's.
     ("POST", "/v1/api-keys"): ("403", "403", "403", "403", "ok"),
     ("GET", "/v1/api-keys"): ("ok", "hidden", "hidden", "hidden", "ok"),
@@ -276,6 +278,7 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
         "subscription_id": subscription["id"],
         "currency": "PKR",
         "date": "2024-06-03",
+        "asset": "swagger-ui.css",
         "fresh": {
             "key_id": lambda: new_key("investor", owner)["id"],
             "venture_id": fresh_venture,

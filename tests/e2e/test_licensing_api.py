@@ -9,9 +9,9 @@ import pytest
 from kombu import Connection, Queue
 
 from ops.processes import Stack, wait_until
+from services.gateway.problems import PROBLEM_CONTENT_TYPE
 from shared.clock import utcnow
 from shared.codec import rfc3339
-from shared.errors import PROBLEM_CONTENT_TYPE
 from shared.messaging import events_exchange
 
 from support import PLANT, venture_body

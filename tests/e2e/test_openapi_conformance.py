@@ -43,8 +43,6 @@ def schemathesis_run(url: str, key: dict, tmp_path: Path) -> subprocess.Complete
         f"{url}/openapi.json",
         "--checks",
         "all",
-        "--header",
-        f"Authorization: Bearer {key['key']}",
         "--max-examples",
         str(MAX_EXAMPLES),
         "--generation-deterministic",
@@ -57,6 +55,9 @@ def schemathesis_run(url: str, key: dict, tmp_path: Path) -> subprocess.Complete
         **os.environ,
         "SCHEMATHESIS_HOOKS": "hooks",
         "PYTHONPATH": str(HERE),
+        # the key, as the document's security scheme takes it (schemathesis.toml), so
+        # that Schemathesis can leave it out to check the 401
+        "JVREG_CONFORMANCE_KEY": key["key"],
         # the key the run uses and the bootstrap key that made it
         "JVREG_CONFORMANCE_KEY_IDS": f"{key['id']},{key['created_by']}",
     }

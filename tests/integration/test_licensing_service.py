@@ -95,7 +95,7 @@ def test_the_facility_projection_follows_facilities_events(licensing, facilities
     container, proxy, db = licensing
     with pytest.raises(NotFound) as unknown:
         apply(proxy, "fac_unknown")
-    assert unknown.value.errors[0]["loc"] == ["body", "facility_id"]
+    assert unknown.value.errors[0]["loc"] == ["facility_id"]
 
     facilities(db, "fac_a", venture_id="jv_a")
     licence = apply(proxy, "fac_a")

@@ -90,7 +90,9 @@ def test_a_refusal_over_rpc_is_one_line_under_the_callers_correlation_id(logged)
     ):
         proxy.find_plant("fac_unknown")
     refusals = [r for r in caplog.records if r.getMessage().startswith("refused")]
-    assert [r.getMessage() for r in refusals] == ["refused find_plant: 404 no facility fac_unknown"]
+    assert [r.getMessage() for r in refusals] == [
+        "refused find_plant: NotFound no facility fac_unknown"
+    ]
     assert refusals[0].correlation_id == TRACE_ID
     assert tracebacks(caplog) == []
 

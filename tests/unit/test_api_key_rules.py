@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from services.gateway.http import ApiEndpoint
 from services.gateway.keys import (
     MAX_KEY_LIFETIME_DAYS,
     ApiKey,
@@ -29,6 +30,7 @@ from services.gateway.keys import (
     last_used_due,
     weak_bootstrap_key,
 )
+from services.gateway.problems import problem_for, problem_headers
 from services.gateway.throttle import RateLimits, is_expensive_read
 from shared.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
 from shared.refusals import NAMEKO_WORKERS, OneLineRefusals
@@ -72,7 +74,7 @@ def test_expires_in_days_counts_from_now_and_is_bounded():
 def test_expires_at_must_be_in_the_future_within_bounds_and_alone(fields, why):
     with pytest.raises(InvalidInput) as caught:
         expiry(create(**fields), NOW)
-    assert caught.value.errors[0]["loc"] == ["body", "expires_at"]
+    assert caught.value.errors[0]["loc"] == ["expires_at"]
     assert why in caught.value.errors[0]["msg"]
 
 
@@ -143,8 +145,8 @@ def test_an_address_that_failed_too_often_gets_429_with_retry_after():
         limits.check_address("203.0.113.9")
     retry_after = caught.value.extra["retry_after"]
     assert 1 <= retry_after <= 60
-    assert caught.value.headers == {"Retry-After": str(retry_after)}
-    assert caught.value.problem()["status"] == 429
+    assert problem_headers(caught.value) == {"Retry-After": str(retry_after)}
+    assert problem_for(caught.value)["status"] == 429
     limits.check_address("198.51.100.7")  # another address is not affected
 
 
@@ -222,8 +224,10 @@ def test_a_refused_request_is_logged_in_one_line_without_traceback():
             method="GET", path="/v1/ventures", environ_base={"REMOTE_ADDR": "203.0.113.9"}
         ).get_environ()
     )
+    worker_ctx = FakeWorkerContext(request)
+    worker_ctx.entrypoint = ApiEndpoint("GET", "/v1/ventures")
     record = nameko_expected_error_record(
-        FakeWorkerContext(request), Unauthorized("unknown, revoked or expired API key")
+        worker_ctx, Unauthorized("unknown, revoked or expired API key")
     )
     assert OneLineRefusals().filter(record)
     line = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
@@ -241,7 +245,7 @@ def test_an_unexpected_error_keeps_its_traceback():
 
 def test_every_service_logs_a_refusal_in_one_line(capsys):
     """The services' logging configuration (deploy/config.yaml, as `nameko run` loads
-    it) puts the filter on the handler, so an RPC service's 409 is one line too."""
+    it) puts the filter on the handler, so an RPC service's conflict is one line too."""
     config = nameko_config()["LOGGING"]
     config["root"]["level"] = "INFO"
     logging.config.dictConfig(config)
@@ -254,4 +258,4 @@ def test_every_service_logs_a_refusal_in_one_line(capsys):
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
     output = capsys.readouterr().err
     assert "Traceback" not in output
-    assert output.count("\n") == 1 and "refused" in output and "409" in output
+    assert output.count("\n") == 1 and "refused" in output and "Conflict" in output

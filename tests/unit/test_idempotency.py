@@ -17,7 +17,7 @@ from services.gateway.idempotency import (
     reply_to_keep,
     verdict,
 )
-from shared.errors import BadRequest
+from services.gateway.problems import BadRequest
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VENTURE = b'{"name": "Hattar Amoxicillin Works", "partners": [{"equity_pct": "51"}]}'

@@ -41,7 +41,7 @@ def error_at(call, *loc) -> str:
 @pytest.mark.parametrize("day", ["0001-01-01", "1899-12-31", "1989-12-31"])
 def test_a_value_date_before_1990_is_refused(day):
     flow = json.dumps({**FLOW, "value_date": day})
-    message = error_at(lambda: parse_flow(flow, TODAY), "body", "value_date")
+    message = error_at(lambda: parse_flow(flow, TODAY), "value_date")
     assert "on or after 1990-01-01" in message
     floor = json.dumps({**FLOW, "value_date": "1990-01-01"})
     assert parse_flow(floor, TODAY).value_date == date(1990, 1, 1)
@@ -50,7 +50,7 @@ def test_a_value_date_before_1990_is_refused(day):
 @pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31"])
 def test_an_fx_rate_before_1990_is_refused(day):
     set_rate = lambda: parse_fx_rate("PKR", day, '{"usd_per_unit": "0.0036"}', TODAY)  # noqa: E731
-    assert "1990-01-01" in error_at(set_rate, "path", "date")
+    assert "1990-01-01" in error_at(set_rate, "date")
 
 
 def transition(**fields):
@@ -60,7 +60,7 @@ def transition(**fields):
 
 @pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31"])
 def test_an_inspection_date_before_1990_is_refused(day):
-    assert "1990-01-01" in error_at(transition(inspection_date=day), "body", "inspection_date")
+    assert "1990-01-01" in error_at(transition(inspection_date=day), "inspection_date")
 
 
 def test_an_inspection_is_at_most_two_years_ahead():
@@ -68,14 +68,14 @@ def test_an_inspection_is_at_most_two_years_ahead():
     last = years_after(today, 2)
     assert transition(inspection_date=last.isoformat())().inspection_date == last
     too_late = date.fromordinal(last.toordinal() + 1).isoformat()
-    message = error_at(transition(inspection_date=too_late), "body", "inspection_date")
+    message = error_at(transition(inspection_date=too_late), "inspection_date")
     assert f"at most 2 years ahead: on or before {last.isoformat()}" in message
 
 
 @pytest.mark.parametrize("valid_until", ["0001-01-01", "1989-12-31T12:00:00Z"])
 def test_a_validity_before_1990_is_refused(valid_until):
     grant = transition(to="granted", decision_ref="DRAP/1", valid_until=valid_until)
-    assert "1990-01-01" in error_at(grant, "body", "valid_until")
+    assert "1990-01-01" in error_at(grant, "valid_until")
 
 
 def test_a_validity_is_at_most_ten_years_ahead():
@@ -84,12 +84,12 @@ def test_a_validity_is_at_most_ten_years_ahead():
     assert grant().valid_until.date() == last
     beyond = f"{last.year + 1}-01-01T00:00:00+05:00"
     too_long = transition(to="granted", decision_ref="DRAP/1", valid_until=beyond)
-    assert "at most 10 years ahead" in error_at(too_long, "body", "valid_until")
+    assert "at most 10 years ahead" in error_at(too_long, "valid_until")
 
 
 def test_an_expiry_filter_is_bounded_too():
-    filters = lambda day: validated(LicenceFilters, {"expiring_before": day}, ("query",))  # noqa: E731
-    assert "1990-01-01" in error_at(lambda: filters("0001-01-01"), "query", "expiring_before")
+    filters = lambda day: validated(LicenceFilters, {"expiring_before": day})  # noqa: E731
+    assert "1990-01-01" in error_at(lambda: filters("0001-01-01"), "expiring_before")
     assert filters("2027-01-01").expiring_before == date(2027, 1, 1)
 
 
@@ -115,16 +115,16 @@ def register(**overrides):
     [ZWSP, RTL_OVERRIDE, NUL, "\u2066", "\ufeff", "\u00ad", "\n", "\u115f", "\ufe0f", "\u2028"],
 )
 def test_a_venture_name_hiding_a_character_is_refused(hidden):
-    message = error_at(register(name=f"Indus{hidden}-Yangtze API Works"), "body", "name")
+    message = error_at(register(name=f"Indus{hidden}-Yangtze API Works"), "name")
     assert f"U+{ord(hidden):04X}" in message
 
 
 def test_a_partner_or_focal_point_name_hiding_a_character_is_refused():
     partners = [dict(partner) for partner in VENTURE["partners"]]
     partners[1]["name"] = f"Zhejiang{RTL_OVERRIDE} Yangtze"
-    assert "U+202E" in error_at(register(partners=partners), "body", "partners", 1, "name")
+    assert "U+202E" in error_at(register(partners=partners), "partners", 1, "name")
     person = [{**VENTURE["focal_points"][0], "name": f"Ayesha{ZWSP} Khan"}]
-    assert "U+200B" in error_at(register(focal_points=person), "body", "focal_points", 0, "name")
+    assert "U+200B" in error_at(register(focal_points=person), "focal_points", 0, "name")
 
 
 def test_a_facility_name_hiding_a_character_is_refused():
@@ -135,12 +135,12 @@ def test_a_facility_name_hiding_a_character_is_refused():
         "city": "Nowshera",
         "province": "khyber_pakhtunkhwa",
     }
-    assert "U+0000" in error_at(lambda: validated(RegisterFacility, plant), "body", "name")
+    assert "U+0000" in error_at(lambda: validated(RegisterFacility, plant), "name")
 
 
 def test_stacked_combining_marks_are_refused():
     zalgo = "Indus" + "\u0301" * 5 + " Works"
-    assert "combining marks" in error_at(register(name=zalgo), "body", "name")
+    assert "combining marks" in error_at(register(name=zalgo), "name")
 
 
 def test_names_are_stored_in_nfkc():
@@ -179,4 +179,4 @@ def test_look_alike_partners_are_one_partner():
         },
     ]
     partners[1] = {**partners[1], "equity_pct": "48.9999"}
-    assert "only once" in error_at(register(partners=partners), "body", "partners")
+    assert "only once" in error_at(register(partners=partners), "partners")

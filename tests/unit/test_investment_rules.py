@@ -55,7 +55,7 @@ def refused(text: str) -> list[dict]:
 
 def only_error_at(text: str, field: str) -> str:
     errors = refused(text)
-    assert [error["loc"] for error in errors] == [["body", field]], errors
+    assert [error["loc"] for error in errors] == [[field]], errors
     return errors[0]["msg"]
 
 
@@ -139,7 +139,7 @@ def test_today_is_todays_date_in_pakistan():
 
 def test_unknown_fields_and_types_are_refused():
     errors = refused(body(type="grant", amount_usd="5"))
-    assert sorted(error["loc"][1] for error in errors) == ["amount_usd", "type"]
+    assert sorted(error["loc"][0] for error in errors) == ["amount_usd", "type"]
 
 
 def test_the_partner_is_matched_ignoring_case_and_spacing():
@@ -153,7 +153,7 @@ def test_the_partner_is_matched_ignoring_case_and_spacing():
 def test_a_partner_not_in_the_venture_is_refused_naming_the_partners():
     with pytest.raises(InvalidInput) as caught:
         flow(body(partner="Karachi Generics Ltd"))
-    assert caught.value.errors[0]["loc"] == ["body", "partner"]
+    assert caught.value.errors[0]["loc"] == ["partner"]
     assert "Indus Pharma (Pvt) Ltd" in caught.value.errors[0]["msg"]
 
 
@@ -187,9 +187,8 @@ def test_a_disbursement_beyond_commitments_says_by_how_much():
     with pytest.raises(RuleViolated) as caught:
         apply_to_balance(committed, flow(body(amount="400.01")))
     error = caught.value
-    assert error.status == 422
     assert "by 0.01 PKR" in error.detail
-    assert error.errors[0]["loc"] == ["body", "amount"]
+    assert error.errors[0]["loc"] == ["amount"]
     assert error.extra["excess"] == "0.01"
 
 
@@ -219,14 +218,14 @@ def test_a_rate_is_a_positive_decimal_string_for_a_past_day_and_not_for_usd():
     key, command = parse_fx_rate("PKR", "2025-01-31", '{"usd_per_unit": "0.0035714"}', TODAY)
     assert (key.id, command.usd_per_unit) == ("fx:PKR:2025-01-31", Decimal("0.0035714"))
     cases = [
-        (("PKR", "2025-01-31", '{"usd_per_unit": 0.0036}'), ["body", "usd_per_unit"]),
-        (("PKR", "2025-01-31", '{"usd_per_unit": "0"}'), ["body", "usd_per_unit"]),
-        (("PKR", "2025-01-31", '{"usd_per_unit": "-1"}'), ["body", "usd_per_unit"]),
-        (("PKR", "2025-01-31", '{"usd_per_unit": "0.0000000000001"}'), ["body", "usd_per_unit"]),
-        (("USD", "2025-01-31", '{"usd_per_unit": "1"}'), ["path", "currency"]),
-        (("ABC", "2025-01-31", '{"usd_per_unit": "1"}'), ["path", "currency"]),
-        (("PKR", "2025-07-01", '{"usd_per_unit": "1"}'), ["path", "date"]),
-        (("PKR", "31-01-2025", '{"usd_per_unit": "1"}'), ["path", "date"]),
+        (("PKR", "2025-01-31", '{"usd_per_unit": 0.0036}'), ["usd_per_unit"]),
+        (("PKR", "2025-01-31", '{"usd_per_unit": "0"}'), ["usd_per_unit"]),
+        (("PKR", "2025-01-31", '{"usd_per_unit": "-1"}'), ["usd_per_unit"]),
+        (("PKR", "2025-01-31", '{"usd_per_unit": "0.0000000000001"}'), ["usd_per_unit"]),
+        (("USD", "2025-01-31", '{"usd_per_unit": "1"}'), ["currency"]),
+        (("ABC", "2025-01-31", '{"usd_per_unit": "1"}'), ["currency"]),
+        (("PKR", "2025-07-01", '{"usd_per_unit": "1"}'), ["date"]),
+        (("PKR", "31-01-2025", '{"usd_per_unit": "1"}'), ["date"]),
     ]
     for args, loc in cases:
         with pytest.raises(InvalidInput) as caught:

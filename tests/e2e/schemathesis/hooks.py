@@ -1,6 +1,7 @@
 """Schemathesis hooks of the conformance run (loaded through SCHEMATHESIS_HOOKS)."""
 
 import os
+import uuid
 
 import schemathesis
 from urllib3.util import parse_url
@@ -24,8 +25,26 @@ def filter_case(context, case) -> bool:
     )
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
+    one_key_per_command(case)
+    only_loopback_webhooks(case)
+
+
+def one_key_per_command(case) -> None:
+    """A client names each new command with a key of its own (README): the same key
+    for another request is rightly 422, a rule no schema can state. Every generated
+    Idempotency-Key is made unique to its case, still as the document allows."""
+    given = (case.headers or {}).get(IDEMPOTENCY_KEY)
+    if isinstance(given, str):
+        # in place: Schemathesis keeps its own marks (e.g. a header left out) on the dict
+        case.headers[IDEMPOTENCY_KEY] = f"{given[:200]}-{uuid.uuid4().hex}"
+
+
+def only_loopback_webhooks(case) -> None:
     """Nothing leaves the machine: a fuzzed webhook URL may name a public address (or a
     host name to look up), which the registry would really call. Every URL the registry
     would take is sent with its host replaced by 127.0.0.1 (allowed here, as

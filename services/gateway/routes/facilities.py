@@ -2,16 +2,17 @@
 service."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
-from services.gateway.http import api, etag, json_response, read_json_body
-from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
+from services.gateway.http import etag, json_response, read_json_body
+from services.gateway.routing import route
 from shared.errors import NotFound, ServiceUnavailable
-from shared.pagination import decode_cursor, page, parse_limit
+from shared.pagination import decode_cursor, page, page_of, parse_limit
 
 PAGING_PARAMS = ("limit", "cursor")
 T = TypeVar("T")
+TAG = "facilities"
 
 
 def list_filters(request, principal) -> dict:
@@ -37,11 +38,13 @@ def once_projected(command: Callable[[], T], service: str, what: str) -> T:
 
 class FacilityRoutes:
     """Mixed into the gateway service, which provides `facilities`, `principal` and
-    `_visible_venture`."""
+    (from VentureRoutes) `_visible_venture`."""
 
-    def _visible_facility(self, principal, facility_id: str, loc: list | None = None) -> dict:
-        """The facility, if the caller may see it. `loc` names the field that gave its id."""
-        errors = [{"loc": loc, "msg": "no such facility", "type": "not_found"}] if loc else []
+    facilities: Any  # a nameko dependency of the gateway service
+
+    def _visible_facility(self, principal, facility_id: str, field: str | None = None) -> dict:
+        """The facility, if the caller may see it. `field` names the input that gave its id."""
+        errors = [{"loc": [field], "msg": "no such facility", "type": "not_found"}] if field else []
         missing = NotFound(f"no facility {facility_id}", errors=errors)
         try:
             facility = self.facilities.get_facility(facility_id)
@@ -52,9 +55,19 @@ class FacilityRoutes:
             raise missing
         return facility
 
-    @api("POST", "/v1/ventures/<venture_id>/facilities")
-    def register_facility(self, request, venture_id):
-        principal = self.principal(request).require("investor", "ops")
+    @route(
+        "POST",
+        "/v1/ventures/<venture_id>/facilities",
+        summary="Register a facility (plant) of a venture",
+        tag=TAG,
+        roles=("investor", "ops"),
+        body=RegisterFacility,
+        response=Facility,
+        status=(201,),
+        headers=("Location", "ETag"),
+        refusals=(403, 409),
+    )
+    def register_facility(self, request, principal, venture_id):
         self._visible_venture(principal, venture_id)
         body = read_json_body(request)
         facility = once_projected(
@@ -68,52 +81,29 @@ class FacilityRoutes:
             {"Location": f"/v1/facilities/{facility['id']}", "ETag": etag(facility["version"])},
         )
 
-    @api("GET", "/v1/facilities")
-    def list_facilities(self, request):
-        principal = self.principal(request)
+    @route(
+        "GET",
+        "/v1/facilities",
+        summary="List facilities",
+        tag=TAG,
+        query=FacilityFilters,
+        paged=True,
+        response=page_of(Facility),
+    )
+    def list_facilities(self, request, principal):
         limit = parse_limit(request.args.get("limit"))
         after = decode_cursor(request.args.get("cursor"))
         items = self.facilities.list_facilities(list_filters(request, principal), after, limit + 1)
         return json_response(page(items, limit))
 
-    @api("GET", "/v1/facilities/<facility_id>")
-    def get_facility(self, request, facility_id):
-        facility = self._visible_facility(self.principal(request), facility_id)
+    @route(
+        "GET",
+        "/v1/facilities/<facility_id>",
+        summary="Read a facility",
+        tag=TAG,
+        response=Facility,
+        headers=("ETag",),
+    )
+    def get_facility(self, request, principal, facility_id):
+        facility = self._visible_facility(principal, facility_id)
         return json_response(facility, headers={"ETag": etag(facility["version"])})
-
-
-FacilityPage = page_of(Facility)
-OPENAPI_MODELS = [RegisterFacility, Facility, FacilityPage]
-
-
-def openapi_paths() -> dict:
-    return {
-        "/v1/ventures/{venture_id}/facilities": {
-            "post": operation(
-                "Register a facility (plant) of a venture (owner, ops)",
-                201,
-                Facility,
-                RegisterFacility,
-                params=[path_param("venture_id")],
-                headers=("Location", "ETag"),
-                refusals=(403, 409),
-            ),
-        },
-        "/v1/facilities": {
-            "get": operation(
-                "List facilities",
-                200,
-                FacilityPage,
-                params=LIST_PARAMS + parameters_of(FacilityFilters),
-            ),
-        },
-        "/v1/facilities/{facility_id}": {
-            "get": operation(
-                "Read a facility",
-                200,
-                Facility,
-                params=[path_param("facility_id")],
-                headers=("ETag",),
-            ),
-        },
-    }

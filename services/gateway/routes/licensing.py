@@ -1,0 +1,128 @@
+"""/v1/licenses: the HTTP face of the licensing service."""
+
+import json
+from typing import Any
+
+from services.gateway.http import etag, json_response, read_json_body
+from services.gateway.routes.facilities import list_filters, once_projected
+from services.gateway.routing import route
+from services.licensing.contract import (
+    ApplyForLicence,
+    HistoryEntry,
+    Licence,
+    LicenceFilters,
+    RequestTransition,
+)
+from shared.errors import NotFound
+from shared.pagination import decode_cursor, page, page_of, parse_limit
+
+TAG = "licences"
+
+
+def facility_named_in(body: str) -> str | None:
+    """The facility an application names, for the ownership check. When there is none
+    to check (absent, not a string), licensing refuses the body as invalid anyway."""
+    document = json.loads(body)
+    facility_id = document.get("facility_id") if isinstance(document, dict) else None
+    return facility_id if isinstance(facility_id, str) else None
+
+
+class LicenceRoutes:
+    """Mixed into the gateway service, which provides `licensing`, `principal` and
+    (from FacilityRoutes) `_visible_facility`."""
+
+    licensing: Any  # a nameko dependency of the gateway service
+
+    def _visible_licence(self, principal, license_id: str) -> dict:
+        licence = self.licensing.get_license(license_id)
+        if not principal.may_see(licence["owner"]):
+            # Not 403: an investor learns nothing about other investors' licences.
+            raise NotFound(f"no licence {license_id}")
+        return licence
+
+    @route(
+        "POST",
+        "/v1/licenses",
+        summary="Apply for a DRAP licence for a facility",
+        tag=TAG,
+        roles=("investor", "ops"),
+        body=ApplyForLicence,
+        response=Licence,
+        status=(201,),
+        headers=("Location", "ETag"),
+        refusals=(403, 404, 409),
+    )
+    def apply_for_license(self, request, principal):
+        body = read_json_body(request)
+        facility_id = facility_named_in(body)
+        if facility_id is not None:
+            self._visible_facility(principal, facility_id, "facility_id")
+        licence = once_projected(
+            lambda: self.licensing.apply_for_license(body, principal.model_dump()),
+            "licensing",
+            f"facility {facility_id}",
+        )
+        return json_response(
+            licence,
+            201,
+            {"Location": f"/v1/licenses/{licence['id']}", "ETag": etag(licence["version"])},
+        )
+
+    @route(
+        "GET",
+        "/v1/licenses",
+        summary="List licences",
+        tag=TAG,
+        query=LicenceFilters,
+        paged=True,
+        response=page_of(Licence),
+    )
+    def list_licenses(self, request, principal):
+        limit = parse_limit(request.args.get("limit"))
+        after = decode_cursor(request.args.get("cursor"))
+        items = self.licensing.list_licenses(list_filters(request, principal), after, limit + 1)
+        return json_response(page(items, limit))
+
+    @route(
+        "GET",
+        "/v1/licenses/<license_id>",
+        summary="Read a licence",
+        tag=TAG,
+        response=Licence,
+        headers=("ETag",),
+    )
+    def get_license(self, request, principal, license_id):
+        licence = self._visible_licence(principal, license_id)
+        return json_response(licence, headers={"ETag": etag(licence["version"])})
+
+    @route(
+        "POST",
+        "/v1/licenses/<license_id>/transitions",
+        summary="Move a licence along its lifecycle; 409 names the allowed next states",
+        tag=TAG,
+        roles=("regulator", "ops"),
+        body=RequestTransition,
+        response=Licence,
+        headers=("ETag",),
+        refusals=(403, 409),
+    )
+    def transition_license(self, request, principal, license_id):
+        licence = self.licensing.transition_license(
+            license_id, read_json_body(request), principal.model_dump()
+        )
+        return json_response(licence, headers={"ETag": etag(licence["version"])})
+
+    @route(
+        "GET",
+        "/v1/licenses/<license_id>/history",
+        summary="Every transition of a licence, in order",
+        tag=TAG,
+        paged=True,
+        response=page_of(HistoryEntry),
+    )
+    def license_history(self, request, principal, license_id):
+        limit = parse_limit(request.args.get("limit"))
+        after = decode_cursor(request.args.get("cursor"))
+        self._visible_licence(principal, license_id)
+        items = self.licensing.license_history(license_id, after, limit + 1)
+        return json_response(page(items, limit))

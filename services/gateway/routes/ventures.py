@@ -1,0 +1,156 @@
+"""/v1/ventures: the HTTP face of the ventures service."""
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from services.facilities.contract import FACILITY_EXAMPLE, Facility
+from services.gateway.http import etag, expected_version, json_response, read_json_body
+from services.gateway.routing import route
+from services.investments.contract import VENTURE_SUMMARY_EXAMPLE, VentureSummary
+from services.licensing.contract import LICENCE_EXAMPLE, Licence
+from services.ventures.contract import (
+    VENTURE_EXAMPLE,
+    ChangeVentureStatus,
+    RegisterVenture,
+    UpdateVenture,
+    Venture,
+    VentureFilters,
+)
+from shared.errors import NotFound
+from shared.pagination import decode_cursor, every_item, page, page_of, parse_limit
+
+PAGING_PARAMS = ("limit", "cursor")
+TAG = "ventures"
+
+
+class VentureDetail(Venture):
+    """A venture as `GET /v1/ventures/{id}` composes it from every service."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **VENTURE_EXAMPLE,
+                    "facilities": [FACILITY_EXAMPLE],
+                    "licenses": [LICENCE_EXAMPLE],
+                    "investment_summary": VENTURE_SUMMARY_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+    facilities: list[Facility]
+    licenses: list[Licence]
+    investment_summary: VentureSummary | dict = Field(
+        description='in USD; `{"problem": ...}` when it cannot be made (e.g. a rate is missing)'
+    )
+
+
+class VentureRoutes:
+    """Mixed into the gateway service, which provides `ventures`, `principal` and (from
+    InvestmentRoutes) `venture_investment_summary`."""
+
+    ventures: Any  # a nameko dependency of the gateway service
+
+    def _visible_venture(self, principal, venture_id: str) -> dict:
+        venture = self.ventures.get_venture(venture_id)
+        if not principal.may_see(venture["owner"]):
+            # Not 403: an investor learns nothing about other investors' ventures.
+            raise NotFound(f"no venture {venture_id}")
+        return venture
+
+    @route(
+        "POST",
+        "/v1/ventures",
+        summary="Register a joint venture",
+        tag=TAG,
+        roles=("investor", "ops"),
+        body=RegisterVenture,
+        response=Venture,
+        status=(201,),
+        headers=("Location", "ETag"),
+        refusals=(403, 409),
+    )
+    def register_venture(self, request, principal):
+        venture = self.ventures.register_venture(read_json_body(request), principal.model_dump())
+        return json_response(
+            venture,
+            201,
+            {"Location": f"/v1/ventures/{venture['id']}", "ETag": etag(venture["version"])},
+        )
+
+    @route(
+        "GET",
+        "/v1/ventures",
+        summary="List ventures",
+        tag=TAG,
+        query=VentureFilters,
+        paged=True,
+        response=page_of(Venture),
+    )
+    def list_ventures(self, request, principal):
+        limit = parse_limit(request.args.get("limit"))
+        after = decode_cursor(request.args.get("cursor"))
+        filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
+        if principal.role == "investor":
+            filters["owner"] = principal.owner
+        items = self.ventures.list_ventures(filters, after, limit + 1)
+        return json_response(page(items, limit))
+
+    @route(
+        "GET",
+        "/v1/ventures/<venture_id>",
+        summary="Read a venture with its facilities, licences and investment summary",
+        tag=TAG,
+        response=VentureDetail,
+        headers=("ETag",),
+    )
+    def get_venture(self, request, principal, venture_id):
+        venture = self._visible_venture(principal, venture_id)
+        venture["investment_summary"] = self.venture_investment_summary(venture_id)
+        under_venture = {"venture_id": venture_id}
+        venture["facilities"] = every_item(
+            lambda after, limit: self.facilities.list_facilities(under_venture, after, limit)
+        )
+        venture["licenses"] = every_item(
+            lambda after, limit: self.licensing.list_licenses(under_venture, after, limit)
+        )
+        return json_response(venture, headers={"ETag": etag(venture["version"])})
+
+    @route(
+        "PATCH",
+        "/v1/ventures/<venture_id>",
+        summary="Update a venture",
+        tag=TAG,
+        roles=("investor", "ops"),
+        body=UpdateVenture,
+        if_match=True,
+        response=Venture,
+        headers=("ETag",),
+        refusals=(403, 409),
+    )
+    def update_venture(self, request, principal, venture_id):
+        current = self._visible_venture(principal, venture_id)
+        version = expected_version(request, current["version"])
+        venture = self.ventures.update_venture(
+            venture_id, read_json_body(request), version, principal.model_dump()
+        )
+        return json_response(venture, headers={"ETag": etag(venture["version"])})
+
+    @route(
+        "POST",
+        "/v1/ventures/<venture_id>/status",
+        summary="Change a venture's status",
+        tag=TAG,
+        roles=("regulator", "ops"),
+        body=ChangeVentureStatus,
+        response=Venture,
+        headers=("ETag",),
+        refusals=(403, 409),
+    )
+    def change_venture_status(self, request, principal, venture_id):
+        venture = self.ventures.change_venture_status(
+            venture_id, read_json_body(request), principal.model_dump()
+        )
+        return json_response(venture, headers={"ETag": etag(venture["version"])})
