@@ -214,9 +214,10 @@ class Relay:
 
 
 def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]:
-    """Publish one event to `<service>.events`, persistent, waiting for the broker's
-    confirm; raises UndeliverableMessage when no queue is bound for it. It carries the
-    connection's user as `user_id`, which the broker checks and consumers trust."""
+    """Publish one event to `<service>.events` in CloudEvents' structured mode,
+    persistent, waiting for the broker's confirm; raises UndeliverableMessage when no
+    queue is bound for it. It carries the connection's user as `user_id`, which the
+    broker checks and consumers trust."""
     exchange: Exchange = messaging.events_exchange(service)
     user = broker_user(amqp_uri)
     publisher = Publisher(
@@ -224,7 +225,7 @@ def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]
         use_confirms=True,
         mandatory=True,
         delivery_mode=2,
-        serializer="json",
+        serializer=messaging.CLOUDEVENTS_SERIALIZER,
         declare=messaging.publisher_topology(service),
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5},

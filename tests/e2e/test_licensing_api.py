@@ -12,7 +12,7 @@ from shared.cli.processes import Stack, wait_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
 from shared.errors import PROBLEM_CONTENT_TYPE
-from shared.messaging import events_exchange
+from shared.messaging import EVENT_CONTENT_TYPES, events_exchange
 
 from support import PLANT, venture_body
 
@@ -38,7 +38,7 @@ class Subscriber:
     def drain(self) -> None:
         with Connection(self.amqp_uri) as connection:
             bound = self.queue(connection.channel())
-            while (message := bound.get(accept=["json"])) is not None:
+            while (message := bound.get(accept=EVENT_CONTENT_TYPES)) is not None:
                 self.received.append(message.payload)
                 message.ack()
 
