@@ -16,7 +16,7 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
-from shared.cli.processes import Stack, free_port
+from shared.cli.processes import Stack, free_port, wait_until
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
@@ -127,6 +127,20 @@ class Api:
 
     def put(self, path, **kwargs):
         return self.request("PUT", path, **kwargs)
+
+
+def created(api, path: str, body: dict) -> dict:
+    """POST that creates; a service that has not yet heard of the parent (503, events
+    on their way) is asked again."""
+    responses = []
+
+    def answered():
+        responses.append(api.post(path, json=body))
+        return responses[-1].status_code != 503
+
+    wait_until(answered, 30, f"POST {path}")
+    assert responses[-1].status_code == 201, responses[-1].text
+    return responses[-1].json()
 
 
 # A formulation plant in the Rashakai SEZ, as an investor registers it.

@@ -14,7 +14,7 @@ from shared.codec import rfc3339
 from shared.errors import PROBLEM_CONTENT_TYPE
 from shared.messaging import EVENT_CONTENT_TYPES, events_exchange
 
-from support import PLANT, venture_body
+from support import PLANT, created, venture_body
 
 DML = {"type": "dml_formulation"}
 
@@ -52,20 +52,6 @@ class Subscriber:
 
         wait_until(enough, 30, f"{count} events about {subject}")
         return self.about(subject)
-
-
-def created(api, path: str, body: dict) -> dict:
-    """POST that creates; a service that has not yet heard of the parent (503, events
-    on their way) is asked again."""
-    responses = []
-
-    def answered():
-        responses.append(api.post(path, json=body))
-        return responses[-1].status_code != 503
-
-    wait_until(answered, 30, f"POST {path}")
-    assert responses[-1].status_code == 201, responses[-1].text
-    return responses[-1].json()
 
 
 def plant_of(investor) -> dict:
