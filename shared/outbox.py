@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -123,7 +124,7 @@ class Relay:
 
     def _subjects_waiting(self, claim: str, batch: list[dict]) -> set[str]:
         """Subjects of the batch with an earlier record still pending outside it."""
-        first = {}
+        first: dict[str, int] = {}
         for record in batch:
             first.setdefault(record["subject"], record["sequence"])
         earlier = [
@@ -140,7 +141,7 @@ class Relay:
         otherwise (not attempted) shortly, and not counted as an attempt."""
         if not ids:
             return
-        update = {"$unset": {"lease_owner": "", "claim": ""}}
+        update: dict[str, dict[str, Any]] = {"$unset": {"lease_owner": "", "claim": ""}}
         if error is None:
             update["$set"] = {"available_at": datetime.now(UTC) + WAIT_FOR_PREDECESSOR}
             update["$inc"] = {"attempts": -1}
