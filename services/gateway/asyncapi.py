@@ -397,12 +397,16 @@ def exchange_section(document: Mapping[str, Any], channel_id: str, channel: Mapp
         + ".",
         "",
     ]
+    # Events of one aggregate often share their payload's fields: listed once.
+    tables: dict[tuple, str] = {}
     for key in channel["messages"]:
-        lines += message_section(document, key, publishers)
+        lines += message_section(document, key, publishers, tables)
     return lines
 
 
-def message_section(document: Mapping[str, Any], key: str, publishers: list) -> list[str]:
+def message_section(
+    document: Mapping[str, Any], key: str, publishers: list, tables: dict[tuple, str]
+) -> list[str]:
     schemas = document["components"]["schemas"]
     message = document["components"]["messages"][key]
     payload = schemas[message["payload"]["properties"]["data"]["$ref"].removeprefix(SCHEMAS)]
@@ -416,18 +420,21 @@ def message_section(document: Mapping[str, Any], key: str, publishers: list) -> 
             f"- **Consumed by** {service_of(operation)}: queue `{queue}` "
             f"(`{bound['routingKey']}` on `{bound['exchange']}`)"
         )
+    rows = tuple(fields(payload, schemas))
     lines += [
         "",
         f"`type` `{message['payload']['properties']['type']['const']}`, "
-        f"`data` ({payload.get('title', '')}):",
-        "",
-        "| field | type | required | description |",
-        "|---|---|---|---|",
+        f"`data` ({payload.get('title', '')})",
     ]
-    lines += [
-        f"| `{path}` | {kind} | {required} | {text} |"
-        for path, kind, required, text in fields(payload, schemas)
-    ]
+    if rows in tables:
+        lines[-1] += f" has the fields of `{tables[rows]}` above."
+    else:
+        tables[rows] = key
+        lines[-1] += ":"
+        lines += ["", "| field | type | required | description |", "|---|---|---|---|"]
+        lines += [
+            f"| `{path}` | {kind} | {required} | {text} |" for path, kind, required, text in rows
+        ]
     for example in message.get("examples", []):
         lines += ["", "```json", json.dumps(example["payload"], indent=2), "```"]
     return lines + [""]

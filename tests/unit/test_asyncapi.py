@@ -214,4 +214,8 @@ def test_the_catalogue_says_who_publishes_and_consumes_each_event_and_its_fields
         catalogue.index("#### `plant.closed`") : catalogue.index("\n## Consumer queues")
     ]
     assert "**Published by** `plants.publish`" in closed
+    assert "`data` (PlantClosed) has the fields of `plant.registered` above." in closed
+    assert "| `licensing.follow_plant` | licensing | `plants.events` | `plant.registered` |" in (
+        catalogue
+    )
     assert "licensing.follow_plant" not in closed
