@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.contract import EVENT_TYPES
+from shared.contract import EVENT_TYPES, EventPayload
 
 EVENT_TYPE_PREFIX = "jvreg."
 
@@ -50,4 +50,17 @@ def new_event(
         time=datetime.now(UTC),
         sequence=sequence,
         data=data,
+    )
+
+
+def aggregate_event(payload: EventPayload) -> CloudEvent:
+    """The event a contract's payload model describes: from its service, its type the
+    payload's routing key, its subject and sequence the aggregate it is about and that
+    aggregate's version, its data the payload as JSON (`from`, not `from_`)."""
+    return new_event(
+        payload.service,
+        payload.routing_key,
+        payload.subject,
+        payload.sequence,
+        payload.model_dump(mode="json", by_alias=True),
     )

@@ -5,19 +5,20 @@ never acknowledged-and-dropped; after the delivery limit it is dead-lettered."""
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import wraps
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import eventlet
 from nameko.events import EventHandler
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from shared import messaging
-from shared.contract import EVENT_TYPES
+from shared.contract import EVENT_TYPES, PayloadRefused, Subscription
 from shared.dead_letters import (
     FAILURES_HEADER,
     broker_user,
@@ -53,6 +54,9 @@ APPLY_WAIT_SECONDS = 5
 EARLY_EVENT_PATIENCE_SECONDS = 2
 EARLY_EVENT_RETRY_SECONDS = 0.05
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from shared.mongo import Repository, UnitOfWork
 
 
 class EventNotYetApplicable(Exception):
@@ -114,13 +118,16 @@ def check_order(event: CloudEvent, last_applied: int) -> bool:
     return True
 
 
-def apply_once(repository, event: CloudEvent, effect: Callable[[ClientSession], None]) -> bool:
-    """Run `effect` and record the event in the inbox in one transaction, unless it
-    was applied before. Returns whether the effect ran."""
+def apply_once(
+    repository: "Repository", event: CloudEvent, effect: Callable[["UnitOfWork"], None]
+) -> bool:
+    """Run `effect` and record the event in the inbox in one unit of work (with the
+    events the effect publishes), unless it was applied before. Returns whether the
+    effect ran."""
     inbox = Inbox(repository.db)
     deadline = time.monotonic() + APPLY_WAIT_SECONDS
 
-    def work(session: ClientSession) -> bool:
+    def work(unit: "UnitOfWork") -> bool:
         # Called again after each write conflict; past the deadline, give up (the
         # transaction is aborted properly) and hold the event back.
         if time.monotonic() > deadline:
@@ -128,17 +135,72 @@ def apply_once(repository, event: CloudEvent, effect: Callable[[ClientSession], 
                 f"{event.type} {event.subject} sequence {event.sequence}: "
                 f"still conflicting after {APPLY_WAIT_SECONDS} s"
             )
-        if inbox.seen(event, session):
+        if inbox.seen(event, unit.session):
             return False
-        effect(session)
-        inbox.record(event, session)
+        effect(unit)
+        inbox.record(event, unit.session)
         return True
 
-    applied = repository.transaction(work)
+    applied = repository.unit_of_work(work)
     crash_point("after_apply")
     if not applied:
         log.info("event %s (%s) was applied before; skipped", event.id, event.type)
     return applied
+
+
+def fields_kept(view: type[BaseModel], resource: BaseModel) -> dict[str, Any]:
+    """What a projection whose documents read as `view` keeps of another service's
+    `resource` (from its event): the fields they share, but the id (the document's
+    `_id`) and the sequence (the projection's own)."""
+    return resource.model_dump(include=set(view.model_fields) - {"id", "sequence"})
+
+
+class Projection:
+    """Another service's aggregates as this one has heard of them: one document per
+    aggregate in `collection` (keyed by the event's subject, or by `key_of(event)`),
+    holding what the consumer keeps of it and the sequence of the last event applied
+    (in `sequence_field`). Each event is applied once, and in per-aggregate sequence
+    order: an early one is held back until its predecessor is applied."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        sequence_field: str = "sequence",
+        key_of: Callable[[CloudEvent], str] = lambda event: event.subject,
+    ):
+        self.collection = collection
+        self.sequence_field = sequence_field
+        self.key_of = key_of
+
+    def apply(
+        self,
+        repository: "Repository",
+        event: CloudEvent,
+        fields: Mapping[str, Any] | None = None,
+        then: Callable[["UnitOfWork"], None] | None = None,
+    ) -> bool:
+        """Keep `fields` of the aggregate as `event` left it and run `then` (what else
+        the event changes in the consumer, in the same unit of work), if `event` is the
+        next one of its aggregate; a stale duplicate changes nothing. Returns whether
+        the event was new to the inbox."""
+        key = self.key_of(event)
+
+        def effect(unit: "UnitOfWork") -> None:
+            current = self.collection.find_one(
+                {"_id": key}, {self.sequence_field: 1}, session=unit.session
+            )
+            if not check_order(event, current[self.sequence_field] if current else 0):
+                return
+            self.collection.update_one(
+                {"_id": key},
+                {"$set": {**(fields or {}), self.sequence_field: event.sequence}},
+                upsert=True,
+                session=unit.session,
+            )
+            if then is not None:
+                then(unit)
+
+        return apply_once(repository, event, effect)
 
 
 class DeadLetteringQueueConsumer(QueueConsumer):
@@ -273,15 +335,18 @@ class CloudEventHandler(EventHandler):
             messaging.dead_letter_queue()(channel).declare()
 
 
+def problems_of(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )
+
+
 def parse_cloud_event(body) -> CloudEvent:
     try:
         event = CloudEvent.model_validate(body)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
-        raise InvalidCloudEvent(f"not a valid CloudEvent: {problems}") from None
+        raise InvalidCloudEvent(f"not a valid CloudEvent: {problems_of(error)}") from None
     if event.routing_key not in EVENT_TYPES:
         raise InvalidCloudEvent(f"unknown event type {event.type}")
     return event
@@ -301,18 +366,37 @@ def when_in_order(apply: Callable[[], T]) -> T:
             eventlet.sleep(EARLY_EVENT_RETRY_SECONDS)
 
 
-def cloud_event_handler(source_service: str, pattern: str, queue_name: str | None = None):
-    """Decorate `method(self, event: CloudEvent)`: the message body is validated as a
-    CloudEvent of a known type before the method sees it; an invalid one is
+def payload_of(subscription: Subscription, event: CloudEvent) -> BaseModel:
+    """The event's `data` as its producer's contract declares it; an event the contract
+    does not accept can never be applied, so it is dead-lettered at once."""
+    try:
+        return subscription.payload_of(event.routing_key, event.data)
+    except PayloadRefused as error:
+        raise InvalidCloudEvent(str(error)) from None
+    except ValidationError as error:
+        raise InvalidCloudEvent(
+            f"{event.type} {event.id}: data breaks {subscription.source}'s contract: "
+            + problems_of(error)
+        ) from None
+
+
+def cloud_event_handler(subscription: Subscription):
+    """Decorate `method(self, event: CloudEvent, payload)`, the consumer of
+    `subscription` (its queue, bound with its pattern to its source's exchange): the
+    message body is validated as a CloudEvent of a known type, and its data as the
+    producer's payload model of that type, before the method sees it; an invalid one is
     dead-lettered at once instead of reaching domain code."""
 
     def decorator(method):
         @wraps(method)
         def handle(self, body):
             event = parse_cloud_event(body)
-            return when_in_order(lambda: method(self, event))
+            payload = payload_of(subscription, event)
+            return when_in_order(lambda: method(self, event, payload))
 
-        return CloudEventHandler.decorator(source_service, pattern, queue_name)(handle)
+        return CloudEventHandler.decorator(
+            subscription.source, subscription.pattern, subscription.queue
+        )(handle)
 
     return decorator
 
@@ -335,5 +419,15 @@ class EventLog:
 
 
 def event_log_handler(service: str):
-    """The entrypoint a publishing service declares to consume its own catch-all queue."""
-    return cloud_event_handler(service, "#", queue_name=messaging.event_log_queue(service).name)
+    """Decorate `method(self, event: CloudEvent)`, the consumer of a publishing service's
+    own catch-all queue: every valid CloudEvent it published, whatever its data."""
+
+    def decorator(method):
+        @wraps(method)
+        def handle(self, body):
+            return method(self, parse_cloud_event(body))
+
+        queue = messaging.event_log_queue(service).name
+        return CloudEventHandler.decorator(service, "#", queue)(handle)
+
+    return decorator

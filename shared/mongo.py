@@ -13,8 +13,12 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
+from shared.contract import EventPayload
+from shared.envelope import CloudEvent, aggregate_event
 from shared.errors import Conflict
 from shared.faults import crash_point
+from shared.inbox import Inbox
+from shared.outbox import Outbox
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -53,6 +57,22 @@ COMMANDS = "commands"
 COMMAND_KEY_TTL_SECONDS = 7 * 24 * 3600
 
 
+class UnitOfWork:
+    """One transaction of a repository: the session its writes go through, and the
+    events the change implies, which the repository writes to its outbox in the same
+    transaction when the work is done."""
+
+    def __init__(self, session: ClientSession):
+        self.session = session
+        self.events: list[CloudEvent] = []
+
+    def publish(self, event: EventPayload | None) -> None:
+        """Publish `event` (a payload of the service's contract) once the transaction
+        commits; None when the change implied no event."""
+        if event is not None:
+            self.events.append(aggregate_event(event))
+
+
 class Repository:
     """Base of each service's repository: its database, and transactions over it.
     Subclasses add the queries and writes of their own aggregate.
@@ -68,9 +88,6 @@ class Repository:
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        from shared.inbox import Inbox
-        from shared.outbox import Outbox
-
         Outbox.ensure_indexes(db)
         Inbox.ensure_indexes(db)
         db[COMMANDS].create_index("at", expireAfterSeconds=COMMAND_KEY_TTL_SECONDS)
@@ -98,6 +115,21 @@ class Repository:
         self.command_key = None  # one command, one committed change
         crash_point("after_commit")
         return result
+
+    def unit_of_work(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run `work` in one transaction with the events it publishes, written to the
+        outbox, and the command's key: state, events and key commit together or not at
+        all (and the whole is retried on transient errors, `transaction`)."""
+
+        def work_and_events(session: ClientSession) -> T:
+            unit = UnitOfWork(session)
+            result = work(unit)
+            outbox = Outbox(self.db)
+            for event in unit.events:
+                outbox.add(event, session)
+            return result
+
+        return self.transaction(work_and_events)
 
     def ping(self) -> bool:
         self.db.command("ping")

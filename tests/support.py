@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from urllib.parse import quote
 
 import requests
+from pydantic import BaseModel, ConfigDict
 
 from shared import messaging
 from shared.broker_users import (
@@ -17,6 +18,8 @@ from shared.broker_users import (
     vhost_of,
 )
 from shared.cli.processes import Stack, free_port, wait_until
+from shared.contract import EVENT_TYPES, EventPayload, Subscription, example, topic_matches
+from shared.envelope import CloudEvent, aggregate_event
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
@@ -188,3 +191,30 @@ def venture_body(name: str | None = None, **overrides) -> dict:
 def inspection_date(days_ahead: int = 30) -> str:
     """An inspection date within the registry's bounds (at most two years ahead)."""
     return (date.today() + timedelta(days=days_ahead)).isoformat()
+
+
+class AnyData(BaseModel):
+    """Event data of any shape."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def any_data_subscription(queue: str, source: str, pattern: str) -> Subscription:
+    """A subscription to `source`'s events that `pattern` matches, taking their data
+    whatever its shape: for consumers that test the consuming mechanism itself (order,
+    dedup, retries), not a producer's contract."""
+    return Subscription(
+        queue,
+        source,
+        pattern,
+        lambda: {key: AnyData for key in EVENT_TYPES if topic_matches(pattern, key)},
+    )
+
+
+def contract_event(payload: type[EventPayload], **parts: dict) -> CloudEvent:
+    """An event as its producer publishes it: the example of its contract's payload
+    model, with `parts` merged into the data's parts (venture={...}, change={...})."""
+    data = example(payload)
+    for part, fields in parts.items():
+        data[part] = {**data[part], **fields}
+    return aggregate_event(payload.model_validate(data))

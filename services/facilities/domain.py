@@ -2,79 +2,25 @@
 venture's fate and the plant's manufacturing licences. Pure rules; no I/O."""
 
 from datetime import datetime
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.facilities.contract import (
+    Facility,
+    FacilityEvent,
+    FacilityRegistered,
+    FacilityStatusChanged,
+    RegisterFacility,
+)
 from shared.errors import Conflict, NotFound
-from shared.input_types import PartyName, number_or_decimal_text
-from shared.vocabulary import Province
-
-FacilityKind = Literal[
-    "api_plant",
-    "formulation_plant",
-    "device_plant",
-    "vaccine_plant",
-    "tcm_plant",
-    "telemedicine_hub",
-    "warehouse",
-    "qc_lab",
-]
-FacilityStatus = Literal["planned", "operational", "halted", "decommissioned"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)]
-Unit = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
 # Licence types that permit manufacturing (Drug Manufacturing Licences).
 DML_PREFIX = "dml_"
 # The status of a licence that is in force.
 IN_FORCE = "granted"
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Capacity(Strict):
-    value: number_or_decimal_text(gt=0) = Field(description="a decimal, e.g. '120000000'")
-    unit: Unit = Field(description="e.g. 'tablets/year', 'kg API/year', 'beds'")
-
-
-class RegisterFacility(Strict):
-    name: PartyName
-    kind: FacilityKind
-    address: Line
-    city: Name
-    province: Province
-    sez: Name | None = Field(None, description="special economic zone, e.g. Rashakai SEZ")
-    capacity: Capacity | None = None
-
-
-class FacilityFilters(Strict):
-    """Query parameters of the facility list."""
-
-    owner: str | None = None
-    venture_id: str | None = None
-    province: Province | None = None
-    kind: FacilityKind | None = None
-    status: FacilityStatus | None = None
-
-
-class Facility(RegisterFacility):
-    """A facility as the registry holds and shows it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    venture_id: str
-    owner: str = Field(description="the organisation that registered the venture")
-    status: FacilityStatus
-    licenses_in_force: list[str] = Field(
-        default_factory=list, description="ids of the manufacturing licences now granted"
-    )
-    version: int = Field(ge=1)
-    created_at: datetime
-    updated_at: datetime
+# What a change decided: the facility afterwards, and its event if it has one.
+FacilityChange = tuple[Facility, FacilityEvent | None]
 
 
 class VentureView(BaseModel):
@@ -91,7 +37,7 @@ class VentureView(BaseModel):
     sequence: int = Field(ge=1, description="the last venture event applied")
 
 
-def check_venture_accepts_facilities(venture: VentureView | None, venture_id: str) -> None:
+def check_venture_accepts_facilities(venture: VentureView | None, venture_id: str) -> VentureView:
     if venture is None:
         raise NotFound(
             f"no venture {venture_id}",
@@ -102,6 +48,7 @@ def check_venture_accepts_facilities(venture: VentureView | None, venture_id: st
             f"venture {venture_id} is dissolved; it can register no more facilities",
             extra={"venture_status": "dissolved"},
         )
+    return venture
 
 
 def is_manufacturing_licence(licence_type: str) -> bool:
@@ -125,14 +72,39 @@ def status_from_licences(current: str, in_force: list[str]) -> str:
     return "planned" if current == "planned" else "halted"
 
 
+def register(
+    command: RegisterFacility,
+    venture: VentureView | None,
+    venture_id: str,
+    facility_id: str,
+    actor: dict,
+    now: datetime,
+) -> FacilityChange:
+    """A new plant of `venture` (as the projection has it now), planned."""
+    venture = check_venture_accepts_facilities(venture, venture_id)
+    facility = Facility(
+        **command.model_dump(),
+        id=facility_id,
+        venture_id=venture_id,
+        owner=venture.owner,
+        status="planned",
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    change = {"from": None, "to": "planned", "reason": "registered", "actor": actor}
+    return facility, FacilityRegistered(facility=facility, change=change)
+
+
 def change_status(
     facility: Facility, status: str, reason: str, actor: dict, now: datetime
-) -> tuple[Facility, dict]:
-    """The facility with its new status, and the change as events describe it."""
+) -> tuple[Facility, FacilityStatusChanged]:
+    """The facility with its new status, and the event that tells of it."""
     changed = facility.model_copy(
         update={"status": status, "version": facility.version + 1, "updated_at": now}
     )
-    return changed, {"from": facility.status, "to": status, "reason": reason, "actor": actor}
+    change = {"from": facility.status, "to": status, "reason": reason, "actor": actor}
+    return changed, FacilityStatusChanged(facility=changed, change=change)
 
 
 def follow_licence(
@@ -142,7 +114,7 @@ def follow_licence(
     reason: str,
     actor: dict,
     now: datetime,
-) -> tuple[Facility, dict | None]:
+) -> FacilityChange:
     """The facility after one of its manufacturing licences reached `licence_status`,
     and the status change that caused, if any."""
     in_force = licences_in_force_after(facility.licenses_in_force, licence_id, licence_status)
@@ -155,7 +127,7 @@ def follow_licence(
 
 def follow_venture(
     facility: Facility, venture_status: str, reason: str, actor: dict, now: datetime
-) -> tuple[Facility, dict | None]:
+) -> FacilityChange:
     """The facility after its venture reached `venture_status`: the facilities of a
     dissolved venture are decommissioned, for good."""
     if venture_status != "dissolved" or facility.status == "decommissioned":

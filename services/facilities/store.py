@@ -7,15 +7,12 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 
-from services.facilities.domain import Facility, VentureView
+from services.facilities.contract import Facility
+from services.facilities.domain import FacilityChange, VentureView
 from shared.envelope import CloudEvent
 from shared.errors import NotFound
-from shared.inbox import apply_once, check_order
-from shared.mongo import Repository
-from shared.outbox import Outbox
-
-# A change computed by the domain: the facility afterwards, and its event if it has one.
-FacilityChange = tuple[Facility, CloudEvent | None]
+from shared.inbox import Projection
+from shared.mongo import Repository, UnitOfWork
 
 
 def new_facility_id() -> str:
@@ -45,25 +42,25 @@ class FacilityStore(Repository):
         return self.db.licence_sequences
 
     def register(
-        self, venture_id: str, register: Callable[[VentureView | None], FacilityChange]
+        self, venture_id: str, decide: Callable[[VentureView | None], FacilityChange]
     ) -> Facility:
-        """Insert the facility `register` makes for the venture as projected now. The
+        """Insert the facility `decide` makes for the venture as projected now. The
         projection is written too (a counter), so a dissolution applied at the same
         time conflicts with this transaction instead of missing the new facility."""
 
-        def work(session: ClientSession) -> Facility:
+        def work(unit: UnitOfWork) -> Facility:
             doc = self.venture_views.find_one_and_update(
                 {"_id": venture_id},
                 {"$inc": {"facility_count": 1}},
                 return_document=ReturnDocument.AFTER,
-                session=session,
+                session=unit.session,
             )
-            facility, event = register(self._venture(doc) if doc else None)
-            self.facilities.insert_one(self._document(facility), session=session)
-            Outbox(self.db).add(event, session)
+            facility, event = decide(self._venture(doc) if doc else None)
+            self.facilities.insert_one(self._document(facility), session=unit.session)
+            unit.publish(event)
             return facility
 
-        return self.transaction(work)
+        return self.unit_of_work(work)
 
     def get(self, facility_id: str, session: ClientSession | None = None) -> Facility:
         doc = self.facilities.find_one({"_id": facility_id}, session=session)
@@ -91,21 +88,12 @@ class FacilityStore(Repository):
         """Project the venture as `event` left it, in order and once, and let each of its
         facilities follow (e.g. be decommissioned when it is dissolved)."""
 
-        def effect(session: ClientSession) -> None:
-            current = self.venture_views.find_one({"_id": event.subject}, session=session)
-            if not check_order(event, current["sequence"] if current else 0):
-                return
-            self.venture_views.update_one(
-                {"_id": event.subject},
-                {"$set": {**venture, "sequence": event.sequence}},
-                upsert=True,
-                session=session,
-            )
-            for doc in self.facilities.find({"venture_id": event.subject}, session=session):
+        def facilities_follow(unit: UnitOfWork) -> None:
+            for doc in self.facilities.find({"venture_id": event.subject}, session=unit.session):
                 facility = self._facility(doc)
-                self._save(facility, follow(facility), session)
+                self._save(facility, follow(facility), unit)
 
-        return apply_once(self, event, effect)
+        return Projection(self.venture_views).apply(self, event, venture, facilities_follow)
 
     def apply_licence_event(
         self,
@@ -116,29 +104,21 @@ class FacilityStore(Repository):
         """Let the facility follow one of its manufacturing licences, per licence in
         `sequence` order and once."""
 
-        def effect(session: ClientSession) -> None:
-            last = self.licence_sequences.find_one({"_id": event.subject}, session=session)
-            if not check_order(event, last["sequence"] if last else 0):
-                return
-            self.licence_sequences.update_one(
-                {"_id": event.subject},
-                {"$set": {"sequence": event.sequence, "facility_id": facility_id}},
-                upsert=True,
-                session=session,
-            )
-            facility = self.get(facility_id, session)
-            self._save(facility, follow(facility), session)
+        def facility_follows(unit: UnitOfWork) -> None:
+            facility = self.get(facility_id, unit.session)
+            self._save(facility, follow(facility), unit)
 
-        return apply_once(self, event, effect)
+        return Projection(self.licence_sequences).apply(
+            self, event, {"facility_id": facility_id}, facility_follows
+        )
 
-    def _save(self, before: Facility, change: FacilityChange, session: ClientSession) -> None:
+    def _save(self, before: Facility, change: FacilityChange, unit: UnitOfWork) -> None:
         facility, event = change
         if facility != before:
             self.facilities.replace_one(
-                {"_id": facility.id}, self._document(facility), session=session
+                {"_id": facility.id}, self._document(facility), session=unit.session
             )
-        if event is not None:
-            Outbox(self.db).add(event, session)
+        unit.publish(event)
 
     @staticmethod
     def _document(facility: Facility) -> dict:

@@ -4,7 +4,7 @@ service."""
 from collections.abc import Callable
 from typing import TypeVar
 
-from services.facilities.domain import Facility, FacilityFilters, RegisterFacility
+from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
 from services.gateway.http import api, etag, json_response, read_json_body
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
 from shared.errors import NotFound, ServiceUnavailable

@@ -4,17 +4,18 @@ of the investments service."""
 from services.gateway.api_facilities import once_projected
 from services.gateway.http import api, etag, json_response, read_json_body
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
-from services.investments.domain import (
+from services.investments.contract import (
     Flow,
     FlowFilters,
     FxRate,
     FxRateKey,
     PortfolioQuery,
+    PortfolioSummary,
     RecordFlow,
     SetFxRate,
     SummaryQuery,
+    VentureSummary,
 )
-from services.investments.reports import PortfolioSummary, VentureSummary
 from shared.errors import RegistryError
 from shared.pagination import decode_cursor, page, parse_limit
 

@@ -5,7 +5,7 @@ import json
 from services.gateway.api_facilities import list_filters, once_projected
 from services.gateway.http import api, etag, json_response, read_json_body
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
-from services.licensing.domain import (
+from services.licensing.contract import (
     ApplyForLicence,
     HistoryEntry,
     Licence,

@@ -2,7 +2,7 @@
 
 from services.gateway.http import api, json_response, read_json_body
 from services.gateway.openapi import LIST_PARAMS, operation, page_of, parameters_of, path_param
-from services.notifications.domain import (
+from services.notifications.contract import (
     CreateSubscription,
     Delivery,
     DeliveryAttempt,

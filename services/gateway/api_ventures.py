@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from services.facilities.domain import Facility
+from services.facilities.contract import Facility
 from services.gateway.http import api, etag, expected_version, json_response, read_json_body
 from services.gateway.openapi import (
     LIST_PARAMS,
@@ -12,9 +12,9 @@ from services.gateway.openapi import (
     parameters_of,
     path_param,
 )
-from services.investments.reports import VentureSummary
-from services.licensing.domain import Licence
-from services.ventures.domain import (
+from services.investments.contract import VentureSummary
+from services.licensing.contract import Licence
+from services.ventures.contract import (
     ChangeVentureStatus,
     RegisterVenture,
     UpdateVenture,

@@ -1,160 +1,31 @@
-"""Investment flows after the IATI transaction model, the exchange rates that convert
-them, and the rule that a partner never disburses more than it committed.
-Pure rules over pydantic models; no I/O."""
+"""Investment flows after the IATI transaction model, and the rule that a partner never
+disburses more than it committed. Pure rules over the contract's models; no I/O."""
 
 import json
-import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.investments.contract import (
+    COMMITMENT,
+    DISBURSEMENT,
+    Flow,
+    FxRate,
+    FxRateKey,
+    FxRateSet,
+    InvestmentRecorded,
+    RecordFlow,
+    SetFxRate,
 )
+from services.investments.currencies import minor_units
+from shared.contract import Actor
+from shared.errors import Conflict, NotFound, RuleViolated, field_error, invalid_input, validated
+from shared.input_types import confusable_key
 
-from services.investments.currencies import currency_codes, minor_units
-from shared.errors import Conflict, RuleViolated, field_error, invalid_input, validated
-from shared.input_types import PartyName, PastDate, confusable_key
-
-FlowType = Literal[
-    "commitment",
-    "disbursement",
-    "equity_purchase",
-    "equity_sale",
-    "loan",
-    "loan_repayment",
-]
-FLOW_TYPES: tuple[str, ...] = FlowType.__args__
-COMMITMENT, DISBURSEMENT = "commitment", "disbursement"
-USD = "USD"
-
-# Amounts up to 10^15 with at most 4 decimals (the largest ISO 4217 minor unit): sums of
-# even a billion of them stay within Decimal128's 34 digits, so MongoDB adds them exactly.
-MAX_INTEGER_DIGITS = 15
-MAX_RATE_DECIMALS = 12
-PLAIN_DECIMAL = re.compile(r"[+-]?(?P<integer>\d+)(?:\.\d+)?")
-DECIMAL_STRING_SCHEMA = {
-    "type": "string",
-    "pattern": r"^[+-]?\d+(\.\d+)?$",
-    "description": "a decimal string; JSON numbers are refused because they lose exactness",
-}
-
-
-def parse_decimal_string(value: Any) -> Decimal:
-    """An exact decimal from a JSON string such as "1250000.00". A JSON number is refused:
-    1e3 or 0.1 may already have been rounded by whoever wrote it."""
-    if not isinstance(value, str):
-        raise ValueError('must be a decimal string such as "1250000.00", not a JSON number')
-    match = PLAIN_DECIMAL.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(
-            'must be a plain decimal such as "1250000.00": digits, an optional sign and '
-            "decimal point, no exponent"
-        )
-    if len(match["integer"].lstrip("0")) > MAX_INTEGER_DIGITS:
-        raise ValueError(f"must be less than 10^{MAX_INTEGER_DIGITS}")
-    return Decimal(value.strip())
-
-
-DecimalString = Annotated[
-    Decimal, BeforeValidator(parse_decimal_string), WithJsonSchema(DECIMAL_STRING_SCHEMA)
-]
-
-
-def decimals(value: Decimal) -> int:
-    """How many decimal places `value` was written with ("1.50" has 2)."""
-    return max(0, -value.as_tuple().exponent)
-
-
-def known_currency(code: str) -> str:
-    if minor_units(code) is None:
-        raise ValueError(
-            f"{code!r} is not an ISO 4217 currency code (three capitals, e.g. PKR, CNY, USD)"
-        )
-    return code
-
-
-Currency = Annotated[
-    str,
-    AfterValidator(known_currency),
-    # The codes themselves, not just their shape: "AAA" is three capitals and no currency.
-    WithJsonSchema(
-        {"type": "string", "enum": currency_codes(), "description": "ISO 4217, e.g. PKR, CNY"}
-    ),
-]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RecordFlow(Strict):
-    """A flow as a partner reports it. Field order matters: `amount` is checked against
-    the `type` and `currency` validated before it."""
-
-    type: FlowType = Field(description="IATI transaction type")
-    partner: PartyName = Field(description="the partner's name, as registered on the venture")
-    currency: Currency
-    amount: DecimalString = Field(
-        description="in `currency`, at most its minor-unit decimals; negative only for a "
-        "commitment (a reduction or cancellation)"
-    )
-    value_date: PastDate = Field(description="the day the money moved or was committed")
-    reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
-        None
-    )
-    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
-
-    @field_validator("amount")
-    @classmethod
-    def amount_fits_type_and_currency(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
-        if amount == 0:
-            raise ValueError("must not be zero")
-        flow_type = info.data.get("type")
-        if amount < 0 and flow_type is not None and flow_type != COMMITMENT:
-            raise ValueError(
-                f"must be positive for a {flow_type}; only a commitment may be negative "
-                "(a reduction or cancellation)"
-            )
-        currency = info.data.get("currency")
-        if currency is not None and decimals(amount) > minor_units(currency):
-            raise ValueError(
-                f"{currency} amounts have at most {minor_units(currency)} decimal place(s) "
-                f"(ISO 4217 minor unit), not {decimals(amount)}"
-            )
-        return amount
-
-
-class Actor(BaseModel):
-    key_id: str
-    role: str
-    owner: str
-
-
-class Flow(BaseModel):
-    """A recorded flow. Flows are never changed: a correction is a further flow."""
-
-    id: str
-    venture_id: str
-    type: FlowType
-    partner: str
-    partner_country: str = Field(description="the partner's ISO 3166-1 country")
-    currency: str
-    amount: Decimal = Field(description="a decimal string, to the currency's minor unit")
-    value_date: date
-    reference: str | None = None
-    note: str | None = None
-    recorded_at: datetime
-    recorded_by: Actor
+# What the domain decides: a flow or a day's rate, and the event that tells of it.
+FlowDecision = tuple[Flow, InvestmentRecorded]
+RateDecision = tuple[FxRate, FxRateSet]
 
 
 class PartnerView(BaseModel):
@@ -224,6 +95,22 @@ def new_flow(
     )
 
 
+def record(
+    venture: VentureView | None,
+    venture_id: str,
+    command: RecordFlow,
+    flow_id: str,
+    actor: dict,
+    now: datetime,
+) -> FlowDecision:
+    """The flow to record on the venture as the projection has it now, and its event."""
+    if venture is None:
+        raise NotFound(f"the investments service knows no venture {venture_id}")
+    flow = new_flow(venture, command, flow_id, actor, now)
+    change = {"reason": "recorded", "actor": flow.recorded_by}
+    return flow, InvestmentRecorded(investment=flow, change=change)
+
+
 class Balance(BaseModel):
     """Cumulative (net) commitments and disbursements of one partner of one venture in
     one currency. `version` guards against two writers deciding on the same balance."""
@@ -277,59 +164,32 @@ def parse_flow(body: str, today: date | None = None) -> RecordFlow:
         raise invalid_input(error) from None
 
 
-class FlowFilters(Strict):
-    """Query parameters of a venture's flow list."""
-
-    type: FlowType | None = None
-    currency: Currency | None = None
-
-
-# --- exchange rates ---------------------------------------------------------------------
-
-
-class FxRateKey(Strict):
-    """The currency and day a rate is set for, from the path."""
-
-    currency: Currency
-    date: PastDate
-
-    @field_validator("currency")
-    @classmethod
-    def not_usd(cls, currency: str) -> str:
-        if currency == USD:
-            raise ValueError("USD is the unit of every rate: its usd_per_unit is 1 by definition")
-        return currency
-
-    @property
-    def id(self) -> str:
-        return f"fx:{self.currency}:{self.date.isoformat()}"
-
-
-class SetFxRate(Strict):
-    usd_per_unit: DecimalString = Field(
-        description="US dollars for one unit of the currency, e.g. 0.0035714 for PKR"
+def set_rate(
+    key: FxRateKey, command: SetFxRate, current: FxRate | None, actor: dict, now: datetime
+) -> RateDecision | None:
+    """The day's rate as `command` sets it, and its event; None when it already has
+    that value (setting it again changes nothing and publishes nothing)."""
+    if current and current.usd_per_unit == command.usd_per_unit:
+        return None
+    rate = FxRate(
+        currency=key.currency,
+        date=key.date,
+        usd_per_unit=command.usd_per_unit,
+        version=current.version + 1 if current else 1,
+        set_at=now,
+        set_by=Actor.model_validate(actor),
     )
-
-    @field_validator("usd_per_unit")
-    @classmethod
-    def positive_and_precise_enough(cls, rate: Decimal) -> Decimal:
-        if rate <= 0:
-            raise ValueError("must be greater than zero")
-        if decimals(rate) > MAX_RATE_DECIMALS:
-            raise ValueError(f"may have at most {MAX_RATE_DECIMALS} decimal places")
-        return rate
+    change = {
+        "from": str(current.usd_per_unit) if current else None,
+        "to": str(rate.usd_per_unit),
+        "actor": actor,
+    }
+    return rate, FxRateSet(fx_rate=rate, change=change)
 
 
-class FxRate(BaseModel):
-    currency: str
-    date: date
-    usd_per_unit: Decimal
-    version: int = Field(ge=1, description="+1 each time the rate of this day is changed")
-    set_at: datetime
-    set_by: Actor
-
-
-def parse_fx_rate(currency: str, day: str, body: str, today: date | None = None):
+def parse_fx_rate(
+    currency: str, day: str, body: str, today: date | None = None
+) -> tuple[FxRateKey, SetFxRate]:
     """The rate's key (errors name `path.currency`, `path.date`) and its new value."""
     try:
         key = FxRateKey.model_validate_json(
@@ -338,16 +198,3 @@ def parse_fx_rate(currency: str, day: str, body: str, today: date | None = None)
     except ValidationError as error:
         raise invalid_input(error, ("path",)) from None
     return key, validated(SetFxRate, body)
-
-
-# --- report queries ---------------------------------------------------------------------
-
-GroupBy = Literal["sector", "province", "partner_country"]
-
-
-class SummaryQuery(Strict):
-    currency: Currency = USD
-
-
-class PortfolioQuery(SummaryQuery):
-    group_by: GroupBy | None = None

@@ -17,10 +17,22 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
-from pydantic import BaseModel, Field
-
+from services.investments.contract import (
+    COMMITMENT,
+    DISBURSEMENT,
+    FLOW_TYPES,
+    USD,
+    ConversionProblem,
+    CurrencyFigures,
+    Figures,
+    GroupFigures,
+    MissingRate,
+    MonthlyDisbursement,
+    PartnerFigures,
+    PortfolioSummary,
+    VentureSummary,
+)
 from services.investments.currencies import minor_units
-from services.investments.domain import COMMITMENT, DISBURSEMENT, FLOW_TYPES, USD
 
 ROUNDING = ROUND_HALF_EVEN
 RATIO_PLACES = 4
@@ -102,22 +114,6 @@ def conversion(rows: Iterable[DayTotals], rates: Rates, reporting: str) -> Conve
     return Conversion(factors, missing)
 
 
-class MissingRate(BaseModel):
-    currency: str
-    date: str = Field(description="a rate set for this day or any earlier one would do")
-
-
-class ConversionProblem(BaseModel):
-    """Flows of one venture that no figure in the reporting currency includes."""
-
-    type: str = Field("missing_fx_rate", description="why they could not be converted")
-    venture_id: str
-    currency: str = Field(description="the currency the flows were recorded in")
-    date: str = Field(description="the earliest value date of those flows")
-    missing_rates: list[MissingRate] = Field(description="the rates that would convert them")
-    detail: str
-
-
 def conversion_problems(
     located: Iterable[tuple[str, str, date]],
     missing: Mapping[tuple[str, date], tuple[str, ...]],
@@ -188,92 +184,20 @@ def money(value: Decimal, places: int) -> str:
     return str(abs(rounded) if rounded == 0 else rounded)
 
 
-class Figures(BaseModel):
-    """Decimal strings in the report's currency, each rounded from the exact sum."""
-
-    committed: str = Field(description="commitments net of reductions and cancellations")
-    disbursed: str
-    outstanding: str = Field(description="committed - disbursed")
-    disbursement_ratio: str | None = Field(
-        description="disbursed / committed to 4 decimals; null when nothing is committed"
-    )
-    equity_purchases: str
-    equity_sales: str
-    loans: str
-    loan_repayments: str
-
-    @classmethod
-    def of(cls, totals: Totals | None, places: int) -> "Figures":
-        sums = totals.sums if totals else dict.fromkeys(FLOW_TYPES, ZERO)
-        committed, disbursed = sums[COMMITMENT], sums[DISBURSEMENT]
-        ratio = None
-        if committed > 0:
-            ratio = money(disbursed / committed, RATIO_PLACES)
-        return cls(
+def figures(totals: Totals | None, places: int) -> Figures:
+    """The figures of `totals`, each rounded once to `places` decimals."""
+    sums = totals.sums if totals else dict.fromkeys(FLOW_TYPES, ZERO)
+    committed, disbursed = sums[COMMITMENT], sums[DISBURSEMENT]
+    ratio = None
+    if committed > 0:
+        ratio = money(disbursed / committed, RATIO_PLACES)
+    return Figures.model_validate(
+        {
             **{FIGURE_OF_TYPE[flow_type]: money(sums[flow_type], places) for flow_type in sums},
-            outstanding=money(committed - disbursed, places),
-            disbursement_ratio=ratio,
-        )
-
-
-class PartnerKey(BaseModel):
-    partner: str
-    country: str
-
-
-class PartnerFigures(Figures, PartnerKey):
-    pass
-
-
-class CurrencyFigures(BaseModel):
-    currency: str
-    original: Figures = Field(description="in this currency, as recorded")
-    converted: Figures | None = Field(
-        description="in the report's currency; the flows that cannot be converted are left "
-        "out (see `problems`), and it is null when none can"
+            "outstanding": money(committed - disbursed, places),
+            "disbursement_ratio": ratio,
+        }
     )
-
-
-PROBLEMS = Field(
-    default_factory=list,
-    description="flows that no figure in the reporting currency includes, per venture and "
-    "currency, and the exchange rates that would convert them; empty when every flow counts",
-)
-
-
-class VentureSummary(BaseModel):
-    venture_id: str
-    currency: str = Field(description="the reporting currency")
-    rounding: str
-    total: Figures
-    by_partner: list[PartnerFigures]
-    by_currency: list[CurrencyFigures]
-    problems: list[ConversionProblem] = PROBLEMS
-
-
-class GroupKey(BaseModel):
-    group: str
-
-
-class GroupFigures(Figures, GroupKey):
-    pass
-
-
-class MonthlyDisbursement(BaseModel):
-    month: str = Field(description="YYYY-MM of the value dates")
-    disbursed: str
-
-
-class PortfolioSummary(BaseModel):
-    currency: str
-    group_by: str | None
-    rounding: str
-    total: Figures
-    groups: list[GroupFigures]
-    monthly_disbursements: list[MonthlyDisbursement] = Field(
-        description="every month from the first to the last with a disbursement"
-    )
-    problems: list[ConversionProblem] = PROBLEMS
 
 
 def rounding_rule(currency: str) -> str:
@@ -299,18 +223,18 @@ def venture_summary(
             venture_id=venture_id,
             currency=reporting,
             rounding=rounding_rule(reporting),
-            total=Figures.of(total, places),
+            total=figures(total, places),
             by_partner=[
                 PartnerFigures(
-                    partner=partner, country=country, **Figures.of(totals, places).model_dump()
+                    partner=partner, country=country, **figures(totals, places).model_dump()
                 )
                 for (partner, country), totals in sorted(by_partner.items())
             ],
             by_currency=[
                 CurrencyFigures(
                     currency=currency,
-                    original=Figures.of(totals, minor_units(currency)),
-                    converted=Figures.of(converted[currency], places)
+                    original=figures(totals, minor_units(currency)),
+                    converted=figures(converted[currency], places)
                     if currency in converted
                     else None,
                 )
@@ -372,9 +296,9 @@ def portfolio_summary(
             currency=reporting,
             group_by=group_by,
             rounding=rounding_rule(reporting),
-            total=Figures.of(accumulate(rows, lambda row: None, factors).get(None), places),
+            total=figures(accumulate(rows, lambda row: None, factors).get(None), places),
             groups=[
-                GroupFigures(group=str(group), **Figures.of(totals, places).model_dump())
+                GroupFigures(group=str(group), **figures(totals, places).model_dump())
                 for group, totals in sorted(groups.items(), key=lambda item: str(item[0]))
             ],
             monthly_disbursements=monthly_disbursements(rows, factors, places),

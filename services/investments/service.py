@@ -2,12 +2,15 @@
 rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
 rules, persist (with the event); reports read sums that MongoDB computes."""
 
-from services.investments import domain, reports
-from services.investments.events import SERVICE, VENTURE_EVENTS, VENTURES_SERVICE
-from services.investments.store import InvestmentStore
+from services.investments import contract, domain, reports
+from services.investments.contract import SERVICE
+from services.investments.store import InvestmentStore, new_flow_id
+from services.ventures.contract import VentureEvent
+from shared.clock import utcnow
 from shared.entrypoints import rpc
+from shared.envelope import CloudEvent
 from shared.errors import validated
-from shared.inbox import EventLog, cloud_event_handler, event_log_handler
+from shared.inbox import EventLog, cloud_event_handler, event_log_handler, fields_kept
 from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 
@@ -23,7 +26,7 @@ def rates_for(store: InvestmentStore, rows: list[reports.DayTotals], reporting: 
 
 
 def portfolio_summary(
-    store: InvestmentStore, query: domain.PortfolioQuery, owner: str | None
+    store: InvestmentStore, query: contract.PortfolioQuery, owner: str | None
 ) -> reports.PortfolioSummary:
     """Every venture's flows, or only those of `owner`'s ventures (an investor's view)."""
     venture_ids = None if owner is None else store.venture_ids_of(owner)
@@ -50,17 +53,22 @@ class InvestmentsService:
     @rpc
     def record_flow(self, venture_id: str, body: str, actor: dict) -> dict:
         command = domain.parse_flow(body)
-        return self.store.record_flow(venture_id, command, actor).model_dump(mode="json")
+        flow_id = new_flow_id()
+
+        def record(venture: domain.VentureView | None) -> domain.FlowDecision:
+            return domain.record(venture, venture_id, command, flow_id, actor, utcnow())
+
+        return self.store.record_flow(venture_id, record).model_dump(mode="json")
 
     @rpc
     def list_flows(self, venture_id: str, filters: dict, after: str | None, limit: int) -> list:
-        query = validated(domain.FlowFilters, filters, QUERY)
+        query = validated(contract.FlowFilters, filters, QUERY)
         found = self.store.list_flows(venture_id, query.model_dump(exclude_none=True), after, limit)
         return [flow.model_dump(mode="json") for flow in found]
 
     @rpc
     def venture_summary(self, venture_id: str, query: dict) -> dict:
-        reporting = validated(domain.SummaryQuery, query, QUERY).currency
+        reporting = validated(contract.SummaryQuery, query, QUERY).currency
         rows = self.store.venture_day_totals(venture_id)
         summary = reports.venture_summary(
             venture_id, rows, rates_for(self.store, rows, reporting), reporting
@@ -69,18 +77,22 @@ class InvestmentsService:
 
     @rpc
     def portfolio_summary(self, query: dict, owner: str | None = None) -> dict:
-        parsed = validated(domain.PortfolioQuery, query, QUERY)
+        parsed = validated(contract.PortfolioQuery, query, QUERY)
         return portfolio_summary(self.store, parsed, owner).model_dump(mode="json")
 
     @rpc
     def set_fx_rate(self, currency: str, day: str, body: str, actor: dict) -> dict:
         key, command = domain.parse_fx_rate(currency, day, body)
-        rate, changed = self.store.set_fx_rate(key, command, actor)
+
+        def set_rate(current: contract.FxRate | None) -> domain.RateDecision | None:
+            return domain.set_rate(key, command, current, actor, utcnow())
+
+        rate, changed = self.store.set_fx_rate(key, set_rate)
         return {"fx_rate": rate.model_dump(mode="json"), "changed": changed}
 
-    @cloud_event_handler(VENTURES_SERVICE, VENTURE_EVENTS)
-    def project_venture(self, event):
-        self.store.apply_venture_event(event)
+    @cloud_event_handler(contract.PROJECTS_VENTURES)
+    def project_venture(self, event: CloudEvent, changed: VentureEvent):
+        self.store.apply_venture_event(event, fields_kept(domain.VentureView, changed.venture))
 
     @event_log_handler(SERVICE)
     def keep_event_log(self, event):

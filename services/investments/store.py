@@ -11,14 +11,11 @@ from pymongo import ASCENDING
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.investments import domain, events
+from services.investments import contract, domain
 from services.investments.reports import DayTotals, Rates
-from shared.clock import utcnow
 from shared.envelope import CloudEvent
-from shared.errors import NotFound
-from shared.inbox import apply_once, check_order
-from shared.mongo import Repository
-from shared.outbox import Outbox
+from shared.inbox import Projection
+from shared.mongo import Repository, UnitOfWork
 
 T = TypeVar("T")
 
@@ -62,33 +59,21 @@ class InvestmentStore(Repository):
     def flows(self):
         return self.db.flows
 
-    def _write(self, work: Callable[[ClientSession], T]) -> T:
-        """A transaction, run again when it lost a race (a concurrent writer's insert of
+    def _write(self, work: Callable[[UnitOfWork], T]) -> T:
+        """A unit of work, run again when it lost a race (a concurrent writer's insert of
         the same balance or rate, or a version that moved under it)."""
         for _ in range(WRITE_ATTEMPTS - 1):
             try:
-                return self.transaction(work)
+                return self.unit_of_work(work)
             except (LostRace, DuplicateKeyError):
                 continue
-        return self.transaction(work)
+        return self.unit_of_work(work)
 
     # --- the projection of ventures.events --------------------------------------------
 
-    def apply_venture_event(self, event: CloudEvent) -> bool:
+    def apply_venture_event(self, event: CloudEvent, venture: dict) -> bool:
         """Keep the venture as the event shows it, once, in per-venture sequence order."""
-        venture = domain.VentureView.model_validate(event.data["venture"])
-        doc = {**venture.model_dump(exclude={"id"}), "_id": venture.id, "sequence": event.sequence}
-
-        def effect(session: ClientSession) -> None:
-            current = self.db.ventures.find_one(
-                {"_id": event.subject}, {"sequence": 1}, session=session
-            )
-            if check_order(event, current["sequence"] if current else 0):
-                self.db.ventures.replace_one(
-                    {"_id": event.subject}, doc, upsert=True, session=session
-                )
-
-        return apply_once(self, event, effect)
+        return Projection(self.db.ventures).apply(self, event, venture)
 
     def venture(self, venture_id: str, session: ClientSession | None = None):
         doc = self.db.ventures.find_one({"_id": venture_id}, session=session)
@@ -99,26 +84,29 @@ class InvestmentStore(Repository):
 
     # --- flows ------------------------------------------------------------------------
 
-    def record_flow(self, venture_id: str, command: domain.RecordFlow, actor: dict) -> domain.Flow:
-        """Check the flow against the venture and the partner's balance and store it with
-        its event, all in one transaction: of two disbursements racing for the same
-        commitment, the second is decided again on the balance the first left."""
-        flow_id = new_flow_id()
+    def record_flow(
+        self,
+        venture_id: str,
+        decide: Callable[
+            [domain.VentureView | None], tuple[contract.Flow, contract.InvestmentRecorded]
+        ],
+    ) -> contract.Flow:
+        """Check the flow `decide` makes against the venture as projected now and the
+        partner's balance, and store it with its event, all in one transaction: of two
+        disbursements racing for the same commitment, the second is decided again on the
+        balance the first left."""
 
-        def work(session: ClientSession) -> domain.Flow:
-            venture = self.venture(venture_id, session)
-            if venture is None:
-                raise NotFound(f"the investments service knows no venture {venture_id}")
-            flow = domain.new_flow(venture, command, flow_id, actor, utcnow())
+        def work(unit: UnitOfWork) -> contract.Flow:
+            flow, event = decide(self.venture(venture_id, unit.session))
             if domain.counts_against_commitments(flow.type):
-                self._update_balance(flow, session)
-            self.flows.insert_one(self.document(flow), session=session)
-            Outbox(self.db).add(events.investment_recorded(flow), session)
+                self._update_balance(flow, unit.session)
+            self.flows.insert_one(self.document(flow), session=unit.session)
+            unit.publish(event)
             return flow
 
         return self._write(work)
 
-    def _update_balance(self, flow: domain.Flow, session: ClientSession) -> None:
+    def _update_balance(self, flow: contract.Flow, session: ClientSession) -> None:
         key = balance_id(flow.venture_id, flow.partner, flow.currency)
         doc = self.db.balances.find_one({"_id": key}, session=session)
         before = domain.Balance.model_validate(doc) if doc else domain.Balance()
@@ -145,7 +133,7 @@ class InvestmentStore(Repository):
 
     def list_flows(
         self, venture_id: str, filters: dict, after: str | None, limit: int
-    ) -> list[domain.Flow]:
+    ) -> list[contract.Flow]:
         query: dict = {"venture_id": venture_id, **filters}
         if after:
             query["_id"] = {"$gt": after}
@@ -153,7 +141,7 @@ class InvestmentStore(Repository):
         return [self._flow(doc) for doc in cursor]
 
     @staticmethod
-    def document(flow: domain.Flow) -> dict:
+    def document(flow: contract.Flow) -> dict:
         """A flow as stored: amounts Decimal128 (by the shared codec), days BSON dates."""
         doc = flow.model_dump(exclude={"id"})
         doc["_id"] = flow.id
@@ -161,48 +149,46 @@ class InvestmentStore(Repository):
         return doc
 
     @staticmethod
-    def _flow(doc: dict) -> domain.Flow:
-        return domain.Flow.model_validate(
+    def _flow(doc: dict) -> contract.Flow:
+        return contract.Flow.model_validate(
             {**doc, "id": doc["_id"], "value_date": doc["value_date"].date()}
         )
 
     # --- exchange rates ---------------------------------------------------------------
 
     def set_fx_rate(
-        self, key: domain.FxRateKey, command: domain.SetFxRate, actor: dict
-    ) -> tuple[domain.FxRate, bool]:
-        """Set the rate of a currency on a day; returns it and whether it changed. Setting
-        the value it already has changes nothing and publishes nothing."""
+        self,
+        key: contract.FxRateKey,
+        decide: Callable[
+            [contract.FxRate | None], tuple[contract.FxRate, contract.FxRateSet] | None
+        ],
+    ) -> tuple[contract.FxRate, bool]:
+        """Set the rate of a currency on a day as `decide` does given its current one;
+        returns it and whether it changed."""
 
-        def work(session: ClientSession) -> tuple[domain.FxRate, bool]:
-            doc = self.db.fx_rates.find_one({"_id": key.id}, session=session)
+        def work(unit: UnitOfWork) -> tuple[contract.FxRate, bool]:
+            doc = self.db.fx_rates.find_one({"_id": key.id}, session=unit.session)
             current = self._rate(doc) if doc else None
-            if current and current.usd_per_unit == command.usd_per_unit:
+            decision = decide(current)
+            if decision is None:
+                assert current is not None  # only an existing rate can be set again
                 return current, False
-            rate = domain.FxRate(
-                currency=key.currency,
-                date=key.date,
-                usd_per_unit=command.usd_per_unit,
-                version=current.version + 1 if current else 1,
-                set_at=utcnow(),
-                set_by=domain.Actor.model_validate(actor),
-            )
+            rate, event = decision
             new_doc = {**rate.model_dump(), "_id": key.id, "date": as_datetime(rate.date)}
             if current is None:
-                self.db.fx_rates.insert_one(new_doc, session=session)
+                self.db.fx_rates.insert_one(new_doc, session=unit.session)
             elif not self.db.fx_rates.replace_one(
-                {"_id": key.id, "version": current.version}, new_doc, session=session
+                {"_id": key.id, "version": current.version}, new_doc, session=unit.session
             ).matched_count:
                 raise LostRace(key.id)
-            previous = current.usd_per_unit if current else None
-            Outbox(self.db).add(events.fx_rate_set(key.id, rate, previous, actor), session)
+            unit.publish(event)
             return rate, True
 
         return self._write(work)
 
     @staticmethod
-    def _rate(doc: dict) -> domain.FxRate:
-        return domain.FxRate.model_validate({**doc, "date": doc["date"].date()})
+    def _rate(doc: dict) -> contract.FxRate:
+        return contract.FxRate.model_validate({**doc, "date": doc["date"].date()})
 
     def rates_for(self, currencies: set[str], until: date) -> Rates:
         """Every rate of `currencies` set for a day up to `until` (the latest value date

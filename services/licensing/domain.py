@@ -2,193 +2,30 @@
 licence as an explicit state machine (Drugs (Licensing, Registering and Advertising)
 Rules 1976). Pure rules over pydantic models; no I/O."""
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.licensing.contract import (
+    LICENCE_EVENTS,
+    ApplyForLicence,
+    Licence,
+    LicenceEvent,
+    LicenceSubmitted,
+    RequestTransition,
 )
-
 from shared.codec import rfc3339
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.input_types import ISO_TEXT_ONLY, date_bounds
-
-LicenceType = Literal[
-    "dml_formulation",
-    "dml_basic",
-    "dml_semi_basic",
-    "dml_repacking",
-    "dml_experimental",
-    "product_registration",
-    "gmp_certificate",
-]
-LicenceStatus = Literal[
-    "submitted",
-    "under_review",
-    "deferred",
-    "inspection_scheduled",
-    "granted",
-    "rejected",
-    "suspended",
-    "revoked",
-    "expired",
-]
-# What a transition request may ask for: a status, or `renewed` (granted → granted).
-TransitionTarget = Literal[LicenceStatus, "renewed"]
 
 VALIDITY_YEARS = 5
-# How far ahead a decision may reach: an inspection is scheduled within two years, a
-# licence is granted or renewed for at most ten (DRAP grants five); a filter on expiry
-# dates beyond the furthest valid_until could select nothing more.
-INSPECTION_YEARS_AHEAD = 2
-VALID_UNTIL_YEARS_AHEAD = 10
 LOCKOUT_AFTER_REJECTION = timedelta(days=90)
 # Who changes a licence when nobody does: the expiry sweep.
 SYSTEM_ACTOR = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
-DecisionRef = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9][\w/.\- ]*$"
-    ),
-]
-# Stored and sent as "YYYY-MM-DD" (BSON has no date-only type).
-IsoDate = Annotated[date, PlainSerializer(lambda day: day.isoformat(), return_type=str)]
-DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def to_bson_precision(moment: datetime) -> datetime:
-    """UTC to the millisecond, as BSON stores it, so what is returned equals what is read."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def end_of_day(day: date) -> datetime:
-    """A licence valid until a date is valid through that whole day (UTC)."""
-    return datetime.combine(day, time(23, 59, 59, 999000), UTC)
-
-
-class ApplyForLicence(Strict):
-    facility_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    type: LicenceType
-    product: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
-        | None
-    ) = Field(
-        None,
-        validate_default=True,
-        description="the product to register, e.g. 'Amoxicillin 500 mg capsules'; "
-        "required for product_registration and only for it",
-    )
-
-    @field_validator("product")
-    @classmethod
-    def product_only_for_product_registration(cls, product, info: ValidationInfo):
-        licence_type = info.data.get("type")
-        if licence_type == "product_registration" and product is None:
-            raise ValueError("a product registration names its product")
-        if licence_type is not None and licence_type != "product_registration" and product:
-            raise ValueError(f"a {licence_type} licence is for the plant, not for a product")
-        return product
-
-
-class RequestTransition(Strict):
-    """`{"to", "reason", ...}` plus the fields of that transition (see TRANSITIONS)."""
-
-    to: TransitionTarget
-    reason: Reason
-    inspection_date: (
-        Annotated[IsoDate, ISO_TEXT_ONLY, date_bounds(INSPECTION_YEARS_AHEAD)] | None
-    ) = Field(
-        None, description="when scheduling the inspection; from 1990-01-01, at most 2 years ahead"
-    )
-    valid_until: (
-        Annotated[AwareDatetime, ISO_TEXT_ONLY, date_bounds(VALID_UNTIL_YEARS_AHEAD)] | None
-    ) = Field(
-        None,
-        description="on grant (default 5 years) and renewal: a date (valid through that "
-        "day, UTC) or an RFC 3339 time; at most 10 years ahead",
-    )
-    decision_ref: DecisionRef | None = Field(
-        None, description="DRAP's reference of the decision, e.g. DRAP/LIC/2026/0412"
-    )
-
-    @field_validator("valid_until", mode="before")
-    @classmethod
-    def date_means_through_that_day(cls, value: Any) -> Any:
-        if isinstance(value, str) and DATE_ONLY.match(value):
-            return end_of_day(date.fromisoformat(value))
-        return value
-
-    @field_validator("valid_until")
-    @classmethod
-    def stored_precision(cls, value: datetime | None) -> datetime | None:
-        return to_bson_precision(value) if value else None
-
-
-class LicenceFilters(Strict):
-    """Query parameters of the licence list."""
-
-    owner: str | None = None
-    status: LicenceStatus | None = None
-    type: LicenceType | None = None
-    facility_id: str | None = None
-    venture_id: str | None = None
-    expiring_before: Annotated[date, date_bounds(VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
-        None, description="valid_until before this date (combine with status=granted)"
-    )
-
-
-class Licence(BaseModel):
-    """A licence as the registry holds and shows it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    facility_id: str
-    venture_id: str
-    owner: str = Field(description="the organisation that registered the venture")
-    type: LicenceType
-    product: str | None = None
-    status: LicenceStatus
-    valid_until: datetime | None = None
-    decision_ref: str | None = Field(None, description="the reference of the latest decision")
-    inspection_date: IsoDate | None = None
-    version: int = Field(ge=1, description="+1 per transition; the events' sequence")
-    created_at: datetime
-    updated_at: datetime
-
-
-class HistoryEntry(BaseModel):
-    """One transition of a licence, as the history shows it."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    id: str
-    license_id: str
-    sequence: int
-    from_: LicenceStatus | None = Field(alias="from")
-    to: LicenceStatus
-    event: str = Field(description="the event it emitted, e.g. license.reinstated")
-    actor: dict[str, Any]
-    role: str
-    reason: str
-    time: datetime
-    fields: dict[str, Any]
+# What a decision leaves: the licence afterwards, and the event (and history entry) of it.
+LicenceDecision = tuple[Licence, LicenceEvent]
 
 
 class FacilityView(BaseModel):
@@ -330,8 +167,9 @@ def change_licence(
     reason: str,
     actor: dict,
     now: datetime,
-) -> tuple[Licence, dict]:
-    """The licence after `transition`, and the change as events and history record it."""
+) -> LicenceDecision:
+    """The licence after `transition`, and the event that records the change (its
+    history entry too)."""
     changed = licence.model_copy(
         update={
             **fields,
@@ -340,21 +178,25 @@ def change_licence(
             "updated_at": now,
         }
     )
-    return changed, {
+    routing_key = f"license.{transition.event}"
+    change = {
         "from": licence.status,
         "to": transition.status,
-        "event": f"license.{transition.event}",
+        "event": routing_key,
         "reason": reason,
         "actor": actor,
         "role": actor.get("role"),
         "fields": fields,
         "time": now,
     }
+    return changed, LICENCE_EVENTS[routing_key].model_validate(
+        {"license": changed, "change": change}
+    )
 
 
 def decide(
     licence: Licence, request: RequestTransition, actor: dict, now: datetime
-) -> tuple[Licence, dict]:
+) -> LicenceDecision:
     """Apply a regulator's (or ops') request to the licence."""
     transition = find_transition(licence.status, request.to)
     fields = transition_fields(licence, transition, request, now)
@@ -364,29 +206,52 @@ def decide(
 EXPIRY = next(t for t in TRANSITIONS if t.automatic)
 
 
-def expire(licence: Licence, now: datetime) -> tuple[Licence, dict]:
+def expire(licence: Licence, now: datetime) -> LicenceDecision:
     """A granted licence expires once its valid_until has passed, and only then."""
-    if licence.status != EXPIRY.source or licence.valid_until >= now:
+    if licence.status != EXPIRY.source or licence.valid_until is None or licence.valid_until >= now:
         raise ValueError(f"licence {licence.id} is not due to expire")
     reason = f"valid_until {rfc3339(licence.valid_until)} passed"
     return change_licence(licence, EXPIRY, {}, reason, SYSTEM_ACTOR, now)
 
 
-def submission(licence: Licence, actor: dict) -> dict:
-    """The first entry of every licence's history."""
-    return {
+def submit(
+    application: ApplyForLicence,
+    facility: FacilityView | None,
+    last_rejected_at: datetime | None,
+    licence_id: str,
+    actor: dict,
+    now: datetime,
+) -> LicenceDecision:
+    """A new application for the facility (as projected now), unless the facility may
+    not be licensed or a rejection of the same type still locks it out."""
+    facility = check_facility_accepts_applications(facility, application.facility_id)
+    check_lockout(application.type, last_rejected_at, now)
+    licence = Licence(
+        **application.model_dump(),
+        id=licence_id,
+        venture_id=facility.venture_id,
+        owner=facility.owner,
+        status="submitted",
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    change = {
         "from": None,
         "to": "submitted",
-        "event": "license.submitted",
+        "event": LicenceSubmitted.routing_key,
         "reason": "application submitted",
         "actor": actor,
         "role": actor.get("role"),
         "fields": {},
-        "time": licence.created_at,
+        "time": now,
     }
+    return licence, LicenceSubmitted.model_validate({"license": licence, "change": change})
 
 
-def check_facility_accepts_applications(facility: FacilityView | None, facility_id: str) -> None:
+def check_facility_accepts_applications(
+    facility: FacilityView | None, facility_id: str
+) -> FacilityView:
     if facility is None:
         raise NotFound(
             f"no facility {facility_id}",
@@ -405,6 +270,7 @@ def check_facility_accepts_applications(facility: FacilityView | None, facility_
                 }
             ],
         )
+    return facility
 
 
 def lockout_ends(rejected_at: datetime) -> datetime:

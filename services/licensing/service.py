@@ -1,19 +1,22 @@
 """The licensing service: DRAP licence applications and their lifecycle, an expiry
 sweep, and a projection of the facilities it licenses (from `facilities.events`).
-Entrypoints are thin: parse, apply the domain rules, persist (with the event)."""
+Entrypoints are thin: parse, load, let the domain decide (the new state and its
+event), commit both."""
 
 import logging
+from datetime import datetime
 
 from nameko.timer import Timer
 
-from services.licensing import domain
-from services.licensing.events import SERVICE, FacilityChanged, licence_event
-from services.licensing.store import LicenceChange, LicenceStore, new_licence_id
+from services.facilities.contract import FacilityEvent
+from services.licensing import contract, domain
+from services.licensing.contract import SERVICE
+from services.licensing.store import LicenceStore, new_licence_id
 from shared.clock import utcnow
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
-from shared.inbox import EventLog, cloud_event_handler, event_log_handler
+from shared.inbox import EventLog, cloud_event_handler, event_log_handler, fields_kept
 from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -40,11 +43,6 @@ class ExpirySweepTimer(Timer):
             super().stop()
 
 
-def with_event(change: tuple[domain.Licence, dict]) -> LicenceChange:
-    licence, record = change
-    return licence, record, licence_event(licence, record)
-
-
 class LicensingService:
     name = SERVICE
 
@@ -57,33 +55,23 @@ class LicensingService:
 
     @rpc
     def apply_for_license(self, body: str, actor: dict) -> dict:
-        application = validated(domain.ApplyForLicence, body)
+        application = validated(contract.ApplyForLicence, body)
+        licence_id, now = new_licence_id(), utcnow()
 
-        def submit(facility: domain.FacilityView | None, last_rejected_at) -> LicenceChange:
-            domain.check_facility_accepts_applications(facility, application.facility_id)
-            now = utcnow()
-            domain.check_lockout(application.type, last_rejected_at, now)
-            licence = domain.Licence(
-                **application.model_dump(),
-                id=new_licence_id(),
-                venture_id=facility.venture_id,
-                owner=facility.owner,
-                status="submitted",
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            return with_event((licence, domain.submission(licence, actor)))
+        def submit(
+            facility: domain.FacilityView | None, last_rejected_at: datetime | None
+        ) -> domain.LicenceDecision:
+            return domain.submit(application, facility, last_rejected_at, licence_id, actor, now)
 
         licence = self.store.apply(application.facility_id, application.type, submit)
         return licence.model_dump(mode="json")
 
     @rpc
     def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
-        request = validated(domain.RequestTransition, body)
+        request = validated(contract.RequestTransition, body)
 
-        def decide(licence: domain.Licence) -> LicenceChange:
-            return with_event(domain.decide(licence, request, actor, utcnow()))
+        def decide(licence: contract.Licence) -> domain.LicenceDecision:
+            return domain.decide(licence, request, actor, utcnow())
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 
@@ -93,7 +81,7 @@ class LicensingService:
 
     @rpc
     def list_licenses(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(domain.LicenceFilters, filters, ("query",))
+        query = validated(contract.LicenceFilters, filters, ("query",))
         found = self.store.find(query.model_dump(exclude_none=True), after, limit)
         return [licence.model_dump(mode="json") for licence in found]
 
@@ -109,13 +97,13 @@ class LicensingService:
         update, so when several instances sweep at once each licence expires once."""
         now = utcnow()
         for licence in self.store.due_for_expiry(now, EXPIRY_BATCH):
-            if self.store.commit(licence, with_event(domain.expire(licence, now))):
+            if self.store.commit(licence, domain.expire(licence, now)):
                 log.info("licence %s expired (valid until %s)", licence.id, licence.valid_until)
 
-    @cloud_event_handler("facilities", "facility.#")
-    def follow_facility(self, event: CloudEvent):
-        changed = FacilityChanged.model_validate(event.data)
-        self.store.apply_facility_event(event, changed.facility.model_dump(exclude={"id"}))
+    @cloud_event_handler(contract.FOLLOWS_FACILITIES)
+    def follow_facility(self, event: CloudEvent, changed: FacilityEvent):
+        kept = fields_kept(domain.FacilityView, changed.facility)
+        self.store.apply_facility_event(event, kept)
 
     @event_log_handler(SERVICE)
     def keep_event_log(self, event):

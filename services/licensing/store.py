@@ -6,19 +6,15 @@ from datetime import UTC, datetime, time
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.client_session import ClientSession
 
-from services.licensing.domain import FacilityView, HistoryEntry, Licence
+from services.licensing.contract import HistoryEntry, Licence, LicenceEvent
+from services.licensing.domain import FacilityView, LicenceDecision
 from shared.codec import to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
-from shared.inbox import apply_once, check_order
-from shared.mongo import Repository
-from shared.outbox import Outbox
+from shared.inbox import Projection
+from shared.mongo import Repository, UnitOfWork
 
-# A change computed by the domain: the licence afterwards, the history record of the
-# change, and its event.
-LicenceChange = tuple[Licence, dict, CloudEvent]
 # How often a transition is re-decided when the licence changed while it was decided.
 TRANSITION_ATTEMPTS = 3
 
@@ -63,63 +59,62 @@ class LicenceStore(Repository):
         self,
         facility_id: str,
         licence_type: str,
-        submit: Callable[[FacilityView | None, datetime | None], LicenceChange],
+        decide: Callable[[FacilityView | None, datetime | None], LicenceDecision],
     ) -> Licence:
-        """Insert the licence `submit` makes, given the facility as projected now and the
+        """Insert the licence `decide` makes, given the facility as projected now and the
         latest rejection of the same type for it. The projection is written too (a
         counter), so a decommissioning applied at the same time conflicts with this
         transaction instead of slipping past it."""
 
-        def work(session: ClientSession) -> Licence:
+        def work(unit: UnitOfWork) -> Licence:
             doc = self.facility_views.find_one_and_update(
                 {"_id": facility_id},
                 {"$inc": {"application_count": 1}},
                 return_document=ReturnDocument.AFTER,
-                session=session,
+                session=unit.session,
             )
             rejected = self.licences.find_one(
                 {"facility_id": facility_id, "type": licence_type, "status": "rejected"},
                 sort=[("updated_at", DESCENDING)],
-                session=session,
+                session=unit.session,
             )
-            change = submit(
+            licence, event = decide(
                 self._facility(doc) if doc else None, rejected["updated_at"] if rejected else None
             )
-            licence, record, event = change
-            self.licences.insert_one(self._document(licence), session=session)
-            self._record(licence, record, event, session)
+            self.licences.insert_one(self._document(licence), session=unit.session)
+            self._record(licence, event, unit)
             return licence
 
-        return self.transaction(work)
+        return self.unit_of_work(work)
 
-    def transition(self, licence_id: str, decide: Callable[[Licence], LicenceChange]) -> Licence:
+    def transition(self, licence_id: str, decide: Callable[[Licence], LicenceDecision]) -> Licence:
         """Apply the change `decide` makes to the licence as it is now. If another change
         (a decision, the expiry sweep) lands in between, decide again on the new state."""
         for _ in range(TRANSITION_ATTEMPTS):
             licence = self.get(licence_id)
-            change = decide(licence)
-            if self.commit(licence, change):
-                return change[0]
+            decision = decide(licence)
+            if self.commit(licence, decision):
+                return decision[0]
         raise Conflict(f"licence {licence_id} is changing right now; read it again and retry")
 
-    def commit(self, before: Licence, change: LicenceChange) -> bool:
-        """Store the change if the licence is still as it was when decided (same status
-        and version), with its history record and event, in one transaction. False when
+    def commit(self, before: Licence, decision: LicenceDecision) -> bool:
+        """Store the decision if the licence is still as it was when decided (same status
+        and version), with its history entry and event, in one transaction. False when
         it is not: somebody else changed it first, so this change does not happen."""
-        licence, record, event = change
+        licence, event = decision
 
-        def work(session: ClientSession) -> bool:
+        def work(unit: UnitOfWork) -> bool:
             result = self.licences.replace_one(
                 {"_id": before.id, "status": before.status, "version": before.version},
                 self._document(licence),
-                session=session,
+                session=unit.session,
             )
             if result.matched_count == 0:
                 return False
-            self._record(licence, record, event, session)
+            self._record(licence, event, unit)
             return True
 
-        return self.transaction(work)
+        return self.unit_of_work(work)
 
     def due_for_expiry(self, now: datetime, limit: int) -> list[Licence]:
         cursor = (
@@ -157,33 +152,20 @@ class LicenceStore(Repository):
 
     def apply_facility_event(self, event: CloudEvent, facility: dict) -> bool:
         """Project the facility as `event` left it, in order and once."""
+        return Projection(self.facility_views).apply(self, event, facility)
 
-        def effect(session: ClientSession) -> None:
-            current = self.facility_views.find_one({"_id": event.subject}, session=session)
-            if not check_order(event, current["sequence"] if current else 0):
-                return
-            self.facility_views.update_one(
-                {"_id": event.subject},
-                {"$set": {**facility, "sequence": event.sequence}},
-                upsert=True,
-                session=session,
-            )
-
-        return apply_once(self, event, effect)
-
-    def _record(
-        self, licence: Licence, record: dict, event: CloudEvent, session: ClientSession
-    ) -> None:
-        """The history entry and the outbox record of one change of the licence."""
+    def _record(self, licence: Licence, event: LicenceEvent, unit: UnitOfWork) -> None:
+        """The history entry and the event of one change of the licence."""
+        change = event.change
         entry = {
-            **to_jsonable({key: value for key, value in record.items() if key != "time"}),
+            **to_jsonable(change.model_dump(by_alias=True, exclude={"time"})),
             "_id": history_id(licence.id, licence.version),
             "license_id": licence.id,
             "sequence": licence.version,
-            "time": record["time"],
+            "time": change.time,
         }
-        self.history.insert_one(entry, session=session)
-        Outbox(self.db).add(event, session)
+        self.history.insert_one(entry, session=unit.session)
+        unit.publish(event)
 
     @staticmethod
     def _document(licence: Licence) -> dict:

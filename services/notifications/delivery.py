@@ -22,9 +22,8 @@ from standardwebhooks.webhooks import Webhook
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, SSLError
 
+from services.notifications.contract import AttemptCategory, DeliveryAttempt
 from services.notifications.domain import (
-    AttemptCategory,
-    DeliveryAttempt,
     Destination,
     DestinationRefused,
     Resolver,

@@ -8,7 +8,8 @@ from eventlet.semaphore import Semaphore
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 
-from services.notifications import domain
+from services.licensing.contract import LicenceEvent
+from services.notifications import contract, domain
 from services.notifications.delivery import HostResolver, WebhookDelivery
 from services.notifications.store import NotificationStore, new_subscription_id
 from shared.clock import utcnow
@@ -18,8 +19,6 @@ from shared.errors import validated
 from shared.inbox import cloud_event_handler
 from shared.mongo import MongoStore
 from shared.settings import Settings
-
-SERVICE = "notifications"
 
 
 class ArrivalOrder(DependencyProvider):
@@ -36,7 +35,7 @@ class ArrivalOrder(DependencyProvider):
 
 
 class NotificationsService:
-    name = SERVICE
+    name = contract.SERVICE
 
     config = Config()
     store: NotificationStore = MongoStore(NotificationStore)
@@ -50,12 +49,12 @@ class NotificationsService:
 
     @rpc
     def create_subscription(self, body: str, actor: dict) -> dict:
-        command = validated(domain.CreateSubscription, body)
+        command = validated(contract.CreateSubscription, body)
         settings = Settings.from_config(self.config)
         domain.check_event_type_count(command, settings.webhook_max_event_types)
         domain.check_destination(command.url, self.resolve, settings.webhook_allow_private)
         now = utcnow()
-        subscription = domain.Subscription(
+        subscription = contract.Subscription(
             **command.model_dump(),
             id=new_subscription_id(),
             status="active",
@@ -68,7 +67,7 @@ class NotificationsService:
         self.store.add_subscription(
             subscription, secret, settings.webhook_max_subscriptions_per_owner
         )
-        created = domain.SubscriptionCreated(**subscription.model_dump(), secret=secret)
+        created = contract.SubscriptionCreated(**subscription.model_dump(), secret=secret)
         return created.model_dump(mode="json")
 
     @rpc
@@ -77,7 +76,7 @@ class NotificationsService:
 
     @rpc
     def list_subscriptions(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(domain.SubscriptionFilters, filters, ("query",))
+        query = validated(contract.SubscriptionFilters, filters, ("query",))
         found = self.store.find_subscriptions(query.model_dump(exclude_none=True), after, limit)
         return [subscription.model_dump(mode="json") for subscription in found]
 
@@ -90,14 +89,16 @@ class NotificationsService:
     def list_deliveries(
         self, subscription_id: str, filters: dict, after: str | None, limit: int
     ) -> list[dict]:
-        query = validated(domain.DeliveryFilters, filters, ("query",))
+        query = validated(contract.DeliveryFilters, filters, ("query",))
         self.store.get_subscription(subscription_id)  # 404 for an unknown subscription
         found = self.store.find_deliveries(
             subscription_id, query.model_dump(exclude_none=True), after, limit
         )
         return [delivery.model_dump(mode="json") for delivery in found]
 
-    @cloud_event_handler("licensing", "license.#")
-    def queue_webhook_deliveries(self, event: CloudEvent):
+    @cloud_event_handler(contract.DELIVERS_LICENSING)
+    def queue_webhook_deliveries(self, event: CloudEvent, decision: LicenceEvent):
+        # A webhook delivers the event as published; its data has been checked against
+        # the licensing service's contract on the way in.
         with self.arrival_order:
             self.store.queue_deliveries(event)

@@ -7,13 +7,14 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 
-from services.notifications.domain import Delivery, DeliveryAttempt, Subscription
+from services.notifications.contract import Delivery, DeliveryAttempt, Subscription
+from services.notifications.domain import wants
 from shared import codec
 from shared.clock import utcnow
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
-from shared.inbox import apply_once, check_order
-from shared.mongo import Repository
+from shared.inbox import Projection
+from shared.mongo import Repository, UnitOfWork
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 ACTIVE, DISABLED = "active", "disabled"
@@ -138,21 +139,12 @@ class NotificationStore(Repository):
         the same transaction as the inbox record (so each event fans out once), in
         per-aggregate `sequence` order. Returns whether the event was new."""
         body = codec.dumps(event.wire())
-        stream_id = f"{event.source} {event.subject}"
 
-        def fan_out(session: ClientSession) -> None:
-            stream = self.db.event_streams.find_one({"_id": stream_id}, session=session)
-            if not check_order(event, stream["last_sequence"] if stream else 0):
-                return  # an older event of this aggregate, superseded
-            self.db.event_streams.update_one(
-                {"_id": stream_id},
-                {"$set": {"last_sequence": event.sequence}},
-                upsert=True,
-                session=session,
-            )
+        def fan_out(unit: UnitOfWork) -> None:
+            session = unit.session
             now = utcnow()
             for doc in self.subscriptions.find({"status": ACTIVE}, session=session):
-                if not self._subscription(doc).wants(event.routing_key):
+                if not wants(self._subscription(doc), event.routing_key):
                     continue
                 # The counter serialises concurrent fan-outs to one subscription, so
                 # positions follow commit order: the order the receiver sees.
@@ -184,7 +176,13 @@ class NotificationStore(Repository):
                     session=session,
                 )
 
-        return apply_once(self, event, fan_out)
+        # One stream per aggregate of the producer, as the deliveries' order follows it.
+        streams = Projection(
+            self.db.event_streams,
+            sequence_field="last_sequence",
+            key_of=lambda event: f"{event.source} {event.subject}",
+        )
+        return streams.apply(self, event, then=fan_out)
 
     # --- the deliverer's side ------------------------------------------------------
 

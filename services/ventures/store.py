@@ -2,17 +2,16 @@
 
 import logging
 import re
+from collections.abc import Callable
 
 from bson import ObjectId
 from pymongo import ASCENDING
-from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.ventures.domain import Venture, name_key
-from shared.envelope import CloudEvent
+from services.ventures.contract import Venture
+from services.ventures.domain import VentureChange, name_key
 from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.mongo import Repository
-from shared.outbox import Outbox
+from shared.mongo import Repository, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +49,9 @@ class VentureStore(Repository):
     def ventures(self):
         return self.db.ventures
 
-    def _write(self, work, venture: Venture) -> None:
+    def _commit(self, work: Callable[[UnitOfWork], None], venture: Venture) -> None:
         try:
-            self.transaction(work)
+            self.unit_of_work(work)
         except DuplicateKeyError as error:
             if "name_key" in str(error):
                 raise self._name_taken(venture) from None
@@ -81,31 +80,35 @@ class VentureStore(Repository):
             ),
         )
 
-    def add(self, venture: Venture, event: CloudEvent) -> None:
-        doc = self._document(venture)
+    def add(self, change: VentureChange) -> None:
+        """Insert a new venture, with its event."""
+        venture, event = change
 
-        def work(session: ClientSession):
-            self.ventures.insert_one(doc, session=session)
-            Outbox(self.db).add(event, session)
+        def work(unit: UnitOfWork) -> None:
+            self.ventures.insert_one(self._document(venture), session=unit.session)
+            unit.publish(event)
 
-        self._write(work, venture)
+        self._commit(work, venture)
 
-    def replace(self, venture: Venture, expected_version: int, event: CloudEvent) -> None:
-        """Store a new version of the venture if nobody changed it since `expected_version`."""
-        doc = self._document(venture)
+    def replace(self, change: VentureChange, expected_version: int) -> None:
+        """Store a new version of the venture, with its event, if nobody changed it since
+        `expected_version`."""
+        venture, event = change
 
-        def work(session: ClientSession):
+        def work(unit: UnitOfWork) -> None:
             result = self.ventures.replace_one(
-                {"_id": venture.id, "version": expected_version}, doc, session=session
+                {"_id": venture.id, "version": expected_version},
+                self._document(venture),
+                session=unit.session,
             )
             if result.matched_count == 0:
                 raise PreconditionFailed(
                     f"venture {venture.id} changed since version {expected_version}; "
                     "fetch it again and retry with its current ETag"
                 )
-            Outbox(self.db).add(event, session)
+            unit.publish(event)
 
-        self._write(work, venture)
+        self._commit(work, venture)
 
     def get(self, venture_id: str) -> Venture:
         doc = self.ventures.find_one({"_id": venture_id})

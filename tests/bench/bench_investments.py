@@ -14,7 +14,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from services.investments import domain
+from services.investments import contract, domain
 from services.investments.service import portfolio_summary
 from services.investments.store import InvestmentStore
 
@@ -72,7 +72,7 @@ def flow_documents(rng: random.Random, projected: list[dict], count: int) -> lis
         amount = Decimal(rng.randrange(100_000, 5_000_000_000)).scaleb(-2)
         if flow_type == "commitment" and rng.random() < 0.05:
             amount = -amount  # a reduction
-        flow = domain.Flow(
+        flow = contract.Flow(
             id=f"inv_bench_{len(documents):07d}_{rng.getrandbits(32):08x}",
             venture_id=venture["_id"],
             type=flow_type,
@@ -94,9 +94,15 @@ def set_monthly_rates(store: InvestmentStore, rng: random.Random) -> None:
         day = date(FIRST_DAY.year + month // 12, month % 12 + 1, 1)
         for currency, rate in base.items():
             drift = Decimal(rng.randrange(-500, 500)).scaleb(-4)  # +-5 %
-            key = domain.FxRateKey(currency=currency, date=day)
+            key = contract.FxRateKey(currency=currency, date=day)
             usd_per_unit = (rate * (1 + drift)).quantize(Decimal("1E-7"))
-            store.set_fx_rate(key, domain.SetFxRate(usd_per_unit=str(usd_per_unit)), ACTOR)
+            command = contract.SetFxRate(usd_per_unit=str(usd_per_unit))
+            store.set_fx_rate(
+                key,
+                lambda current, key=key, command=command: domain.set_rate(
+                    key, command, current, ACTOR, datetime.now(UTC)
+                ),
+            )
 
 
 def load(store: InvestmentStore) -> None:
@@ -111,7 +117,7 @@ def load(store: InvestmentStore) -> None:
 
 
 def time_report(store: InvestmentStore, group_by: str | None) -> tuple[float, int, int, dict]:
-    query = domain.PortfolioQuery(currency="USD", group_by=group_by)
+    query = contract.PortfolioQuery(currency="USD", group_by=group_by)
     timings = []
     for _ in range(RUNS):
         started = time.perf_counter()

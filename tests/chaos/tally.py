@@ -5,14 +5,31 @@ suite counts independently of the inbox's claims: a counter per event id (more t
 1 = applied twice) and, per licence, the list of sequences applied (must only ever
 increase)."""
 
-from pymongo.client_session import ClientSession
+from pydantic import BaseModel, ConfigDict
 
+from services.licensing import contract as licensing
 from services.notifications.service import ArrivalOrder
+from shared.contract import Subscription
 from shared.envelope import CloudEvent
 from shared.inbox import apply_once, check_order, cloud_event_handler
-from shared.mongo import MongoStore, Repository
+from shared.mongo import MongoStore, Repository, UnitOfWork
 
 SERVICE = "chaos_tally"
+
+
+class AnyData(BaseModel):
+    """Whatever the data: this consumer checks it itself, and fails on what it cannot
+    apply (the poison that fails at every delivery)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+LICENSING_EVENTS = Subscription(
+    f"{SERVICE}.tally",
+    licensing.SERVICE,
+    "license.#",
+    lambda: dict.fromkeys(licensing.EVENTS, AnyData),
+)
 
 
 class EventDoesNotDescribeItsSubject(Exception):
@@ -27,8 +44,8 @@ class TallyService:
     # sequential consumer would apply them.
     one_at_a_time = ArrivalOrder()
 
-    @cloud_event_handler("licensing", "license.#")
-    def tally(self, event: CloudEvent):
+    @cloud_event_handler(LICENSING_EVENTS)
+    def tally(self, event: CloudEvent, data: BaseModel):
         licence = event.data.get("license") or {}
         if (licence.get("id"), licence.get("version")) != (event.subject, event.sequence):
             raise EventDoesNotDescribeItsSubject(
@@ -37,7 +54,8 @@ class TallyService:
             )
         db = self.store.db
 
-        def effect(session: ClientSession) -> None:
+        def effect(unit: UnitOfWork) -> None:
+            session = unit.session
             db.effects.update_one(
                 {"_id": event.id},
                 {"$inc": {"count": 1}, "$set": {"subject": event.subject}},

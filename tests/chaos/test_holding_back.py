@@ -16,6 +16,8 @@ from shared.messaging import DELIVERY_LIMIT
 from shared.mongo import MongoStore, Repository, connect
 from shared.outbox import LEASE, WAIT_FOR_PREDECESSOR, Outbox, Relay, event_publisher
 
+from support import any_data_subscription
+
 
 def test_a_relay_never_publishes_past_a_predecessor_another_relay_holds(service_config):
     client = connect(service_config["JVREG_MONGO_URI"])
@@ -56,12 +58,13 @@ class OrderedConsumer:
     store = MongoStore(Repository)
     attempts: list[int] = []
 
-    @cloud_event_handler("ventures", "venture.#")
-    def apply(self, event):
+    @cloud_event_handler(any_data_subscription("hold_back_test.apply", "ventures", "venture.#"))
+    def apply(self, event, data):
         OrderedConsumer.attempts.append(event.sequence)
         db = self.store.db
 
-        def effect(session):
+        def effect(unit):
+            session = unit.session
             applied = db.applied.find_one({"_id": event.subject}, session=session)
             if check_order(event, applied["sequence"] if applied else 0):
                 db.applied.update_one(

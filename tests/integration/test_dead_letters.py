@@ -15,17 +15,20 @@ from shared.inbox import apply_once, cloud_event_handler
 from shared.mongo import MongoStore, Repository
 from shared.outbox import event_publisher
 
+from support import any_data_subscription
+
 
 class PoisonAwareService:
     name = "dlq_test"
     store = MongoStore(Repository)
 
-    @cloud_event_handler("ventures", "venture.#")
-    def project(self, event):
+    @cloud_event_handler(any_data_subscription("dlq_test.project", "ventures", "venture.#"))
+    def project(self, event, data):
         if event.data.get("poison") and not self.store.db.cures.find_one({"_id": event.id}):
             raise ValueError(f"cannot apply {event.subject}")
 
-        def effect(session):
+        def effect(unit):
+            session = unit.session
             self.store.db.applied.insert_one(
                 {"_id": event.id, "subject": event.subject}, session=session
             )

@@ -10,14 +10,16 @@ from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
 from services.facilities.service import FacilitiesService
+from services.licensing import contract as licensing
+from services.ventures import contract as ventures
 from shared import messaging
 from shared.cli.processes import wait_until
-from shared.envelope import new_event
+from shared.contract import example
 from shared.errors import Conflict, NotFound
 from shared.inbox import EventOutOfOrder
 from shared.outbox import event_publisher
 
-from support import PLANT
+from support import PLANT, contract_event
 
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
@@ -69,17 +71,22 @@ class Ventures:
 
     @staticmethod
     def event(routing_key, venture_id, sequence, status="active", name="Indus-Yangtze API Works"):
-        venture = {
-            "id": venture_id,
-            "owner": INVESTOR["owner"],
-            "status": status,
-            "name": name,
-            "sector": "finished_formulations",
-            "province": "khyber_pakhtunkhwa",
-        }
-        change = {"to": status, "reason": f"{routing_key} in a test", "actor": REGULATOR}
-        return new_event(
-            "ventures", routing_key, venture_id, sequence, {"venture": venture, "change": change}
+        payload = ventures.EVENTS[routing_key]
+        change = {"reason": f"{routing_key} in a test", "actor": REGULATOR}
+        if "to" in example(payload)["change"]:
+            change["to"] = status
+        return contract_event(
+            payload,
+            venture={
+                "id": venture_id,
+                "owner": INVESTOR["owner"],
+                "status": status,
+                "name": name,
+                "sector": "finished_formulations",
+                "province": "khyber_pakhtunkhwa",
+                "version": sequence,
+            },
+            change=change,
         )
 
 
@@ -89,14 +96,16 @@ class Licensing:
 
     @staticmethod
     def event(routing_key, licence_id, facility_id, sequence, status, licence_type):
-        licence = {"id": licence_id, "facility_id": facility_id, "type": licence_type}
-        change = {"reason": "decided in a test", "actor": REGULATOR, "role": "regulator"}
-        return new_event(
-            "licensing",
-            routing_key,
-            licence_id,
-            sequence,
-            {"license": {**licence, "status": status}, "change": change},
+        return contract_event(
+            licensing.EVENTS[routing_key],
+            license={
+                "id": licence_id,
+                "facility_id": facility_id,
+                "type": licence_type,
+                "status": status,
+                "version": sequence,
+            },
+            change={"to": status, "reason": "decided in a test", "actor": REGULATOR},
         )
 
 

@@ -14,6 +14,8 @@ from shared.inbox import EventOutOfOrder, apply_once, check_order, cloud_event_h
 from shared.mongo import MongoStore, Repository
 from shared.outbox import event_publisher
 
+from support import any_data_subscription
+
 
 class ProjectionService:
     """A consumer like the facilities service's projection of ventures."""
@@ -22,13 +24,16 @@ class ProjectionService:
     store = MongoStore(Repository)
     failures_left = {"count": 0}
 
-    @cloud_event_handler("ventures", "venture.#")
-    def project_venture(self, event):
+    @cloud_event_handler(
+        any_data_subscription("projection_test.project_venture", "ventures", "venture.#")
+    )
+    def project_venture(self, event, data):
         if self.failures_left["count"] > 0:
             self.failures_left["count"] -= 1
             raise ConnectionError("database hiccup")
 
-        def effect(session):
+        def effect(unit):
+            session = unit.session
             self.store.db.effects.update_one(
                 {"_id": event.subject}, {"$inc": {"applied": 1}}, upsert=True, session=session
             )

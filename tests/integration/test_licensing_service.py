@@ -11,15 +11,17 @@ from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
+from services.facilities import contract as facilities_contract
 from services.licensing import domain
-from services.licensing.service import LicensingService, with_event
+from services.licensing.service import LicensingService
 from shared import messaging
 from shared.cli.processes import wait_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
-from shared.envelope import new_event
 from shared.errors import Conflict, NotFound
 from shared.outbox import event_publisher
+
+from support import contract_event
 
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
@@ -41,17 +43,18 @@ def licensing(config, container_factory):
 
 
 def facility_event(routing_key, facility_id, sequence, status, venture_id="jv_1"):
-    facility = {
-        "id": facility_id,
-        "venture_id": venture_id,
-        "owner": INVESTOR["owner"],
-        "kind": "formulation_plant",
-        "status": status,
-        "name": "Rashakai Formulation Plant 1",
-    }
-    change = {"to": status, "reason": "in a test", "actor": INVESTOR}
-    return new_event(
-        "facilities", routing_key, facility_id, sequence, {"facility": facility, "change": change}
+    return contract_event(
+        facilities_contract.EVENTS[routing_key],
+        facility={
+            "id": facility_id,
+            "venture_id": venture_id,
+            "owner": INVESTOR["owner"],
+            "kind": "formulation_plant",
+            "status": status,
+            "name": "Rashakai Formulation Plant 1",
+            "version": sequence,
+        },
+        change={"to": status, "reason": "in a test", "actor": INVESTOR},
     )
 
 
@@ -252,7 +255,7 @@ def test_a_change_decided_on_a_stale_read_does_not_happen(licensing, facilities)
     moment = stale.valid_until + timedelta(milliseconds=1)
     # Two sweeps, at a moment past valid_until, read the same granted licence and both
     # decide to expire it.
-    decided = [with_event(domain.expire(stale, moment)) for _ in range(2)]
+    decided = [domain.expire(stale, moment) for _ in range(2)]
     pool = eventlet.GreenPool()
     outcomes = list(pool.imap(lambda change: store.commit(stale, change), decided))
     assert sorted(outcomes) == [False, True]

@@ -14,13 +14,14 @@ from datetime import datetime
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from services.licensing import contract as licensing
 from services.notifications.delivery import HostResolver
 from services.notifications.service import NotificationsService
 from shared.cli.processes import free_port, wait_until
-from shared.envelope import new_event
 from shared.errors import Conflict, InvalidInput
 from shared.outbox import event_publisher
 
+from support import contract_event
 from webhook_receiver import WebhookReceiver
 
 REGULATOR = {"key_id": "key_drap1", "role": "regulator", "owner": "DRAP Licensing Division"}
@@ -69,12 +70,15 @@ class Licence:
 
     def event(self, status: str):
         self.sequence += 1
-        return new_event(
-            "licensing",
-            f"license.{status}",
-            subject=self.id,
-            sequence=self.sequence,
-            data={"license": {"id": self.id, "status": status}, "change": {"to": status}},
+        in_force = status in ("reinstated", "renewed")
+        return contract_event(
+            licensing.EVENTS[f"license.{status}"],
+            license={
+                "id": self.id,
+                "status": "granted" if in_force else status,
+                "version": self.sequence,
+            },
+            change={"to": "granted" if in_force else status},
         )
 
 

@@ -7,15 +7,15 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from services.facilities import domain
+from services.facilities import contract, domain
 from shared.errors import Conflict, NotFound
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 REGULATOR = {"key_id": "key_drap", "role": "regulator", "owner": "DRAP Licensing Division"}
 
 
-def facility(status: str = "planned", in_force: list[str] | None = None) -> domain.Facility:
-    return domain.Facility(
+def facility(status: str = "planned", in_force: list[str] | None = None) -> contract.Facility:
+    return contract.Facility(
         id="fac_1",
         venture_id="jv_1",
         owner="Lahore Pharma Holdings",
@@ -78,10 +78,12 @@ def test_a_plant_follows_its_licence_through_grant_suspension_and_revocation():
     plant = facility()
     statuses = [plant.status]
     for licence_status in ("submitted", "granted", "suspended", "granted", "revoked"):
-        plant, change = domain.follow_licence(
+        plant, event = domain.follow_licence(
             plant, "lic_1", licence_status, f"license.{licence_status}", REGULATOR, NOW
         )
-        if change:
+        if event:
+            assert event.routing_key == "facility.status_changed" and event.facility == plant
+            change = event.change.model_dump(by_alias=True)
             assert change["from"] == statuses[-1] and change["to"] == plant.status
             assert change["actor"] == REGULATOR
             statuses.append(plant.status)
@@ -105,9 +107,10 @@ def test_a_rejected_application_leaves_a_planned_plant_planned():
 
 def test_a_dissolved_venture_decommissions_its_plants_for_good():
     plant = facility("operational", ["lic_1"])
-    after, change = domain.follow_venture(plant, "dissolved", "dissolved", REGULATOR, NOW)
+    after, event = domain.follow_venture(plant, "dissolved", "dissolved", REGULATOR, NOW)
     assert after.status == "decommissioned" and after.version == plant.version + 1
-    assert change == {
+    assert event is not None and event.facility == after
+    assert event.change.model_dump(by_alias=True) == {
         "from": "operational",
         "to": "decommissioned",
         "reason": "dissolved",
@@ -147,7 +150,7 @@ def test_facilities_are_registered_only_under_a_known_venture_not_dissolved():
 
 
 def test_a_facility_registration_keeps_capacity_exact():
-    registration = domain.RegisterFacility.model_validate_json(
+    registration = contract.RegisterFacility.model_validate_json(
         '{"name": "Rashakai API Plant", "kind": "api_plant", "address": "Plot 7, Rashakai SEZ",'
         ' "city": "Nowshera", "province": "khyber_pakhtunkhwa",'
         ' "capacity": {"value": "1200.5", "unit": "t API/year"}}'
@@ -174,5 +177,5 @@ def test_a_facility_registration_with_a_bad_field_is_refused(field, value):
         field: value,
     }
     with pytest.raises(ValidationError) as refused:
-        domain.RegisterFacility.model_validate(body)
+        contract.RegisterFacility.model_validate(body)
     assert refused.value.errors()[0]["loc"][0] == field

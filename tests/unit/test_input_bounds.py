@@ -6,10 +6,11 @@ from datetime import date
 
 import pytest
 
-from services.facilities.domain import RegisterFacility
+from services.facilities.contract import RegisterFacility
 from services.investments.domain import parse_flow, parse_fx_rate
-from services.licensing.domain import LicenceFilters, RequestTransition
-from services.ventures.domain import RegisterVenture, name_key
+from services.licensing.contract import LicenceFilters, RequestTransition
+from services.ventures.contract import RegisterVenture
+from services.ventures.domain import name_key
 from shared.errors import InvalidInput, validated
 from shared.input_types import today_in_pakistan, years_after
 

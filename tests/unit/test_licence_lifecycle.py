@@ -6,12 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.licensing import domain
+from services.licensing import contract, domain
 from shared.errors import Conflict, InvalidInput, NotFound
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 REGULATOR = {"key_id": "key_drap", "role": "regulator", "owner": "DRAP Licensing Division"}
-STATUSES = list(domain.LicenceStatus.__args__)
+STATUSES = list(contract.LicenceStatus.__args__)
 TARGETS = [*STATUSES, "renewed"]
 
 # The contract, written out independently of the domain's table so that a wrong edge
@@ -47,7 +47,7 @@ OUTCOMES = {
 DECISIONS = {"granted", "rejected", "suspended", "revoked", "renewed"}
 
 
-def licence(status: str = "submitted", **overrides) -> domain.Licence:
+def licence(status: str = "submitted", **overrides) -> contract.Licence:
     fields = {
         "id": "lic_1",
         "facility_id": "fac_1",
@@ -60,14 +60,14 @@ def licence(status: str = "submitted", **overrides) -> domain.Licence:
         "created_at": NOW - timedelta(days=30),
         "updated_at": NOW - timedelta(days=1),
     }
-    return domain.Licence(**{**fields, **overrides})
+    return contract.Licence(**{**fields, **overrides})
 
 
-def request(to: str, **fields) -> domain.RequestTransition:
-    return domain.RequestTransition.model_validate({"to": to, "reason": "as decided", **fields})
+def request(to: str, **fields) -> contract.RequestTransition:
+    return contract.RequestTransition.model_validate({"to": to, "reason": "as decided", **fields})
 
 
-def complete_request(source: str, to: str) -> domain.RequestTransition:
+def complete_request(source: str, to: str) -> contract.RequestTransition:
     """A request for `to` with every field the transition needs."""
     fields = {}
     if to == "inspection_scheduled":
@@ -79,10 +79,17 @@ def complete_request(source: str, to: str) -> domain.RequestTransition:
     return request(to, **fields)
 
 
+def decided(decision: domain.LicenceDecision) -> tuple[contract.Licence, dict]:
+    """The licence after a decision, and the change its event (and history) records."""
+    after, event = decision
+    assert event.license == after and event.routing_key == event.change.event
+    return after, event.change.model_dump(by_alias=True)
+
+
 @pytest.mark.parametrize("source, to", sorted(OUTCOMES))
 def test_every_legal_transition(source, to):
     before = licence(source)
-    after, change = domain.decide(before, complete_request(source, to), REGULATOR, NOW)
+    after, change = decided(domain.decide(before, complete_request(source, to), REGULATOR, NOW))
 
     status, event = OUTCOMES[(source, to)]
     assert after.status == status
@@ -161,11 +168,13 @@ def test_a_field_the_transition_does_not_take_is_refused():
 
 
 def test_scheduling_records_the_inspection_date():
-    after, change = domain.decide(
-        licence("under_review"),
-        request("inspection_scheduled", inspection_date="2026-04-02"),
-        REGULATOR,
-        NOW,
+    after, change = decided(
+        domain.decide(
+            licence("under_review"),
+            request("inspection_scheduled", inspection_date="2026-04-02"),
+            REGULATOR,
+            NOW,
+        )
     )
     assert after.inspection_date == date(2026, 4, 2)
     assert change["fields"] == {"inspection_date": date(2026, 4, 2)}
@@ -174,7 +183,7 @@ def test_scheduling_records_the_inspection_date():
 
 def test_a_grant_is_valid_for_five_years_by_default():
     grant = request("granted", decision_ref="DRAP/LIC/2026/0412")
-    after, change = domain.decide(licence("inspection_scheduled"), grant, REGULATOR, NOW)
+    after, change = decided(domain.decide(licence("inspection_scheduled"), grant, REGULATOR, NOW))
     assert after.valid_until == datetime(2031, 3, 10, 9, 30, tzinfo=UTC)
     assert change["fields"]["valid_until"] == after.valid_until
 
@@ -214,7 +223,7 @@ def test_valid_until_without_a_time_zone_is_invalid_input():
 def test_a_renewal_sets_a_later_valid_until():
     granted = licence("granted", valid_until=datetime(2027, 1, 1, tzinfo=UTC))
     renewal = request("renewed", decision_ref="DRAP/LIC/2026/0999", valid_until="2032-01-01")
-    after, change = domain.decide(granted, renewal, REGULATOR, NOW)
+    after, change = decided(domain.decide(granted, renewal, REGULATOR, NOW))
     assert after.status == "granted" and change["event"] == "license.renewed"
     assert after.valid_until == datetime(2032, 1, 1, 23, 59, 59, 999000, tzinfo=UTC)
 
@@ -237,7 +246,7 @@ def test_reinstatement_keeps_the_validity_period():
 
 def test_a_granted_licence_past_valid_until_expires_by_the_system():
     granted = licence("granted", valid_until=NOW - timedelta(milliseconds=1))
-    after, change = domain.expire(granted, NOW)
+    after, change = decided(domain.expire(granted, NOW))
     assert after.status == "expired" and after.version == granted.version + 1
     assert change["event"] == "license.expired"
     assert change["actor"] == domain.SYSTEM_ACTOR and change["role"] == "system"
@@ -269,9 +278,9 @@ def test_the_lockout_ends_ninety_days_after_the_rejection():
 
 def test_a_product_registration_names_its_product():
     with pytest.raises(ValidationError) as refused:
-        domain.ApplyForLicence(facility_id="fac_1", type="product_registration")
+        contract.ApplyForLicence(facility_id="fac_1", type="product_registration")
     assert refused.value.errors()[0]["loc"] == ("product",)
-    application = domain.ApplyForLicence(
+    application = contract.ApplyForLicence(
         facility_id="fac_1", type="product_registration", product="Amoxicillin 500 mg capsules"
     )
     assert application.product == "Amoxicillin 500 mg capsules"
@@ -279,13 +288,13 @@ def test_a_product_registration_names_its_product():
 
 def test_a_plant_licence_names_no_product():
     with pytest.raises(ValidationError) as refused:
-        domain.ApplyForLicence(facility_id="fac_1", type="dml_basic", product="Paracetamol")
+        contract.ApplyForLicence(facility_id="fac_1", type="dml_basic", product="Paracetamol")
     assert refused.value.errors()[0]["loc"] == ("product",)
 
 
 def test_an_unknown_licence_type_is_refused():
     with pytest.raises(ValidationError) as refused:
-        domain.ApplyForLicence(facility_id="fac_1", type="dml_cosmetics")
+        contract.ApplyForLicence(facility_id="fac_1", type="dml_cosmetics")
     assert refused.value.errors()[0]["loc"] == ("type",)
 
 
@@ -305,10 +314,13 @@ def test_applications_need_a_known_facility_still_in_service():
         domain.check_facility_accepts_applications(facility_view(status), "fac_1")
 
 
-def test_the_first_history_entry_is_the_submission():
-    submitted = licence("submitted", version=1)
+def test_an_application_is_submitted_with_its_first_history_entry():
     investor = {"key_id": "key_i", "role": "investor", "owner": "Lahore Pharma Holdings"}
-    entry = domain.submission(submitted, investor)
+    application = contract.ApplyForLicence(facility_id="fac_1", type="dml_formulation")
+    facility = facility_view("operational")
+    submitted, entry = decided(domain.submit(application, facility, None, "lic_1", investor, NOW))
+    assert submitted.status == "submitted" and submitted.version == 1
+    assert (submitted.owner, submitted.venture_id) == (facility.owner, facility.venture_id)
     assert entry["from"] is None and entry["to"] == "submitted"
     assert entry["event"] == "license.submitted" and entry["role"] == "investor"
-    assert entry["time"] == submitted.created_at
+    assert entry["time"] == submitted.created_at == NOW

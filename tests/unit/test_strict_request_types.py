@@ -6,10 +6,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from services.facilities.domain import Capacity
+from services.facilities.contract import Capacity
 from services.gateway.keys import CreateApiKey, RotateApiKey
-from services.licensing.domain import RequestTransition
-from services.ventures.domain import Partner
+from services.licensing.contract import RequestTransition
+from services.ventures.contract import Partner
 
 
 def parsed(model, body: dict):

@@ -7,14 +7,14 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from services.ventures import domain
+from services.ventures import contract, domain
 from shared.errors import Conflict
 
 from support import venture_body
 
 
-def register(**overrides) -> domain.RegisterVenture:
-    return domain.RegisterVenture.model_validate_json(body(**overrides))
+def register(**overrides) -> contract.RegisterVenture:
+    return contract.RegisterVenture.model_validate_json(body(**overrides))
 
 
 def partners(*shares, countries=None):
@@ -27,7 +27,7 @@ def partners(*shares, countries=None):
 
 def errors_of(body_json: str) -> list[dict]:
     with pytest.raises(ValidationError) as caught:
-        domain.RegisterVenture.model_validate_json(body_json)
+        contract.RegisterVenture.model_validate_json(body_json)
     return caught.value.errors()
 
 
@@ -43,7 +43,7 @@ def test_a_valid_registration_keeps_equity_exact():
 @pytest.mark.parametrize("shares", [(33.33, 33.33, 33.34), (33.1, 33.2, 33.7)])
 def test_equity_is_summed_in_decimal_not_binary_floating_point(shares):
     # As JSON numbers; 33.1 + 33.2 + 33.7 is 100.00000000000001 in floating point.
-    venture = domain.RegisterVenture.model_validate_json(body(partners=partners(*shares)))
+    venture = contract.RegisterVenture.model_validate_json(body(partners=partners(*shares)))
     assert sum(p.equity_pct for p in venture.partners) == 100
 
 
@@ -109,7 +109,7 @@ def test_status_transitions(current, target, allowed):
         assert caught.value.extra["allowed"] == sorted(domain.STATUS_TRANSITIONS[current])
 
 
-def stored_venture(**overrides) -> domain.Venture:
+def stored_venture(**overrides) -> contract.Venture:
     now = datetime.now(UTC)
     stored = {
         "id": "jv_1",
@@ -119,11 +119,11 @@ def stored_venture(**overrides) -> domain.Venture:
         "created_at": now,
         "updated_at": now,
     }
-    return domain.Venture(**register().model_dump(), **{**stored, **overrides})
+    return contract.Venture(**register().model_dump(), **{**stored, **overrides})
 
 
 def test_an_update_is_validated_as_a_whole_and_reports_what_changed():
-    update = domain.UpdateVenture.model_validate({"province": "punjab", "sez": None})
+    update = contract.UpdateVenture.model_validate({"province": "punjab", "sez": None})
     fields, changes = domain.apply_update(stored_venture(), update)
     assert fields.province == "punjab" and fields.sez is None
     assert changes == {
@@ -133,14 +133,14 @@ def test_an_update_is_validated_as_a_whole_and_reports_what_changed():
 
 
 def test_an_update_may_not_break_the_partner_rules():
-    update = domain.UpdateVenture.model_validate({"partners": partners(60, 50)})
+    update = contract.UpdateVenture.model_validate({"partners": partners(60, 50)})
     with pytest.raises(ValidationError, match="sum to exactly 100"):
         domain.apply_update(stored_venture(), update)
 
 
 def test_an_empty_update_is_refused():
     with pytest.raises(ValidationError, match="at least one field"):
-        domain.UpdateVenture.model_validate({})
+        contract.UpdateVenture.model_validate({})
 
 
 def test_a_dissolved_venture_cannot_be_edited():

@@ -12,19 +12,19 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from services.notifications.contract import CreateSubscription, Subscription
 from services.notifications.delivery import Deliverer, webhook_headers
 from services.notifications.domain import (
-    CreateSubscription,
     DestinationRefused,
-    Subscription,
     check_destination,
     check_event_type_count,
     choose_destination,
     judge_attempt,
     new_secret,
     retry_delay,
-    topic_matches,
+    wants,
 )
+from shared.contract import topic_matches
 from shared.errors import InvalidInput
 from shared.settings import DEFAULT_WEBHOOK_RETRY_SCHEDULE, Settings
 
@@ -419,6 +419,7 @@ def test_a_subscription_wants_only_matching_events_while_active():
         created_at=now,
         updated_at=now,
     )
-    assert subscription.wants("license.granted")
-    assert not subscription.wants("license.submitted")
-    assert not subscription.model_copy(update={"status": "disabled"}).wants("license.granted")
+    assert wants(subscription, "license.granted")
+    assert not wants(subscription, "license.submitted")
+    disabled = subscription.model_copy(update={"status": "disabled"})
+    assert not wants(disabled, "license.granted")

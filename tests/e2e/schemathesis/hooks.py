@@ -5,7 +5,7 @@ import os
 import schemathesis
 from urllib3.util import parse_url
 
-from services.notifications.domain import check_webhook_url
+from services.notifications.webhook_urls import check_webhook_url
 
 # The ids of the API key the run authenticates with and of the key that made it.
 OWN_KEY_IDS = set(os.environ.get("JVREG_CONFORMANCE_KEY_IDS", "").split(","))

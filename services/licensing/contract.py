@@ -1,0 +1,457 @@
+"""The licensing service's wire contract: licence applications and transition requests,
+what the registry answers about licences and their history, the events it publishes to
+`licensing.events` (one per transition: `license.<new status>`, `license.reinstated`,
+`license.renewed`), and what it consumes (every facility event). Wire models only; the
+lifecycle itself lives in `domain.py`."""
+
+import re
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from services.facilities import contract as facilities
+from shared.clock import to_bson_precision
+from shared.contract import Change, EventPayload, Strict, Subscription, events_of
+from shared.input_types import ISO_TEXT_ONLY, date_bounds
+
+SERVICE = "licensing"
+
+LicenceType = Literal[
+    "dml_formulation",
+    "dml_basic",
+    "dml_semi_basic",
+    "dml_repacking",
+    "dml_experimental",
+    "product_registration",
+    "gmp_certificate",
+]
+LicenceStatus = Literal[
+    "submitted",
+    "under_review",
+    "deferred",
+    "inspection_scheduled",
+    "granted",
+    "rejected",
+    "suspended",
+    "revoked",
+    "expired",
+]
+# What a transition request may ask for: a status, or `renewed` (granted → granted).
+TransitionTarget = Literal[LicenceStatus, "renewed"]
+
+# How far ahead a decision may reach: an inspection is scheduled within two years, a
+# licence is granted or renewed for at most ten (DRAP grants five); a filter on expiry
+# dates beyond the furthest valid_until could select nothing more.
+INSPECTION_YEARS_AHEAD = 2
+VALID_UNTIL_YEARS_AHEAD = 10
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+DecisionRef = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9][\w/.\- ]*$"
+    ),
+]
+# Stored and sent as "YYYY-MM-DD" (BSON has no date-only type).
+IsoDate = Annotated[date, PlainSerializer(lambda day: day.isoformat(), return_type=str)]
+DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def end_of_day(day: date) -> datetime:
+    """A licence valid until a date is valid through that whole day (UTC)."""
+    return datetime.combine(day, time(23, 59, 59, 999000), UTC)
+
+
+class ApplyForLicence(Strict):
+    facility_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    type: LicenceType
+    product: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+        | None
+    ) = Field(
+        None,
+        validate_default=True,
+        description="the product to register, e.g. 'Amoxicillin 500 mg capsules'; "
+        "required for product_registration and only for it",
+    )
+
+    @field_validator("product")
+    @classmethod
+    def product_only_for_product_registration(
+        cls, product: str | None, info: ValidationInfo
+    ) -> str | None:
+        licence_type = info.data.get("type")
+        if licence_type == "product_registration" and product is None:
+            raise ValueError("a product registration names its product")
+        if licence_type is not None and licence_type != "product_registration" and product:
+            raise ValueError(f"a {licence_type} licence is for the plant, not for a product")
+        return product
+
+
+class RequestTransition(Strict):
+    """`{"to", "reason", ...}` plus the fields of that transition (see domain.TRANSITIONS)."""
+
+    to: TransitionTarget
+    reason: Reason
+    inspection_date: (
+        Annotated[IsoDate, ISO_TEXT_ONLY, date_bounds(INSPECTION_YEARS_AHEAD)] | None
+    ) = Field(
+        None, description="when scheduling the inspection; from 1990-01-01, at most 2 years ahead"
+    )
+    valid_until: (
+        Annotated[AwareDatetime, ISO_TEXT_ONLY, date_bounds(VALID_UNTIL_YEARS_AHEAD)] | None
+    ) = Field(
+        None,
+        description="on grant (default 5 years) and renewal: a date (valid through that "
+        "day, UTC) or an RFC 3339 time; at most 10 years ahead",
+    )
+    decision_ref: DecisionRef | None = Field(
+        None, description="DRAP's reference of the decision, e.g. DRAP/LIC/2026/0412"
+    )
+
+    @field_validator("valid_until", mode="before")
+    @classmethod
+    def date_means_through_that_day(cls, value: Any) -> Any:
+        if isinstance(value, str) and DATE_ONLY.match(value):
+            return end_of_day(date.fromisoformat(value))
+        return value
+
+    @field_validator("valid_until")
+    @classmethod
+    def stored_precision(cls, value: datetime | None) -> datetime | None:
+        return to_bson_precision(value) if value else None
+
+
+class LicenceFilters(Strict):
+    """Query parameters of the licence list."""
+
+    owner: str | None = None
+    status: LicenceStatus | None = None
+    type: LicenceType | None = None
+    facility_id: str | None = None
+    venture_id: str | None = None
+    expiring_before: Annotated[date, date_bounds(VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
+        None, description="valid_until before this date (combine with status=granted)"
+    )
+
+
+class Licence(BaseModel):
+    """A licence as the registry holds and shows it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    facility_id: str
+    venture_id: str
+    owner: str = Field(description="the organisation that registered the venture")
+    type: LicenceType
+    product: str | None = None
+    status: LicenceStatus
+    valid_until: datetime | None = None
+    decision_ref: str | None = Field(None, description="the reference of the latest decision")
+    inspection_date: IsoDate | None = None
+    version: int = Field(ge=1, description="+1 per transition; the events' sequence")
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    """One transition of a licence, as the history shows it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str
+    license_id: str
+    sequence: int
+    from_: LicenceStatus | None = Field(alias="from")
+    to: LicenceStatus
+    event: str = Field(description="the event it emitted, e.g. license.reinstated")
+    actor: dict[str, Any]
+    role: str
+    reason: str
+    time: datetime
+    fields: dict[str, Any]
+
+
+# --- events on licensing.events: subject = licence id, sequence = its version ---------
+
+
+class LicenceChange(Change):
+    """One transition, as the event and the licence's history record it."""
+
+    from_: LicenceStatus | None = Field(alias="from")
+    to: LicenceStatus
+    event: str = Field(description="the event's routing key, e.g. license.reinstated")
+    role: str = Field(description="the actor's role")
+    fields: dict[str, Any] = Field(
+        description="what the transition recorded: inspection_date, valid_until, decision_ref"
+    )
+    time: datetime
+
+
+class LicenceEvent(EventPayload):
+    """`data` of every `license.*` event: the licence after the change, and the change."""
+
+    service = SERVICE
+
+    license: Licence
+    change: LicenceChange
+
+    @property
+    def subject(self) -> str:
+        return self.license.id
+
+    @property
+    def sequence(self) -> int:
+        return self.license.version
+
+
+DRAP = {"key_id": "key_R4dp", "role": "regulator", "owner": "DRAP Licensing Division"}
+APPLICANT = {"key_id": "key_7Qm2", "role": "investor", "owner": "Indus Pharma Holdings"}
+SWEEP = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
+LICENCE_EXAMPLE: dict[str, Any] = {
+    "id": "lic_6652b1e5c8f3a04d2e3f4051",
+    "facility_id": "fac_6651a0d4b7e2f93c1d2e3f40",
+    "venture_id": "jv_6650f1c2a9d3e81b2c4d5e6f",
+    "owner": "Indus Pharma Holdings",
+    "type": "dml_formulation",
+    "product": None,
+    "status": "submitted",
+    "valid_until": None,
+    "decision_ref": None,
+    "inspection_date": None,
+    "version": 1,
+    "created_at": "2026-11-02T06:40:00.000Z",
+    "updated_at": "2026-11-02T06:40:00.000Z",
+}
+
+
+def licence_example(
+    source: str | None,
+    status: str,
+    event: str,
+    version: int,
+    reason: str,
+    fields: dict[str, Any] | None = None,
+    actor: dict[str, str] = DRAP,
+    **licence: Any,
+) -> dict[str, Any]:
+    """An example `data` of the event a transition from `source` to `status` emits."""
+    moment = f"2026-12-{version + 10:02d}T08:15:00.000Z"
+    return {
+        "license": {
+            **LICENCE_EXAMPLE,
+            **licence,
+            "status": status,
+            "version": version,
+            "updated_at": moment,
+        },
+        "change": {
+            "from": source,
+            "to": status,
+            "event": f"license.{event}",
+            "reason": reason,
+            "actor": actor,
+            "role": actor["role"],
+            "fields": fields or {},
+            "time": moment,
+        },
+    }
+
+
+def examples(*data: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(data)})
+
+
+GRANT = {"decision_ref": "DRAP/LIC/2026/0412", "valid_until": "2031-12-14T23:59:59.999Z"}
+INSPECTED = {"inspection_date": "2026-12-14"}
+
+
+class LicenceSubmitted(LicenceEvent):
+    routing_key = "license.submitted"
+    model_config = examples(
+        licence_example(None, "submitted", "submitted", 1, "application submitted", actor=APPLICANT)
+    )
+
+
+class LicenceUnderReview(LicenceEvent):
+    routing_key = "license.under_review"
+    model_config = examples(
+        licence_example("submitted", "under_review", "under_review", 2, "dossier complete")
+    )
+
+
+class LicenceDeferred(LicenceEvent):
+    routing_key = "license.deferred"
+    model_config = examples(
+        licence_example(
+            "under_review", "deferred", "deferred", 3, "stability data for Zone IVa missing"
+        )
+    )
+
+
+class LicenceInspectionScheduled(LicenceEvent):
+    routing_key = "license.inspection_scheduled"
+    model_config = examples(
+        licence_example(
+            "under_review",
+            "inspection_scheduled",
+            "inspection_scheduled",
+            3,
+            "site visit to Rashakai SEZ",
+            INSPECTED,
+            **INSPECTED,
+        )
+    )
+
+
+class LicenceGranted(LicenceEvent):
+    routing_key = "license.granted"
+    model_config = examples(
+        licence_example(
+            "inspection_scheduled",
+            "granted",
+            "granted",
+            4,
+            "inspection satisfactory",
+            GRANT,
+            **INSPECTED,
+            **GRANT,
+        )
+    )
+
+
+class LicenceRejected(LicenceEvent):
+    routing_key = "license.rejected"
+    model_config = examples(
+        licence_example(
+            "inspection_scheduled",
+            "rejected",
+            "rejected",
+            4,
+            "HVAC of the tablet compression area fails GMP",
+            {"decision_ref": "DRAP/LIC/2026/0417"},
+            **INSPECTED,
+            decision_ref="DRAP/LIC/2026/0417",
+        )
+    )
+
+
+class LicenceSuspended(LicenceEvent):
+    routing_key = "license.suspended"
+    model_config = examples(
+        licence_example(
+            "granted",
+            "suspended",
+            "suspended",
+            5,
+            "out-of-specification paracetamol batches",
+            {"decision_ref": "DRAP/LIC/2027/0031"},
+            **INSPECTED,
+            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0031"},
+        )
+    )
+
+
+class LicenceReinstated(LicenceEvent):
+    routing_key = "license.reinstated"
+    model_config = examples(
+        licence_example(
+            "suspended",
+            "granted",
+            "reinstated",
+            6,
+            "corrective actions verified",
+            {"decision_ref": "DRAP/LIC/2027/0058"},
+            **INSPECTED,
+            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0058"},
+        )
+    )
+
+
+class LicenceRevoked(LicenceEvent):
+    routing_key = "license.revoked"
+    model_config = examples(
+        licence_example(
+            "granted",
+            "revoked",
+            "revoked",
+            5,
+            "manufacturing outside the licensed premises",
+            {"decision_ref": "DRAP/LIC/2027/0102"},
+            **INSPECTED,
+            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0102"},
+        )
+    )
+
+
+class LicenceExpired(LicenceEvent):
+    routing_key = "license.expired"
+    model_config = examples(
+        licence_example(
+            "granted",
+            "expired",
+            "expired",
+            5,
+            "valid_until 2031-12-14T23:59:59.999Z passed",
+            actor=SWEEP,
+            **INSPECTED,
+            **GRANT,
+        )
+    )
+
+
+class LicenceRenewed(LicenceEvent):
+    routing_key = "license.renewed"
+    model_config = examples(
+        licence_example(
+            "granted",
+            "granted",
+            "renewed",
+            5,
+            "renewal dossier approved",
+            {"decision_ref": "DRAP/LIC/2031/0877", "valid_until": "2036-12-14T23:59:59.999Z"},
+            **INSPECTED,
+            decision_ref="DRAP/LIC/2031/0877",
+            valid_until="2036-12-14T23:59:59.999Z",
+        )
+    )
+
+
+# Each licence event by routing key, as the domain picks the one a transition emits.
+LICENCE_EVENTS: dict[str, type[LicenceEvent]] = {
+    event.routing_key: event
+    for event in (
+        LicenceSubmitted,
+        LicenceUnderReview,
+        LicenceDeferred,
+        LicenceInspectionScheduled,
+        LicenceGranted,
+        LicenceRejected,
+        LicenceSuspended,
+        LicenceReinstated,
+        LicenceRevoked,
+        LicenceExpired,
+        LicenceRenewed,
+    )
+}
+EVENTS = events_of(*LICENCE_EVENTS.values())
+
+# --- what it consumes ---------------------------------------------------------------
+
+# Who may apply for a plant's licence depends on the plant (its owner, whether it is
+# decommissioned): licensing keeps a projection of every facility.
+FOLLOWS_FACILITIES = Subscription(
+    "licensing.follow_facility", "facilities", "facility.#", lambda: facilities.EVENTS
+)
+SUBSCRIPTIONS: list[Subscription] = [FOLLOWS_FACILITIES]
