@@ -11,6 +11,7 @@ import argparse
 import inspect
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 from typing import Any, Protocol
@@ -19,8 +20,14 @@ from kombu import Queue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.facilities import contract as facilities
+from services.investments import contract as investments
+from services.licensing import contract as licensing
+from services.notifications import contract as notifications
+from services.ventures import contract as ventures
 from shared import messaging
-from shared.envelope import EVENT_TYPE_PREFIX, CloudEvent
+from shared.contract import EventPayload, Subscription
+from shared.envelope import EVENT_TYPE_PREFIX, CloudEvent, aggregate_event
 from shared.settings import Settings
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -41,22 +48,9 @@ ATTRIBUTES = {
     "`subject`, starting at 1; consumers apply an aggregate's events in this order",
     "data": "the event's payload: the aggregate after the change, and the change itself",
 }
-# An example envelope's attributes beside its `data` (which is the payload model's).
+# The id and time of the example events, fixed so the catalogue is reproducible.
 EXAMPLE_ID = "5b0c7d2e-3c1a-4c53-9a4e-5f0d1b8e2a71"
-EXAMPLE_TIME = "2026-11-27T18:30:11.572Z"
-
-
-class Consumption(Protocol):
-    """What a consumer declares of one of its queues (shared.contract.Subscription)."""
-
-    @property
-    def queue(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def pattern(self) -> str: ...
-    @property
-    def accepts(self) -> Mapping[str, type[BaseModel]]: ...
+EXAMPLE_TIME = datetime(2026, 11, 27, 18, 30, 11, 572000, tzinfo=UTC)
 
 
 class Contract(Protocol):
@@ -67,23 +61,16 @@ class Contract(Protocol):
     @property
     def EVENTS(self) -> Mapping[str, type[BaseModel]]: ...
     @property
-    def SUBSCRIPTIONS(self) -> Sequence[Consumption]: ...
+    def SUBSCRIPTIONS(self) -> Sequence[Subscription]: ...
 
 
-def contracts() -> list[Contract]:
-    from services.facilities import contract as facilities
-    from services.investments import contract as investments
-    from services.licensing import contract as licensing
-    from services.notifications import contract as notifications
-    from services.ventures import contract as ventures
-
-    return [ventures, facilities, licensing, investments, notifications]
+CONTRACTS: tuple[Contract, ...] = (ventures, facilities, licensing, investments, notifications)
 
 
 @cache
 def asyncapi_document() -> dict[str, Any]:
     """The registry's AsyncAPI document, as the gateway serves it at /asyncapi.json."""
-    return document_of(contracts())
+    return document_of(CONTRACTS)
 
 
 def document_of(services: Sequence[Contract]) -> dict[str, Any]:
@@ -229,10 +216,7 @@ def event_message(service: str, routing_key: str, model: type[BaseModel], name: 
         "contentType": messaging.CLOUDEVENTS_CONTENT_TYPE,
         "payload": envelope,
         "examples": [
-            {
-                "name": f"{routing_key} example {n}",
-                "payload": example_event(service, routing_key, data),
-            }
+            {"name": f"{routing_key} example {n}", "payload": example_event(model, data)}
             for n, data in enumerate(examples_of(model), start=1)
         ],
         "bindings": {
@@ -253,21 +237,12 @@ def examples_of(model: type[BaseModel]) -> list[dict[str, Any]]:
     return [dict(example) for example in examples if isinstance(example, dict)]
 
 
-def example_event(service: str, routing_key: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The whole envelope of an example payload: its aggregate (the member beside the
-    `change`) names the subject and, by its version, the sequence."""
-    (aggregate,) = [value for key, value in data.items() if key != "change"]
-    return {
-        "specversion": "1.0",
-        "id": EXAMPLE_ID,
-        "source": f"/jvreg/{service}",
-        "type": EVENT_TYPE_PREFIX + routing_key,
-        "subject": aggregate["id"],
-        "time": EXAMPLE_TIME,
-        "datacontenttype": "application/json",
-        "sequence": aggregate.get("version", 1),
-        "data": data,
-    }
+def example_event(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """The whole event an example payload travels in, as its producer builds it."""
+    if not issubclass(model, EventPayload):
+        raise TypeError(f"{model.__name__} is not an EventPayload of a contract")
+    event = aggregate_event(model.model_validate(data))
+    return event.model_copy(update={"id": EXAMPLE_ID, "time": EXAMPLE_TIME}).wire()
 
 
 def queue_channel(queue: Queue, messages: Mapping[str, Any], description: str) -> dict:
@@ -318,7 +293,7 @@ def receive(
     }
 
 
-def consume(document: dict[str, Any], consumer: str, subscription: Consumption) -> None:
+def consume(document: dict[str, Any], consumer: str, subscription: Subscription) -> None:
     queue = messaging.consumer_queue(subscription.queue, subscription.source, subscription.pattern)
     receive(
         document,

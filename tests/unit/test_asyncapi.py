@@ -4,7 +4,6 @@ reference resolving, every example a valid message, the broker topology as the s
 declare it."""
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,8 +12,15 @@ import pytest
 from jsonschema import Draft7Validator
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.asyncapi import document_of, event_catalogue
+from services.gateway.asyncapi import (
+    CATALOGUE_COMMAND,
+    CONTRACTS,
+    asyncapi_document,
+    document_of,
+    event_catalogue,
+)
 from shared import messaging
+from shared.contract import EVENT_TYPES, EventPayload, Subscription, events_of
 
 SPEC_SCHEMA = json.loads(
     (Path(__file__).parents[1] / "schemas" / "asyncapi-3.0.0.json").read_text()
@@ -37,9 +43,11 @@ class Plant(BaseModel):
     version: int
 
 
-class PlantRegistered(BaseModel):
+class PlantRegistered(EventPayload):
     """A plant was registered under a venture: `data` is the plant and who registered it."""
 
+    service = "plants"
+    routing_key = "facility.registered"
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -59,22 +67,24 @@ class PlantRegistered(BaseModel):
     plant: Plant
     change: Actor
 
+    @property
+    def subject(self) -> str:
+        return self.plant.id
+
+    @property
+    def sequence(self) -> int:
+        return self.plant.version
+
 
 class PlantClosed(PlantRegistered):
     """A plant stopped producing for good."""
 
-
-@dataclass(frozen=True)
-class Subscription:
-    queue: str
-    source: str
-    pattern: str
-    accepts: dict[str, type[BaseModel]]
+    routing_key = "facility.status_changed"
 
 
 PLANTS = SimpleNamespace(
     SERVICE="plants",
-    EVENTS={"plant.registered": PlantRegistered, "plant.closed": PlantClosed},
+    EVENTS=events_of(PlantRegistered, PlantClosed),
     SUBSCRIPTIONS=[],
 )
 LICENSING = SimpleNamespace(
@@ -82,10 +92,7 @@ LICENSING = SimpleNamespace(
     EVENTS={},
     SUBSCRIPTIONS=[
         Subscription(
-            "licensing.follow_plant",
-            "plants",
-            "plant.registered",
-            {"plant.registered": PlantRegistered},
+            "licensing.follow_plant", "plants", "facility.registered", lambda: PLANTS.EVENTS
         )
     ],
 )
@@ -93,11 +100,18 @@ LICENSING = SimpleNamespace(
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
+    """The document of the small contract above."""
     return document_of([PLANTS, LICENSING])
 
 
-def test_the_document_is_valid_asyncapi_3(document):
-    errors = sorted(Draft7Validator(SPEC_SCHEMA).iter_errors(document), key=str)
+@pytest.fixture(scope="module", params=["small contract", "registry"])
+def any_document(request, document) -> dict[str, Any]:
+    """The small contract's document, and the registry's own (/asyncapi.json)."""
+    return document if request.param == "small contract" else asyncapi_document()
+
+
+def test_the_document_is_valid_asyncapi_3(any_document):
+    errors = sorted(Draft7Validator(SPEC_SCHEMA).iter_errors(any_document), key=str)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
@@ -125,10 +139,10 @@ def pointed_at(document: dict, ref: str) -> Any:
     return node
 
 
-def test_every_reference_resolves_and_operations_use_their_channels_messages(document):
-    for ref in references(document):
-        pointed_at(document, ref)
-    for operation in document["operations"].values():
+def test_every_reference_resolves_and_operations_use_their_channels_messages(any_document):
+    for ref in references(any_document):
+        pointed_at(any_document, ref)
+    for operation in any_document["operations"].values():
         channel = operation["channel"]["$ref"]
         for message in operation["messages"]:
             assert message["$ref"].startswith(channel + "/messages/")
@@ -144,10 +158,10 @@ def test_a_channel_per_exchange_with_a_message_per_event_type(document):
         "autoDelete": False,
         "vhost": "/",
     }
-    assert set(channel["messages"]) == {"plant.registered", "plant.closed"}
-    message = document["components"]["messages"]["plant.closed"]
+    assert set(channel["messages"]) == {"facility.registered", "facility.status_changed"}
+    message = document["components"]["messages"]["facility.status_changed"]
     assert message["contentType"] == "application/cloudevents+json"
-    assert message["payload"]["properties"]["type"] == {"const": "jvreg.plant.closed"}
+    assert message["payload"]["properties"]["type"] == {"const": "jvreg.facility.status_changed"}
     assert message["description"] == "A plant stopped producing for good."
     publish = document["operations"]["plants.publish"]
     assert publish["action"] == "send"
@@ -155,33 +169,31 @@ def test_a_channel_per_exchange_with_a_message_per_event_type(document):
     assert publish["bindings"]["amqp"]["userId"] == "jvreg-plants"
 
 
-def test_the_envelope_documents_every_cloudevents_attribute_and_the_sequence(document):
-    envelope = document["components"]["schemas"]["CloudEvent"]
+def test_the_envelope_documents_every_cloudevents_attribute_and_the_sequence(any_document):
+    envelope = any_document["components"]["schemas"]["CloudEvent"]
     assert set(envelope["required"]) >= {"specversion", "id", "source", "type", "sequence"}
     assert all(attribute["description"] for attribute in envelope["properties"].values())
     assert "in this order" in envelope["properties"]["sequence"]["description"]
 
 
-def test_every_example_is_a_valid_message(document):
-    components = document["components"]
-    checked = 0
+def test_every_example_is_a_valid_message(any_document):
+    components = any_document["components"]
     for key, message in components["messages"].items():
         validator = Draft7Validator(
             {"$ref": f"#/components/messages/{key}/payload", "components": components}
         )
+        assert message["examples"], f"{key} has no example"
         for example in message["examples"]:
             validator.validate(example["payload"])
-            checked += 1
         broken = {**message["examples"][0]["payload"], "sequence": 0}
         assert not validator.is_valid(broken)
-    assert checked == 2
 
 
 def test_a_subscription_receives_from_a_quorum_queue_only_what_it_accepts(document):
     operation = document["operations"]["licensing.follow_plant"]
     assert operation["action"] == "receive"
     assert operation["channel"] == {"$ref": "#/channels/licensing.follow_plant"}
-    assert [m["$ref"].rsplit("/", 1)[1] for m in operation["messages"]] == ["plant.registered"]
+    assert [m["$ref"].rsplit("/", 1)[1] for m in operation["messages"]] == ["facility.registered"]
     binding = document["channels"]["licensing.follow_plant"]["bindings"]["amqp"]
     assert binding["is"] == "queue"
     assert binding["queue"]["durable"] is True
@@ -190,7 +202,10 @@ def test_a_subscription_receives_from_a_quorum_queue_only_what_it_accepts(docume
         "x-delivery-limit": messaging.BROKER_DELIVERY_LIMIT,
         "x-dead-letter-exchange": messaging.DEAD_LETTER_EXCHANGE,
     }
-    assert binding["x-bound-to"] == {"exchange": "plants.events", "routingKey": "plant.registered"}
+    assert binding["x-bound-to"] == {
+        "exchange": "plants.events",
+        "routingKey": "facility.registered",
+    }
 
 
 def test_a_publisher_keeps_every_event_in_its_event_log(document):
@@ -202,20 +217,54 @@ def test_a_publisher_keeps_every_event_in_its_event_log(document):
 
 def test_the_catalogue_says_who_publishes_and_consumes_each_event_and_its_fields(document):
     catalogue = event_catalogue(document)
-    section = catalogue[catalogue.index("#### `plant.registered`") :]
-    section = section[: section.index("#### `plant.closed`")]
+    section = catalogue[catalogue.index("#### `facility.registered`") :]
+    section = section[: section.index("#### `facility.status_changed`")]
     assert "A plant was registered under a venture" in section
     assert "**Published by** `plants.publish` (broker user `jvreg-plants`)" in section
-    assert "queue `licensing.follow_plant` (`plant.registered` on `plants.events`)" in section
+    assert "queue `licensing.follow_plant` (`facility.registered` on `plants.events`)" in section
     assert "| `plant.sez` | string or null |  | special economic zone |" in section
     assert "| `change.role` | string | yes |  |" in section
     assert '"sez": "Rashakai SEZ"' in section
     closed = catalogue[
-        catalogue.index("#### `plant.closed`") : catalogue.index("\n## Consumer queues")
+        catalogue.index("#### `facility.status_changed`") : catalogue.index("\n## Consumer queues")
     ]
     assert "**Published by** `plants.publish`" in closed
-    assert "`data` (PlantClosed) has the fields of `plant.registered` above." in closed
-    assert "| `licensing.follow_plant` | licensing | `plants.events` | `plant.registered` |" in (
+    assert "`data` (PlantClosed) has the fields of `facility.registered` above." in closed
+    assert "| `licensing.follow_plant` | licensing | `plants.events` | `facility.registered` |" in (
         catalogue
     )
     assert "licensing.follow_plant" not in closed
+
+
+# --- the registry's own document --------------------------------------------------------
+
+
+def test_the_registry_documents_every_event_type_of_the_contract():
+    document = asyncapi_document()
+    assert set(document["components"]["messages"]) == EVENT_TYPES
+    for contract in CONTRACTS:
+        for routing_key in contract.EVENTS:
+            channel = document["channels"][f"{contract.SERVICE}.events"]
+            assert routing_key in channel["messages"]
+
+
+def test_the_registry_documents_every_subscription_with_its_queue():
+    document = asyncapi_document()
+    for contract in CONTRACTS:
+        for subscription in contract.SUBSCRIPTIONS:
+            operation = document["operations"][subscription.queue]
+            assert operation["tags"] == [{"name": contract.SERVICE}]
+            received = {ref["$ref"].rsplit("/", 1)[1] for ref in operation["messages"]}
+            assert received == set(subscription.accepts)
+            binding = document["channels"][subscription.queue]["bindings"]["amqp"]
+            assert binding["x-bound-to"] == {
+                "exchange": f"{subscription.source}.events",
+                "routingKey": subscription.pattern,
+            }
+
+
+def test_docs_events_md_is_the_catalogue_of_the_current_document():
+    catalogue = Path(__file__).parents[2] / "docs" / "events.md"
+    assert catalogue.read_text() == event_catalogue(asyncapi_document()), (
+        f"docs/events.md is out of date: run {CATALOGUE_COMMAND}"
+    )
