@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_rabbitmq_event
 from kombu import Connection, Queue, binding
 
+from services.gateway.asyncapi import CONTRACTS
 from shared import messaging
 from shared.cli.processes import wait_until
+from shared.contract import EventPayload
 
 from support import PLANT, created, venture_body
 
+# Every event type's payload model, by routing key, from the producers' contracts.
+PAYLOADS = {key: model for contract in CONTRACTS for key, model in contract.EVENTS.items()}
 # The services that publish events, each to its `<service>.events` exchange.
-PUBLISHERS = ("ventures", "facilities", "licensing", "investments")
+PUBLISHERS = [contract.SERVICE for contract in CONTRACTS if contract.EVENTS]
 RATE_DAY = "2025-02-14"
 
 
@@ -144,7 +148,10 @@ def test_the_sdk_reads_every_event_of_a_venture_from_registration_to_investment(
         assert event.get_type() == f"jvreg.{message.routing_key}"
         assert event.get_id() == message.message_id
         assert event.get_datacontenttype() == "application/json"
-        assert isinstance(event.get_extension("sequence"), int)
+        payload = PAYLOADS[message.routing_key].model_validate(event.get_data())
+        assert isinstance(payload, EventPayload)
+        assert event.get_subject() == payload.subject
+        assert event.get_extension("sequence") == payload.sequence
         events[(message.routing_key, event.get_subject())] = event
     assert expected <= events.keys()
 
