@@ -7,6 +7,7 @@ producer's contract does not accept, instead of guessing at it."""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -93,9 +94,11 @@ def example(model: type[BaseModel]) -> dict[str, Any]:
     extra = model.model_config.get("json_schema_extra")
     if not isinstance(extra, dict) or not extra.get("examples"):
         raise LookupError(f"{model.__name__} carries no example")
-    examples = extra["examples"]
-    assert isinstance(examples, list)
-    return dict(examples[0])
+    first = extra["examples"]
+    first = first[0] if isinstance(first, list) else None
+    if not isinstance(first, dict):
+        raise LookupError(f"{model.__name__}'s first example is not an object")
+    return dict(first)
 
 
 # --- AMQP topic patterns --------------------------------------------------------------
@@ -158,7 +161,7 @@ class Subscription:
     pattern: str
     events: Callable[[], Mapping[str, type[BaseModel]]] = field(repr=False)
 
-    @property
+    @cached_property
     def accepts(self) -> dict[str, type[BaseModel]]:
         """The producer's payload model of each routing key this subscription takes."""
         accepts = {

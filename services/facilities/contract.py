@@ -4,9 +4,10 @@ consumes (every venture event, every licence event). Wire models only; the rules
 decide a plant's status live in `domain.py`."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.licensing import contract as licensing
 from services.ventures import contract as ventures
@@ -32,8 +33,15 @@ Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max
 Unit = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
 
+# Built at run time; to the type checker it is the Decimal it validates to.
+if TYPE_CHECKING:
+    CapacityValue = Decimal
+else:
+    CapacityValue = number_or_decimal_text(gt=0)
+
+
 class Capacity(Strict):
-    value: number_or_decimal_text(gt=0) = Field(description="a decimal, e.g. '120000000'")
+    value: CapacityValue = Field(description="a decimal, e.g. '120000000'")
     unit: Unit = Field(description="e.g. 'tablets/year', 'kg API/year', 'beds'")
 
 
@@ -165,7 +173,7 @@ class FacilityStatusChanged(FacilityEvent):
     )
 
 
-EVENTS = events_of(FacilityRegistered, FacilityStatusChanged)
+EVENTS: dict[str, type[BaseModel]] = events_of(FacilityRegistered, FacilityStatusChanged)
 
 # --- what it consumes ---------------------------------------------------------------
 

@@ -6,7 +6,7 @@ only; the rules (balances, conversion) live in `domain.py` and `reports.py`."""
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from services.investments.currencies import currency_codes, minor_units
+from services.investments.currencies import currency_codes, decimals_of, minor_units
 from services.ventures import contract as ventures
 from shared.contract import Actor, Change, EventPayload, Strict, Subscription, events_of
 from shared.input_types import PartyName, PastDate
@@ -35,7 +35,7 @@ FlowType = Literal[
     "loan",
     "loan_repayment",
 ]
-FLOW_TYPES: tuple[str, ...] = FlowType.__args__
+FLOW_TYPES: tuple[str, ...] = get_args(FlowType)
 COMMITMENT, DISBURSEMENT = "commitment", "disbursement"
 USD = "USD"
 
@@ -74,7 +74,8 @@ DecimalString = Annotated[
 
 def decimals(value: Decimal) -> int:
     """How many decimal places `value` was written with ("1.50" has 2)."""
-    return max(0, -value.as_tuple().exponent)
+    exponent = value.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0  # NaN and infinity: none
 
 
 def known_currency(code: str) -> str:
@@ -124,9 +125,9 @@ class RecordFlow(Strict):
                 "(a reduction or cancellation)"
             )
         currency = info.data.get("currency")
-        if currency is not None and decimals(amount) > minor_units(currency):
+        if currency is not None and decimals(amount) > decimals_of(currency):
             raise ValueError(
-                f"{currency} amounts have at most {minor_units(currency)} decimal place(s) "
+                f"{currency} amounts have at most {decimals_of(currency)} decimal place(s) "
                 f"(ISO 4217 minor unit), not {decimals(amount)}"
             )
         return amount
@@ -268,7 +269,7 @@ class CurrencyFigures(BaseModel):
     )
 
 
-PROBLEMS = Field(
+PROBLEMS: list[ConversionProblem] = Field(
     default_factory=list,
     description="flows that no figure in the reporting currency includes, per venture and "
     "currency, and the exchange rates that would convert them; empty when every flow counts",
@@ -314,7 +315,7 @@ class PortfolioSummary(BaseModel):
 
 INVESTMENT_RECORDED = "investment.recorded"
 FX_RATE_SET = "fx_rate.set"
-OPS = {"key_id": "key_0psB", "role": "ops", "owner": "jvreg operations"}
+OPS: dict[str, Any] = {"key_id": "key_0psB", "role": "ops", "owner": "jvreg operations"}
 
 
 class InvestmentRecorded(EventPayload):
@@ -407,7 +408,7 @@ class FxRateSet(EventPayload):
         return self.fx_rate.version
 
 
-EVENTS = events_of(InvestmentRecorded, FxRateSet)
+EVENTS: dict[str, type[BaseModel]] = events_of(InvestmentRecorded, FxRateSet)
 
 # --- what it consumes ---------------------------------------------------------------
 

@@ -15,6 +15,14 @@ def minor_units(code: str) -> int | None:
         return None
 
 
+def decimals_of(code: str) -> int:
+    """The minor unit of a currency the registry accepts (one `minor_units` knows)."""
+    places = minor_units(code)
+    if places is None:
+        raise ValueError(f"{code!r} is not a currency with a minor unit")
+    return places
+
+
 def currency_codes() -> list[str]:
     """Every code `minor_units` knows, for the OpenAPI document's enum."""
     return sorted(currency.code for currency in Currency if currency.exponent is not None)

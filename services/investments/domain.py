@@ -18,7 +18,7 @@ from services.investments.contract import (
     RecordFlow,
     SetFxRate,
 )
-from services.investments.currencies import minor_units
+from services.investments.currencies import decimals_of
 from shared.contract import Actor
 from shared.errors import Conflict, NotFound, RuleViolated, field_error, invalid_input, validated
 from shared.input_types import confusable_key
@@ -82,7 +82,7 @@ def new_flow(
     """The flow to record on `venture`, its amount written to the currency's minor unit."""
     check_accepts_flows(venture)
     partner = find_partner(venture, command.partner)
-    exponent = Decimal(1).scaleb(-minor_units(command.currency))
+    exponent = Decimal(1).scaleb(-decimals_of(command.currency))
     return Flow(
         **command.model_dump(exclude={"partner", "amount"}),
         id=flow_id,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import TypeVar, cast
 
 from services.investments.contract import (
     COMMITMENT,
@@ -32,7 +33,7 @@ from services.investments.contract import (
     PortfolioSummary,
     VentureSummary,
 )
-from services.investments.currencies import minor_units
+from services.investments.currencies import decimals_of
 
 ROUNDING = ROUND_HALF_EVEN
 RATIO_PLACES = 4
@@ -41,6 +42,7 @@ RATIO_PLACES = 4
 # the ratio) is carried to this many digits before the final rounding.
 PRECISION = 100
 ZERO = Decimal(0)
+K = TypeVar("K", bound=Hashable)
 
 FIGURE_OF_TYPE = {
     "commitment": "committed",
@@ -162,18 +164,18 @@ class Totals:
 
 def accumulate(
     rows: Iterable[DayTotals],
-    key: Callable[[DayTotals], Hashable],
+    key: Callable[[DayTotals], K],
     factors: Mapping[tuple[str, date], Decimal] | None = None,
-) -> dict[Hashable, Totals]:
+) -> dict[K, Totals]:
     """Totals per `key(row)`, converted by `factors` (in the original currency without);
     a row that `factors` cannot convert is left out (and reported as a problem)."""
-    totals: dict[Hashable, Totals] = {}
+    totals: dict[K, Totals] = {}
     for row in rows:
-        factor = 1
+        factor: Decimal | None = Decimal(1)
         if factors is not None:
             factor = factors.get((row.currency, row.value_date))
-            if factor is None:
-                continue
+        if factor is None:
+            continue
         totals.setdefault(key(row), Totals()).add(row.sums, factor)
     return totals
 
@@ -202,7 +204,7 @@ def figures(totals: Totals | None, places: int) -> Figures:
 
 def rounding_rule(currency: str) -> str:
     return (
-        f"half to even (banker's rounding) to {minor_units(currency)} decimal place(s), "
+        f"half to even (banker's rounding) to {decimals_of(currency)} decimal place(s), "
         f"the ISO 4217 minor unit of {currency}, applied once to each exact figure"
     )
 
@@ -214,9 +216,10 @@ def venture_summary(
     with localcontext(Context(prec=PRECISION)):
         convert = conversion(rows, rates, reporting)
         factors = convert.factors
-        places = minor_units(reporting)
+        places = decimals_of(reporting)
         total = accumulate(rows, lambda row: None, factors).get(None)
-        by_partner = accumulate(rows, lambda row: row.group, factors)
+        # The venture's rows are grouped by (partner, partner's country).
+        by_partner = accumulate(rows, lambda row: cast(tuple[str, str], row.group), factors)
         converted = accumulate(rows, lambda row: row.currency, factors)
         original = accumulate(rows, lambda row: row.currency)
         return VentureSummary(
@@ -233,7 +236,7 @@ def venture_summary(
             by_currency=[
                 CurrencyFigures(
                     currency=currency,
-                    original=figures(totals, minor_units(currency)),
+                    original=figures(totals, decimals_of(currency)),
                     converted=figures(converted[currency], places)
                     if currency in converted
                     else None,
@@ -290,7 +293,7 @@ def portfolio_summary(
     with localcontext(Context(prec=PRECISION)):
         convert = conversion(rows, rates, reporting)
         factors = convert.factors
-        places = minor_units(reporting)
+        places = decimals_of(reporting)
         groups = accumulate(rows, lambda row: row.group, factors) if group_by else {}
         return PortfolioSummary(
             currency=reporting,

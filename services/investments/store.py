@@ -219,13 +219,14 @@ class InvestmentStore(Repository):
         (venture_id, ...) index; together they read every flow once."""
         only = {} if venture_ids is None else {"venture_id": {"$in": venture_ids}}
         if group_by in VENTURE_GROUPS:
-            return [
-                row
-                for group, ids in self._ventures_per(group_by, venture_ids).items()
-                for row in self._day_totals(
-                    {"venture_id": {"$in": ids}}, {}, lambda _, group=group: group
-                )
-            ]
+            rows: list[DayTotals] = []
+            for group, ids in self._ventures_per(group_by, venture_ids).items():
+
+                def group_of(_key: dict, group: str = group) -> str:
+                    return group
+
+                rows += self._day_totals({"venture_id": {"$in": ids}}, {}, group_of)
+            return rows
         if group_by == "partner_country":
             return self._day_totals(only, {"group": "$partner_country"}, lambda k: k["group"])
         return self._day_totals(only, {}, lambda _: None)

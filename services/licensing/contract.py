@@ -216,9 +216,17 @@ class LicenceEvent(EventPayload):
         return self.license.version
 
 
-DRAP = {"key_id": "key_R4dp", "role": "regulator", "owner": "DRAP Licensing Division"}
-APPLICANT = {"key_id": "key_7Qm2", "role": "investor", "owner": "Indus Pharma Holdings"}
-SWEEP = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
+DRAP: dict[str, Any] = {
+    "key_id": "key_R4dp",
+    "role": "regulator",
+    "owner": "DRAP Licensing Division",
+}
+APPLICANT: dict[str, Any] = {
+    "key_id": "key_7Qm2",
+    "role": "investor",
+    "owner": "Indus Pharma Holdings",
+}
+SWEEP: dict[str, Any] = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
 LICENCE_EXAMPLE: dict[str, Any] = {
     "id": "lic_6652b1e5c8f3a04d2e3f4051",
     "facility_id": "fac_6651a0d4b7e2f93c1d2e3f40",
@@ -243,15 +251,15 @@ def licence_example(
     version: int,
     reason: str,
     fields: dict[str, Any] | None = None,
-    actor: dict[str, str] = DRAP,
-    **licence: Any,
+    actor: dict[str, Any] = DRAP,
+    licence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An example `data` of the event a transition from `source` to `status` emits."""
     moment = f"2026-12-{version + 10:02d}T08:15:00.000Z"
     return {
         "license": {
             **LICENCE_EXAMPLE,
-            **licence,
+            **(licence or {}),
             "status": status,
             "version": version,
             "updated_at": moment,
@@ -273,8 +281,11 @@ def examples(*data: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(data)})
 
 
-GRANT = {"decision_ref": "DRAP/LIC/2026/0412", "valid_until": "2031-12-14T23:59:59.999Z"}
-INSPECTED = {"inspection_date": "2026-12-14"}
+GRANT: dict[str, Any] = {
+    "decision_ref": "DRAP/LIC/2026/0412",
+    "valid_until": "2031-12-14T23:59:59.999Z",
+}
+INSPECTED: dict[str, Any] = {"inspection_date": "2026-12-14"}
 
 
 class LicenceSubmitted(LicenceEvent):
@@ -310,7 +321,7 @@ class LicenceInspectionScheduled(LicenceEvent):
             3,
             "site visit to Rashakai SEZ",
             INSPECTED,
-            **INSPECTED,
+            licence={**INSPECTED},
         )
     )
 
@@ -325,8 +336,7 @@ class LicenceGranted(LicenceEvent):
             4,
             "inspection satisfactory",
             GRANT,
-            **INSPECTED,
-            **GRANT,
+            licence={**INSPECTED, **GRANT},
         )
     )
 
@@ -341,8 +351,7 @@ class LicenceRejected(LicenceEvent):
             4,
             "HVAC of the tablet compression area fails GMP",
             {"decision_ref": "DRAP/LIC/2026/0417"},
-            **INSPECTED,
-            decision_ref="DRAP/LIC/2026/0417",
+            licence={**INSPECTED, "decision_ref": "DRAP/LIC/2026/0417"},
         )
     )
 
@@ -357,8 +366,7 @@ class LicenceSuspended(LicenceEvent):
             5,
             "out-of-specification paracetamol batches",
             {"decision_ref": "DRAP/LIC/2027/0031"},
-            **INSPECTED,
-            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0031"},
+            licence={**INSPECTED, **GRANT, "decision_ref": "DRAP/LIC/2027/0031"},
         )
     )
 
@@ -373,8 +381,7 @@ class LicenceReinstated(LicenceEvent):
             6,
             "corrective actions verified",
             {"decision_ref": "DRAP/LIC/2027/0058"},
-            **INSPECTED,
-            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0058"},
+            licence={**INSPECTED, **GRANT, "decision_ref": "DRAP/LIC/2027/0058"},
         )
     )
 
@@ -389,8 +396,7 @@ class LicenceRevoked(LicenceEvent):
             5,
             "manufacturing outside the licensed premises",
             {"decision_ref": "DRAP/LIC/2027/0102"},
-            **INSPECTED,
-            **{**GRANT, "decision_ref": "DRAP/LIC/2027/0102"},
+            licence={**INSPECTED, **GRANT, "decision_ref": "DRAP/LIC/2027/0102"},
         )
     )
 
@@ -405,8 +411,7 @@ class LicenceExpired(LicenceEvent):
             5,
             "valid_until 2031-12-14T23:59:59.999Z passed",
             actor=SWEEP,
-            **INSPECTED,
-            **GRANT,
+            licence={**INSPECTED, **GRANT},
         )
     )
 
@@ -421,9 +426,11 @@ class LicenceRenewed(LicenceEvent):
             5,
             "renewal dossier approved",
             {"decision_ref": "DRAP/LIC/2031/0877", "valid_until": "2036-12-14T23:59:59.999Z"},
-            **INSPECTED,
-            decision_ref="DRAP/LIC/2031/0877",
-            valid_until="2036-12-14T23:59:59.999Z",
+            licence={
+                **INSPECTED,
+                "decision_ref": "DRAP/LIC/2031/0877",
+                "valid_until": "2036-12-14T23:59:59.999Z",
+            },
         )
     )
 
@@ -445,7 +452,7 @@ LICENCE_EVENTS: dict[str, type[LicenceEvent]] = {
         LicenceRenewed,
     )
 }
-EVENTS = events_of(*LICENCE_EVENTS.values())
+EVENTS: dict[str, type[BaseModel]] = events_of(*LICENCE_EVENTS.values())
 
 # --- what it consumes ---------------------------------------------------------------
 

@@ -143,7 +143,11 @@ def transition_fields(
         valid_until = given.get("valid_until") or default_valid_until(now)
         if valid_until <= now:
             errors.append(_valid_until_error("must be in the future"))
-        elif transition.to == "renewed" and valid_until <= licence.valid_until:
+        elif (
+            transition.to == "renewed"
+            and licence.valid_until is not None  # a granted licence always has one
+            and valid_until <= licence.valid_until
+        ):
             errors.append(
                 _valid_until_error(
                     f"a renewal must extend the licence beyond {rfc3339(licence.valid_until)}"

@@ -39,6 +39,7 @@ from services.notifications.store import (
 )
 from shared.background import BackgroundLoop
 from shared.clock import utcnow
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def webhook_headers(secret: str, event_id: str, body: str, moment: datetime) -> 
 
 
 def resolve_host(host: str, port: int) -> list[str]:
-    return [info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
 
 
 class HostResolver(DependencyProvider):
@@ -115,7 +116,7 @@ def post_webhook(
                 "POST",
                 destination.url.request_uri,
                 body=body.encode("utf-8"),
-                headers={**headers, "Host": destination.url.netloc},
+                headers={**headers, "Host": destination.url.netloc or destination.host},
                 preload_content=False,  # the status is all we need; do not read the body
             )
             return "http_status", connection.getresponse().status
@@ -231,7 +232,7 @@ class WebhookDelivery(BackgroundLoop):
 
     identifier = "webhook-delivery"
 
-    def configure(self, settings):
+    def configure(self, settings: Settings) -> None:
         self.schedule = settings.webhook_retry_schedule_seconds
         self.allow_private = settings.webhook_allow_private
         self._in_flight: set[str] = set()

@@ -11,12 +11,17 @@ from datetime import datetime, timedelta
 
 from urllib3.util import Url
 
-from services.notifications.contract import AttemptOutcome, CreateSubscription, Subscription
+from services.notifications.contract import (
+    AttemptCategory,
+    AttemptOutcome,
+    CreateSubscription,
+    Subscription,
+)
 from services.notifications.webhook_urls import (
-    DEFAULT_PORTS,
-    bare_host,
+    host_of,
     is_ip_literal,
     parse_webhook_url,
+    port_of,
 )
 from shared.contract import topic_matches
 from shared.errors import field_error
@@ -77,7 +82,7 @@ class DestinationRefused(Exception):
     """A webhook URL the registry will not send to: why (`category`, as the delivery
     log records it) and what to tell the subscriber."""
 
-    def __init__(self, category: str, message: str):
+    def __init__(self, category: AttemptCategory, message: str):
         super().__init__(message)
         self.category = category
         self.message = message
@@ -95,11 +100,11 @@ class Destination:
     def host(self) -> str:
         """The name the receiver knows itself by: for the Host header, TLS SNI and the
         certificate check."""
-        return bare_host(self.url.host)
+        return host_of(self.url)
 
     @property
     def port(self) -> int:
-        return self.url.port or DEFAULT_PORTS[self.url.scheme]
+        return port_of(self.url)
 
 
 def choose_destination(url: str, resolve: Resolver, allow_private: bool) -> Destination:
@@ -110,14 +115,12 @@ def choose_destination(url: str, resolve: Resolver, allow_private: bool) -> Dest
         parts = parse_webhook_url(url)
     except ValueError as error:
         raise DestinationRefused("refused_url", str(error)) from None
-    host = bare_host(parts.host)
+    host = host_of(parts)
     if is_ip_literal(host):
         addresses = [host]
     else:
         try:
-            addresses = list(
-                dict.fromkeys(resolve(host, parts.port or DEFAULT_PORTS[parts.scheme]))
-            )
+            addresses = list(dict.fromkeys(resolve(host, port_of(parts))))
         except OSError:
             raise DestinationRefused("unresolvable", f"{host} does not resolve") from None
         if not addresses:

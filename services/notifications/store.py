@@ -5,7 +5,6 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.client_session import ClientSession
 
 from services.notifications.contract import Delivery, DeliveryAttempt, Subscription
 from services.notifications.domain import wants
@@ -61,7 +60,8 @@ class NotificationStore(Repository):
         doc = subscription.model_dump(exclude={"id"})
         owner = subscription.owner
 
-        def work(session: ClientSession) -> None:
+        def work(unit: UnitOfWork) -> None:
+            session = unit.session
             # Writing the organisation's record first makes concurrent creations for
             # one organisation conflict, so they commit one after another and the
             # count below cannot be overtaken.
@@ -83,7 +83,7 @@ class NotificationStore(Repository):
                 session=session,
             )
 
-        self.transaction(work)
+        self.unit_of_work(work)
 
     def subscription_document(self, subscription_id: str) -> dict:
         """The stored subscription, secret included (for signing only)."""
@@ -107,7 +107,8 @@ class NotificationStore(Repository):
         disabled subscription changes nothing."""
         now = utcnow()
 
-        def work(session: ClientSession) -> dict | None:
+        def work(unit: UnitOfWork) -> dict | None:
+            session = unit.session
             doc = self.subscriptions.find_one_and_update(
                 {"_id": subscription_id, "status": ACTIVE},
                 {
@@ -129,7 +130,7 @@ class NotificationStore(Repository):
                 )
             return doc
 
-        doc = self.transaction(work)
+        doc = self.unit_of_work(work)
         return self._subscription(doc) if doc else self.get_subscription(subscription_id)
 
     # --- from events to deliveries -------------------------------------------------

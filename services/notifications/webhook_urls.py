@@ -40,6 +40,19 @@ def parse_webhook_url(url: str) -> Url:
     return parts
 
 
+def host_of(parts: Url) -> str:
+    """The host of a URL that parse_webhook_url accepted (it names one), without the
+    brackets of an IPv6 literal."""
+    if not parts.host:
+        raise ValueError("the URL names no host")
+    return bare_host(parts.host)
+
+
+def port_of(parts: Url) -> int:
+    """The port of a URL that parse_webhook_url accepted: its own or its scheme's."""
+    return parts.port or DEFAULT_PORTS[str(parts.scheme)]
+
+
 def bare_host(host: str) -> str:
     """The host without the brackets of an IPv6 literal."""
     return host[1:-1] if host.startswith("[") else host

@@ -4,7 +4,7 @@ Wire models only; the rules about them live in `domain.py`."""
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -51,8 +51,12 @@ CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Name = PartyName
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 
-# Equity is a percentage with at most four decimals (a third is 33.3333).
-EquityPct = number_or_decimal_text(gt=0, le=100, decimal_places=4)
+# Equity is a percentage with at most four decimals (a third is 33.3333). The type is
+# built at run time; to the type checker it is the Decimal it validates to.
+if TYPE_CHECKING:
+    EquityPct = Decimal
+else:
+    EquityPct = number_or_decimal_text(gt=0, le=100, decimal_places=4)
 
 
 class Partner(Strict):
@@ -157,8 +161,16 @@ VENTURE_REGISTERED = "venture.registered"
 VENTURE_UPDATED = "venture.updated"
 VENTURE_STATUS_CHANGED = "venture.status_changed"
 
-INVESTOR = {"key_id": "key_7Qm2", "role": "investor", "owner": "Indus Pharma Holdings"}
-REGULATOR = {"key_id": "key_R4dp", "role": "regulator", "owner": "DRAP Licensing Division"}
+INVESTOR: dict[str, Any] = {
+    "key_id": "key_7Qm2",
+    "role": "investor",
+    "owner": "Indus Pharma Holdings",
+}
+REGULATOR: dict[str, Any] = {
+    "key_id": "key_R4dp",
+    "role": "regulator",
+    "owner": "DRAP Licensing Division",
+}
 VENTURE_EXAMPLE: dict[str, Any] = {
     "id": "jv_6650f1c2a9d3e81b2c4d5e6f",
     "name": "Indus-Yangtze API Works",
@@ -301,6 +313,8 @@ class VentureStatusChanged(VentureEvent):
     change: VentureStatusChange
 
 
-EVENTS = events_of(VentureRegistered, VentureUpdated, VentureStatusChanged)
+EVENTS: dict[str, type[BaseModel]] = events_of(
+    VentureRegistered, VentureUpdated, VentureStatusChanged
+)
 # It consumes no other service's events.
 SUBSCRIPTIONS: list[Subscription] = []

@@ -27,7 +27,7 @@ class VenturesService:
     def register_venture(self, body: str, actor: dict) -> dict:
         command = validated(contract.RegisterVenture, body)
         venture, event = domain.register(command, new_venture_id(), actor, utcnow())
-        self.store.add((venture, event))
+        self.store.add(venture, event)
         return venture.model_dump(mode="json")
 
     @rpc
@@ -45,17 +45,17 @@ class VenturesService:
         self, venture_id: str, body: str, expected_version: int, actor: dict
     ) -> dict:
         command = validated(contract.UpdateVenture, body)
-        change = domain.update(self.store.get(venture_id), command, actor, utcnow())
-        self.store.replace(change, expected_version)
-        return change[0].model_dump(mode="json")
+        updated, event = domain.update(self.store.get(venture_id), command, actor, utcnow())
+        self.store.replace(updated, event, expected_version)
+        return updated.model_dump(mode="json")
 
     @rpc
     def change_venture_status(self, venture_id: str, body: str, actor: dict) -> dict:
         command = validated(contract.ChangeVentureStatus, body)
         venture = self.store.get(venture_id)
-        change = domain.change_status(venture, command, actor, utcnow())
-        self.store.replace(change, venture.version)
-        return change[0].model_dump(mode="json")
+        changed, event = domain.change_status(venture, command, actor, utcnow())
+        self.store.replace(changed, event, venture.version)
+        return changed.model_dump(mode="json")
 
     @event_log_handler(SERVICE)
     def keep_event_log(self, event):

@@ -8,8 +8,8 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from services.ventures.contract import Venture
-from services.ventures.domain import VentureChange, name_key
+from services.ventures.contract import Venture, VentureEvent
+from services.ventures.domain import name_key
 from shared.errors import Conflict, NotFound, PreconditionFailed
 from shared.mongo import Repository, UnitOfWork
 
@@ -80,9 +80,8 @@ class VentureStore(Repository):
             ),
         )
 
-    def add(self, change: VentureChange) -> None:
+    def add(self, venture: Venture, event: VentureEvent) -> None:
         """Insert a new venture, with its event."""
-        venture, event = change
 
         def work(unit: UnitOfWork) -> None:
             self.ventures.insert_one(self._document(venture), session=unit.session)
@@ -90,10 +89,9 @@ class VentureStore(Repository):
 
         self._commit(work, venture)
 
-    def replace(self, change: VentureChange, expected_version: int) -> None:
+    def replace(self, venture: Venture, event: VentureEvent, expected_version: int) -> None:
         """Store a new version of the venture, with its event, if nobody changed it since
         `expected_version`."""
-        venture, event = change
 
         def work(unit: UnitOfWork) -> None:
             result = self.ventures.replace_one(
