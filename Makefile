@@ -49,9 +49,11 @@ bench: $(STAMP) ## time the outbox relay and the portfolio investment report (a 
 	$(BIN)/python tests/bench/bench_relay.py
 	$(BIN)/python tests/bench/bench_investments.py
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, the layering of docs/architecture.md (import-linter) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 
 fmt: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .

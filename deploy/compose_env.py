@@ -10,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ops.broker import password_variable  # noqa: E402
 from shared import messaging  # noqa: E402
-from shared.cli.broker import password_variable  # noqa: E402
 
 
 def wanted() -> dict[str, str]:

@@ -82,6 +82,8 @@ class RabbitAdmin:
 
     def __init__(self, url: str):
         parts = urlsplit(url.rstrip("/"))
+        if not parts.hostname:
+            raise ValueError("the management API URL names no host")
         self.auth = (parts.username or "guest", parts.password or "guest")
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         self.url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -1,6 +1,7 @@
 """What every service's contract module (`services/<service>/contract.py`) is built from:
-the event types of the registry by routing key, the wire types they share, and
-`Subscription`, how a consumer declares the events it takes from another service.
+the event types of the registry by routing key (docs/architecture.md §4.1), the wire
+types they share, and `Subscription`, how a consumer declares the events it takes from
+another service.
 
 A consumer refuses (dead-letters) a type not listed in EVENT_TYPES, or a payload its
 producer's contract does not accept, instead of guessing at it."""

@@ -4,6 +4,7 @@ stopped it, so ops can read it (`jvreg dlq list`) and send it back (`jvreg dlq r
 once the cause is fixed. Nothing is acknowledged away without being kept here, until
 ops discard it (`jvreg dlq discard`, which prints what it removes)."""
 
+import builtins
 import logging
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ def delivery_attempts(message: Message) -> int:
 
 
 def broker_user(amqp_uri: str) -> str:
-    """The user a connection to `amqp_uri` logs in as."""
-    return Connection(amqp_uri).userid
+    """The user a connection to `amqp_uri` logs in as (the transport's default user when
+    the URI names none)."""
+    return str(Connection(amqp_uri).info()["userid"])
 
 
 def publisher_of(message: Message, forwarders: Collection[str]) -> str | None:
@@ -218,7 +220,7 @@ class DeadLetterQueue:
                 sent += 1
         return sent
 
-    def discard(self, event_id: str) -> "list[dict]":  # quoted: `list` is a method here
+    def discard(self, event_id: str) -> builtins.list[dict]:  # `list` is a method here
         """Remove the dead letters of `event_id` for good (a message that can never be
         applied, e.g. from a faulty producer); returns each, with its body, so the
         caller can keep a record of what was thrown away."""

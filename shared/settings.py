@@ -1,4 +1,4 @@
-"""Runtime settings, read from JVREG_* environment variables (DESIGN.md §2)."""
+"""Runtime settings, read from JVREG_* environment variables (docs/architecture.md §3)."""
 
 import json
 from collections.abc import Mapping

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from shared.cli.processes import (  # noqa: E402
+from ops.processes import (  # noqa: E402
     MongoServer,
     broker_reachable,
     ensure_management_api,

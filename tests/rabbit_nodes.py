@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from shared.cli.processes import free_port, wait_until
+from ops.processes import free_port, wait_until
 
 # The Debian package's scripts run the server and rabbitmqctl as this user (through
 # su when called as root), with its home's Erlang cookie: the node's files are its.

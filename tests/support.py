@@ -10,6 +10,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict
 
+from ops.processes import Stack, free_port, wait_until
 from shared import messaging
 from shared.broker_users import (
     RabbitAdmin,
@@ -17,7 +18,6 @@ from shared.broker_users import (
     registry_amqp_uris,
     vhost_of,
 )
-from shared.cli.processes import Stack, free_port, wait_until
 from shared.contract import EVENT_TYPES, EventPayload, Subscription, example, topic_matches
 from shared.envelope import CloudEvent, aggregate_event
 

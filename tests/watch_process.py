@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 
 JVREG = str(Path(sys.executable).parent / "jvreg")
 

@@ -46,7 +46,8 @@ AttemptCategory = Literal[
 # exactly one word and `#` for zero or more.
 TOPIC_WORD = r"(?:[a-z_]+|\*|#)"
 TOPIC_PATTERN = re.compile(rf"^{TOPIC_WORD}(?:\.{TOPIC_WORD})*$")
-# Webhooks carry the licensing events (DESIGN.md §3): routing keys license.<status>.
+# Webhooks carry the licensing events (docs/architecture.md §4.1): routing keys
+# license.<status>.
 SUBSCRIBABLE_EVENTS = "license"
 # What check_topic_pattern takes, as the OpenAPI document states it.
 SUBSCRIBABLE_PATTERN = rf"^(?:{SUBSCRIBABLE_EVENTS}|\*|#)(?:\.{TOPIC_WORD})*$"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from shared.cli.processes import MongoServer, free_port
+from ops.processes import MongoServer, free_port
 from shared.mongo import connect
 
 

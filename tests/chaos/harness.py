@@ -24,8 +24,8 @@ from eventlet.semaphore import Semaphore
 from kombu import Connection, Queue
 from pymongo import MongoClient
 
-from shared.cli.processes import ROOT, free_port, wait_until
-from shared.cli.reconcile import reconcile
+from ops.processes import ROOT, free_port, wait_until
+from ops.reconcile import reconcile
 from shared.dead_letters import DeadLetterQueue, broker_user
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import shared.faults  # noqa: E402
-from shared.cli.processes import NAMEKO_CONFIG  # noqa: E402
+from ops.processes import NAMEKO_CONFIG  # noqa: E402
 
 select = patcher.original("select")
 

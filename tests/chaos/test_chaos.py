@@ -25,7 +25,7 @@ from harness import (
 )
 from kombu import Connection
 
-from shared.cli.processes import broker_reachable, wait_until
+from ops.processes import broker_reachable, wait_until
 from shared.dead_letters import DeadLetterQueue
 from shared.messaging import DELIVERY_LIMIT
 

@@ -11,7 +11,7 @@ import eventlet
 import pytest
 from harness import Launcher, ServiceProcess, Supervisor
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 
 IDLE = "tests.chaos.idle_service"
 pytestmark = pytest.mark.timeout(180)

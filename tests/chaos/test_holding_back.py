@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ops.processes import wait_until
 from shared import inbox
-from shared.cli.processes import wait_until
 from shared.dead_letters import DeadLetterQueue
 from shared.envelope import new_event
 from shared.inbox import apply_once, check_order, cloud_event_handler

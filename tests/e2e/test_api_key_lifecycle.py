@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.cli.processes import Stack, free_port, wait_until
+from ops.processes import Stack, free_port, wait_until
 
 from support import Api
 

@@ -21,9 +21,9 @@ import pytest
 import requests
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
+from ops.processes import Stack, free_port, wait_until
 from services.gateway.http import ApiEndpoint
 from services.gateway.service import GatewayService
-from shared.cli.processes import Stack, free_port, wait_until
 
 from support import PLANT, venture_body
 

@@ -9,8 +9,8 @@ from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection
 from test_licensing_api import Subscriber, created, facility_status, move, plant_of
 
+from ops.processes import wait_until
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.dead_letters import DeadLetterQueue
 
 from support import TEST_BROKER_USER, inspection_date

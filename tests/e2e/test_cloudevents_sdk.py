@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_rabbitmq_event
 from kombu import Connection, Queue, binding
 
+from ops.processes import wait_until
 from services.gateway.asyncapi import CONTRACTS
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.contract import EventPayload
 
 from support import PLANT, created, venture_body

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
+from ops.processes import free_port, port_open, wait_until
 from shared import messaging
 from shared.broker_users import with_credentials
-from shared.cli.processes import free_port, port_open, wait_until
 from shared.envelope import new_event
 
 from support import TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, venture_body

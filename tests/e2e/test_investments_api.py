@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 
 from investment_scenario import (
     FLOWS_A,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from kombu import Connection, Queue
 
-from shared.cli.processes import Stack, wait_until
+from ops.processes import Stack, wait_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
 from shared.errors import PROBLEM_CONTENT_TYPE

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 
 JVREG = str(Path(sys.executable).parent / "jvreg")
 

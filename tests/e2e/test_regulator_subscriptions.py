@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.cli.processes import wait_until
+from ops.processes import wait_until
 
 from support import inspection_date, venture_body
 from watch_process import WatchProcess

@@ -9,10 +9,10 @@ from amqp.exceptions import AccessRefused
 from click.testing import CliRunner
 from kombu import Connection
 
+from ops.broker import password_variable
+from ops.main import cli
 from shared import messaging
 from shared.broker_users import with_credentials
-from shared.cli.broker import password_variable
-from shared.cli.main import cli
 
 NAMES = (*messaging.SERVICES, messaging.OPS)
 

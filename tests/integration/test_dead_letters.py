@@ -7,8 +7,8 @@ import json
 import pytest
 from kombu import Connection
 
+from ops.processes import wait_until
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.dead_letters import DeadLetterQueue
 from shared.envelope import new_event
 from shared.inbox import apply_once, cloud_event_handler

@@ -9,11 +9,11 @@ from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
+from ops.processes import wait_until
 from services.facilities.service import FacilitiesService
 from services.licensing import contract as licensing
 from services.ventures import contract as ventures
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.contract import example
 from shared.errors import Conflict, NotFound
 from shared.inbox import EventOutOfOrder

@@ -7,8 +7,8 @@ import pytest
 from kombu import Connection
 from nameko.testing.services import entrypoint_waiter
 
+from ops.processes import wait_until
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.inbox import EventOutOfOrder, apply_once, check_order, cloud_event_handler
 from shared.mongo import MongoStore, Repository

@@ -13,9 +13,9 @@ from bson import Decimal128
 from bson.codec_options import CodecOptions
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from ops.processes import wait_until
 from services.investments.service import InvestmentsService
 from services.ventures.service import VenturesService
-from shared.cli.processes import wait_until
 from shared.errors import Conflict, InvalidInput, NotFound, RuleViolated
 
 from investment_scenario import (

@@ -11,8 +11,8 @@ import pytest
 import requests
 from kombu import Connection, Producer, Queue
 
+from ops.processes import wait_until
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.outbox import event_publisher
 

@@ -11,11 +11,11 @@ from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
+from ops.processes import wait_until
 from services.facilities import contract as facilities_contract
 from services.licensing import domain
 from services.licensing.service import LicensingService
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
 from shared.errors import Conflict, NotFound

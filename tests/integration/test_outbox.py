@@ -7,8 +7,8 @@ import pytest
 from kombu import Connection, Queue
 from nameko.amqp.publish import Publisher
 
+from ops.processes import wait_until
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.envelope import new_event
 from shared.mongo import Repository, connect
 from shared.outbox import PENDING, SENT, Outbox, Relay, event_publisher

@@ -9,9 +9,9 @@ from amqp.exceptions import AccessRefused
 from click.testing import CliRunner
 from kombu import Connection, Producer, Queue
 
+from ops.main import cli
+from ops.watch import declare, regulator_queue
 from shared import messaging
-from shared.cli.main import cli
-from shared.cli.watch import declare, regulator_queue
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from ops.processes import wait_until
 from services.ventures.service import VenturesService
 from shared import messaging
-from shared.cli.processes import wait_until
 from shared.errors import Conflict, InvalidInput, PreconditionFailed
 
 from support import venture_body

@@ -14,10 +14,10 @@ from datetime import datetime
 import pytest
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from ops.processes import free_port, wait_until
 from services.licensing import contract as licensing
 from services.notifications.delivery import HostResolver
 from services.notifications.service import NotificationsService
-from shared.cli.processes import free_port, wait_until
 from shared.errors import Conflict, InvalidInput
 from shared.outbox import event_publisher
 

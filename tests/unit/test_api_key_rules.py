@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from ops.processes import NAMEKO_CONFIG
 from services.gateway.keys import (
     MAX_KEY_LIFETIME_DAYS,
     ApiKey,
@@ -31,7 +32,6 @@ from services.gateway.keys import (
     weak_bootstrap_key,
 )
 from services.gateway.throttle import RateLimits, is_expensive_read
-from shared.cli.processes import NAMEKO_CONFIG
 from shared.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
 from shared.refusals import NAMEKO_WORKERS, OneLineRefusals
 from shared.settings import Settings

@@ -1,6 +1,6 @@
 """Static checks of docker-compose.yml, deploy/Dockerfile and the Docker test path.
 
-No Docker engine is needed (DESIGN.md §2): these parse the files and assert the
+No Docker engine is needed (docs/architecture.md §3): these parse the files and assert the
 properties `make up` and `docker compose up --scale licensing=3` depend on.
 """
 
@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from ops.broker import password_variable
 from shared import messaging
-from shared.cli.broker import password_variable
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_SERVICES = (

@@ -1,5 +1,5 @@
 """How a facility's status follows its venture and its manufacturing licences
-(DESIGN.md §5): pure domain rules, no broker, no database."""
+(docs/architecture.md §7.2): pure domain rules, no broker, no database."""
 
 from datetime import UTC, datetime
 from decimal import Decimal

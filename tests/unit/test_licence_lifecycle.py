@@ -1,4 +1,4 @@
-"""The licence lifecycle as a state machine (DESIGN.md §5), its transition fields, the
+"""The licence lifecycle as a state machine (docs/architecture.md §7.3), its transition fields, the
 expiry rule and the 90-day lockout: pure domain rules, no broker, no database."""
 
 from datetime import UTC, date, datetime, timedelta

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from shared.cli.reconcile import mirrors
+from ops.reconcile import mirrors
 
 SOURCE = {
     "status": "active",

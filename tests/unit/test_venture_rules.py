@@ -1,4 +1,4 @@
-"""The rules of a valid joint venture (DESIGN.md §5), without broker or database."""
+"""The rules of a valid joint venture (docs/architecture.md §7.1), without broker or database."""
 
 import json
 from datetime import UTC, datetime

@@ -11,10 +11,7 @@ from pathlib import Path
 import click
 import requests
 
-from services.gateway.keys import weak_bootstrap_key
-from shared import messaging
-from shared.broker_users import create_users_for, registry_amqp_uris
-from shared.cli.processes import (
+from ops.processes import (
     ROOT,
     MongoServer,
     Stack,
@@ -22,6 +19,9 @@ from shared.cli.processes import (
     ensure_management_api,
     port_open,
 )
+from services.gateway.keys import weak_bootstrap_key
+from shared import messaging
+from shared.broker_users import create_users_for, registry_amqp_uris
 from shared.settings import Settings
 
 VAR = ROOT / "var"

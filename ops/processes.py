@@ -20,7 +20,7 @@ from kombu import Connection
 from shared.messaging import SERVICES
 from shared.mongo import connect
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 NAMEKO_CONFIG = ROOT / "deploy" / "config.yaml"
 
 
@@ -104,14 +104,14 @@ class ManagedProcess:
         self.log_path = log
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen:
         output: IO | int
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             output = open(self.log_path, "ab")  # noqa: SIM115 - kept for the process' life
         else:
             output = subprocess.PIPE
-        self.process = subprocess.Popen(
+        process = self.process = subprocess.Popen(
             self.argv,
             env=self.env,
             cwd=ROOT,
@@ -119,23 +119,33 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
         )
-        if not self.log_path:
-            threading.Thread(target=self._echo, daemon=True).start()
+        if process.stdout is not None:  # no log file: echo its output, prefixed
+            threading.Thread(target=self._echo, args=(process.stdout,), daemon=True).start()
+        return process
 
-    def _echo(self) -> None:
-        for line in self.process.stdout:
+    def _echo(self, stream: IO[bytes]) -> None:
+        for line in stream:
             sys.stdout.write(f"[{self.name}] {line.decode(errors='replace')}")
             sys.stdout.flush()
 
+    def _alive(self) -> subprocess.Popen | None:
+        """The process, while it runs."""
+        if self.process is not None and self.process.poll() is None:
+            return self.process
+        return None
+
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self._alive() is not None
 
     def signal(self, signum: int) -> None:
-        if self.running:
-            self.process.send_signal(signum)
+        if process := self._alive():
+            process.send_signal(signum)
 
     def wait(self, timeout: float) -> bool:
+        """Whether the process has ended (or never started) within `timeout` seconds."""
+        if self.process is None:
+            return True
         try:
             self.process.wait(timeout)
             return True
@@ -153,7 +163,7 @@ class ManagedProcess:
 
 class MongoServer(ManagedProcess):
     """A SecantusDB server. `--sync-on-commit`: an acknowledged write survives a crash
-    (without it a kill -9 lost acknowledged transactions; DESIGN.md §2)."""
+    (without it a kill -9 lost acknowledged transactions; docs/architecture.md §3)."""
 
     def __init__(self, data_dir: Path, port: int, log: Path | None = None):
         self.port = port
@@ -173,12 +183,12 @@ class MongoServer(ManagedProcess):
         super().__init__("mongo", argv, dict(os.environ), log)
         data_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = 30) -> None:
-        super().start()
+    def start(self, timeout: float = 30) -> subprocess.Popen:
+        process = super().start()
 
         def answers() -> bool:
-            if not self.running:
-                raise RuntimeError(f"SecantusDB exited with {self.process.returncode}")
+            if process.poll() is not None:
+                raise RuntimeError(f"SecantusDB exited with {process.returncode}")
             client = connect(self.uri, serverSelectionTimeoutMS=500)
             try:
                 return client.admin.command("ping")["ok"] == 1
@@ -186,6 +196,7 @@ class MongoServer(ManagedProcess):
                 client.close()
 
         wait_until(answers, timeout, f"SecantusDB on port {self.port}")
+        return process
 
 
 class Stack:

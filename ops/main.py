@@ -7,13 +7,13 @@ import click
 # The CLI does not run on eventlet; nameko's import of it need not warn ops.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from shared.cli.broker import broker_users  # noqa: E402
-from shared.cli.dev import dev  # noqa: E402
-from shared.cli.dlq import dlq  # noqa: E402
-from shared.cli.keys import keys  # noqa: E402
-from shared.cli.reconcile import reconcile_command  # noqa: E402
-from shared.cli.regulators import regulators  # noqa: E402
-from shared.cli.watch import watch  # noqa: E402
+from ops.broker import broker_users  # noqa: E402
+from ops.dev import dev  # noqa: E402
+from ops.dlq import dlq  # noqa: E402
+from ops.keys import keys  # noqa: E402
+from ops.reconcile import reconcile_command  # noqa: E402
+from ops.regulators import regulators  # noqa: E402
+from ops.watch import watch  # noqa: E402
 
 
 @click.group()
