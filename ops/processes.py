@@ -214,7 +214,10 @@ class Stack:
             **os.environ,
             **env,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+            # nameko's CLI imports pkg_resources and eventlet, which warn of their ends
+            # on every start, in lines of text amid the JSON logs (JVREG_LOG_FORMAT).
+            "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning:nameko.cli.main,"
+            "ignore::Warning:nameko.cli.commands",
         }
         self.processes = {
             name: ManagedProcess(

@@ -14,19 +14,31 @@ through a broker outage, and what it answers:
 - an ack or requeue on a connection that just dropped is logged, not raised (nameko
   only expects amqp's own ConnectionError there, not the socket's errors): the broker
   delivers every message of a dead connection again, and the inbox or the command key
-  keeps it to one effect."""
+  keeps it to one effect;
+- every worker runs, and logs, under the correlation id of what it serves
+  (CorrelatedContainer, shared.logs), and says in one line what it did."""
 
 import logging
+import time
+from contextvars import ContextVar
+from typing import Any
 
 from kombu.exceptions import OperationalError
 from nameko import messaging
+from nameko.containers import ServiceContainer, WorkerContext
 from nameko.rpc import Rpc, RpcConsumer
+from nameko.timer import Timer
+from nameko.web.handlers import HttpRequestHandler
 
 from shared.errors import RegistryError
+from shared.logs import CORRELATION_ID, current_correlation_id, new_correlation_id
 
 log = logging.getLogger(__name__)
 # What a publish, ack or requeue raises when the broker went away.
 BROKER_GONE = (OperationalError, ConnectionError, OSError)
+# Probes that come every few seconds (compose's healthchecks) log below INFO.
+PROBES = {"ping", "health"}
+worker_started: ContextVar[float] = ContextVar("worker_started")
 
 
 class QueueConsumer(messaging.QueueConsumer):
@@ -60,3 +72,43 @@ class RegistryRpc(Rpc):
 
 
 rpc = RegistryRpc.decorator(expected_exceptions=RegistryError)
+
+
+class CorrelatedContainer(ServiceContainer):
+    """nameko's container, running each worker under the correlation id of what it
+    serves (its RPC's or HTTP request's context data; a timer's worker gets a new one)
+    and logging one line when a worker other than an HTTP request's is done (those have
+    the web server's access line). Installed by deploy/config.yaml
+    (SERVICE_CONTAINER_CLS); nameko calls these hooks in the worker's green thread. A
+    dependency provider's worker_setup could do the same, but would have to be declared
+    on every service class; this is one place for all of them."""
+
+    def _worker_setup(self, worker_ctx: WorkerContext) -> None:
+        correlation_id = worker_ctx.data.get(CORRELATION_ID) or new_correlation_id()
+        worker_ctx.data[CORRELATION_ID] = correlation_id  # carried on by its RPC calls
+        current_correlation_id.set(correlation_id)
+        worker_started.set(time.monotonic())
+        super()._worker_setup(worker_ctx)
+
+    def _worker_result(self, worker_ctx: WorkerContext, result: Any, exc_info: Any) -> None:
+        # A failure is logged by nameko: one line if expected (shared.refusals).
+        entrypoint = worker_ctx.entrypoint
+        if exc_info is None and not isinstance(entrypoint, HttpRequestHandler):
+            quiet = isinstance(entrypoint, Timer) or entrypoint.method_name in PROBES
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "%s in %.0f ms",
+                what_was_done(worker_ctx),
+                (time.monotonic() - worker_started.get()) * 1000,
+            )
+        super()._worker_result(worker_ctx, result, exc_info)
+
+
+def what_was_done(worker_ctx: WorkerContext) -> str:
+    """`licensing.transition answered`, `facilities.follow_licence handled
+    jvreg.license.granted lic_… #3`."""
+    name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
+    event = worker_ctx.args[0] if worker_ctx.args else None
+    if isinstance(event, dict) and {"type", "subject", "sequence"} <= event.keys():
+        return f"{name} handled {event['type']} {event['subject']} #{event['sequence']}"
+    return f"{name} answered"

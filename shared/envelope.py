@@ -7,13 +7,15 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.contract import EVENT_TYPES, EventPayload
+from shared.logs import current_correlation_id
 
 EVENT_TYPE_PREFIX = "jvreg."
 
 
 class CloudEvent(BaseModel):
-    """Required attributes per the CloudEvents 1.0 spec, plus our `sequence` extension:
-    +1 per change of the aggregate named by `subject`, so consumers can apply in order."""
+    """Required attributes per the CloudEvents 1.0 spec, plus our extensions: `sequence`,
+    +1 per change of the aggregate named by `subject`, so consumers can apply in order;
+    `correlationid`, the id of the request that caused it (shared.logs)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,6 +27,7 @@ class CloudEvent(BaseModel):
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
     sequence: int = Field(ge=1)
+    correlationid: str | None = Field(None, min_length=1)
     data: dict[str, Any]
 
     @property
@@ -33,7 +36,7 @@ class CloudEvent(BaseModel):
 
     def wire(self) -> dict[str, Any]:
         """The JSON document as it is published (times as RFC 3339 strings)."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 def new_event(
@@ -49,6 +52,7 @@ def new_event(
         subject=subject,
         time=datetime.now(UTC),
         sequence=sequence,
+        correlationid=current_correlation_id.get(),
         data=data,
     )
 

@@ -30,6 +30,7 @@ from shared.dead_letters import (
 from shared.entrypoints import BROKER_GONE, QueueConsumer
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
+from shared.logs import current_correlation_id
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,8 @@ class CloudEventHandler(EventHandler):
     def __init__(self, source_service: str, pattern: str, queue_name: str | None = None, **kwargs):
         self.pattern = pattern
         self.queue_name = queue_name
+        # An early event is expected: nameko logs it as such (shared.refusals: one line).
+        kwargs.setdefault("expected_exceptions", EventNotYetApplicable)
         super().__init__(source_service, pattern, requeue_on_error=True, **kwargs)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
@@ -265,7 +268,15 @@ class CloudEventHandler(EventHandler):
             or delivery_attempts(message) >= messaging.DELIVERY_LIMIT
         )
         if not final:
-            return self.try_again(message, {FAILURES_HEADER: delivery_attempts(message)})
+            attempts = delivery_attempts(message)
+            log.warning(
+                "trying a message from %s again after %d failure(s) of its handler: %s: %s",
+                self.queue.name,
+                attempts,
+                error_type.__name__,
+                error,
+            )
+            return self.try_again(message, {FAILURES_HEADER: attempts})
         self.dead_letter(message, f"{error_type.__name__}: {error}")
 
     def try_again(self, message, headers: dict) -> None:
@@ -391,6 +402,9 @@ def cloud_event_handler(subscription: Subscription):
         @wraps(method)
         def handle(self, body):
             event = parse_cloud_event(body)
+            if event.correlationid:
+                # The rest of this worker logs under the id of the request behind the event.
+                current_correlation_id.set(event.correlationid)
             payload = payload_of(subscription, event)
             return when_in_order(lambda: method(self, event, payload))
 

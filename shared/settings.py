@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 import limits
 from pydantic import Field, field_validator
@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JVREG_", extra="ignore")
 
     mongo_uri: str = DEFAULT_MONGO_URI
+    # How every process logs (deploy/config.yaml): lines of text, or one JSON object
+    # per line for a log collector; each line carries its request's correlation id.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     amqp_uri: str = DEFAULT_AMQP_URI
     gateway_port: int = 8000
     ops_key: str | None = None

@@ -2,15 +2,22 @@
 for the gateway, a registry of its own, and example request bodies."""
 
 import secrets
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import requests
+import yaml
+from nameko.cli.main import setup_yaml_parser
 from pydantic import BaseModel, ConfigDict
 
-from ops.processes import Stack, free_port, wait_until
+from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
 from shared import messaging
 from shared.broker_users import (
     RabbitAdmin,
@@ -26,6 +33,14 @@ from shared.envelope import CloudEvent, aggregate_event
 # password; the names differ from `make dev`'s so a test run leaves those alone.
 TEST_BROKER_USER = "jvreg-test-{service}"
 TEST_BROKER_PASSWORD = "jvreg-test-password"
+JVREG = str(Path(sys.executable).parent / "jvreg")
+
+
+def nameko_config() -> dict:
+    """deploy/config.yaml as `nameko run` loads it: `${JVREG_…:default}` filled in from
+    the environment."""
+    setup_yaml_parser()
+    return yaml.safe_load(NAMEKO_CONFIG.read_text())
 
 
 def amqp_uri_for(base: str, vhost: str) -> str:
@@ -105,6 +120,45 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
     finally:
         stack.stop()
         rabbit_management.delete_vhost(vhost)
+
+
+class DevProcess:
+    """`jvreg dev` (what `make dev` runs) with `env`, its output (every service's log
+    lines, each prefixed with `[service]`) collected as it comes."""
+
+    def __init__(self, env: dict, data_dir: Path, mongo_port: int):
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [JVREG, "dev", "--data-dir", str(data_dir), "--mongo-port", str(mongo_port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 120):
+        def seen():
+            if self.process.poll() is not None and text not in self.output():
+                raise RuntimeError(f"jvreg dev exited:\n{self.output()[-3000:]}")
+            return text in self.output()
+
+        wait_until(seen, timeout, f"'{text}' from jvreg dev")
+
+    def value_after(self, label: str) -> str:
+        line = next(line for line in self.lines if label in line)
+        return line.split(label, 1)[1].strip()
+
+    def interrupt(self, timeout: float = 60) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
 
 
 class Api:

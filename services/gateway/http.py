@@ -34,7 +34,9 @@ from shared.errors import (
     TooManyRequests,
     UnsupportedMediaType,
 )
+from shared.logs import CORRELATION_ID, REQUEST_ID_HEADER, correlate_request
 from shared.mongo import COMMAND_KEY
+from shared.refusals import log_refusal
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ class ProblemWsgiApp(WsgiApp):
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
+        correlate_request(request)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -111,7 +114,7 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(problem_for(exc, request.path), allow_header(exc))
         except RegistryError as exc:
-            log.info("%s %s: %s %s", request.method, request.path, exc.status, exc.detail)
+            log_refusal(request, exc)
             environ.get(CLOSE_CONNECTION, lambda: None)()
             response = problem_response(exc.problem(request.path))
         add_edge_headers(request, response)
@@ -126,6 +129,7 @@ def allow_header(exc: HTTPException) -> dict | None:
 
 def add_edge_headers(request: Request, response: Response) -> None:
     """Headers every response of a kind needs, set in one place for every route."""
+    response.headers[REQUEST_ID_HEADER] = correlate_request(request)
     if response.status_code == 401:
         # RFC 6750 §3: say how to authenticate; a key that was sent is invalid_token.
         sent_key = request.headers.get("Authorization", "").lower().startswith("bearer ")
@@ -249,9 +253,10 @@ class ProblemWebServer(WebServer):
                 del self.connections[client]
 
     def context_data_from_headers(self, request):
+        context = {CORRELATION_ID: correlate_request(request)}  # travels with every RPC
         if request.method in COMMAND_METHODS:
-            return {COMMAND_KEY: command_key(request)}
-        return {}
+            context[COMMAND_KEY] = command_key(request)
+        return context
 
 
 def refuse_connection(sock, limit: int) -> None:
@@ -301,7 +306,7 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             return commands.answer_once(request, lambda: self.answer(request), MAX_BODY_BYTES)
         except RegistryError as refused:
-            log.info("%s %s: %s", request.method, request.path, refused)
+            log_refusal(request, refused)
             return problem_response(problem_for(refused, request.path), refused.headers)
 
     def answer(self, request):

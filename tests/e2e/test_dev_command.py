@@ -2,14 +2,8 @@
 URL and the ops key, stops everything on Ctrl-C, and keeps the data for next time."""
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import threading
-from pathlib import Path
 
-import pytest
 from kombu import Connection
 
 from ops.processes import free_port, port_open, wait_until
@@ -17,61 +11,7 @@ from shared import messaging
 from shared.broker_users import with_credentials
 from shared.envelope import new_event
 
-from support import TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, venture_body
-
-JVREG = str(Path(sys.executable).parent / "jvreg")
-
-
-class DevProcess:
-    def __init__(self, env: dict, data_dir: Path, mongo_port: int):
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [JVREG, "dev", "--data-dir", str(data_dir), "--mongo-port", str(mongo_port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 120):
-        def seen():
-            if self.process.poll() is not None and text not in self.output():
-                raise RuntimeError(f"jvreg dev exited:\n{self.output()[-3000:]}")
-            return text in self.output()
-
-        wait_until(seen, timeout, f"'{text}' from jvreg dev")
-
-    def value_after(self, label: str) -> str:
-        line = next(line for line in self.lines if label in line)
-        return line.split(label, 1)[1].strip()
-
-    def interrupt(self, timeout: float = 60) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout)
-
-
-@pytest.fixture
-def dev_env(amqp_uri, backends, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
-    env.update(
-        JVREG_AMQP_URI=amqp_uri,
-        JVREG_GATEWAY_PORT=str(free_port()),
-        JVREG_BROKER_USER=TEST_BROKER_USER,
-        JVREG_BROKER_ADMIN_URL=backends["management_url"],
-    )
-    # The tests' broker users and password (users are global): `jvreg dev` keeps them.
-    names = (*messaging.SERVICES, messaging.OPS)
-    passwords = {name: TEST_BROKER_PASSWORD for name in names}
-    (tmp_path / "broker-passwords.json").write_text(json.dumps(passwords))
-    return env
+from support import JVREG, TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, DevProcess, venture_body
 
 
 def test_dev_runs_stops_on_ctrl_c_and_keeps_the_data(dev_env, tmp_path):

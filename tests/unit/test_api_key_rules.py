@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import yaml
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -18,7 +17,6 @@ from pydantic import ValidationError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from ops.processes import NAMEKO_CONFIG
 from services.gateway.keys import (
     MAX_KEY_LIFETIME_DAYS,
     ApiKey,
@@ -35,6 +33,8 @@ from services.gateway.throttle import RateLimits, is_expensive_read
 from shared.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
 from shared.refusals import NAMEKO_WORKERS, OneLineRefusals
 from shared.settings import Settings
+
+from support import nameko_config
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -242,7 +242,7 @@ def test_an_unexpected_error_keeps_its_traceback():
 def test_every_service_logs_a_refusal_in_one_line(capsys):
     """The services' logging configuration (deploy/config.yaml, as `nameko run` loads
     it) puts the filter on the handler, so an RPC service's 409 is one line too."""
-    config = yaml.safe_load(NAMEKO_CONFIG.read_text())["LOGGING"]
+    config = nameko_config()["LOGGING"]
     config["root"]["level"] = "INFO"
     logging.config.dictConfig(config)
     try:
