@@ -46,11 +46,16 @@ ATTRIBUTES = {
     "datacontenttype": "the media type of `data`, always application/json",
     "sequence": "extension attribute: +1 with every change of the aggregate named by "
     "`subject`, starting at 1; consumers apply an aggregate's events in this order",
+    "correlationid": "extension attribute: the correlation id of the request that caused "
+    "the change (the caller's `X-Request-Id` or W3C trace id, else one the gateway made); "
+    "the consumer that applies the event logs under it; absent or null when no request did",
     "data": "the event's payload: the aggregate after the change, and the change itself",
 }
-# The id and time of the example events, fixed so the catalogue is reproducible.
+# The id, time and correlation id of the example events, fixed so the catalogue is
+# reproducible.
 EXAMPLE_ID = "5b0c7d2e-3c1a-4c53-9a4e-5f0d1b8e2a71"
 EXAMPLE_TIME = datetime(2026, 11, 27, 18, 30, 11, 572000, tzinfo=UTC)
+EXAMPLE_CORRELATION_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 class Contract(Protocol):
@@ -242,7 +247,8 @@ def example_event(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any
     if not issubclass(model, EventPayload):
         raise TypeError(f"{model.__name__} is not an EventPayload of a contract")
     event = aggregate_event(model.model_validate(data))
-    return event.model_copy(update={"id": EXAMPLE_ID, "time": EXAMPLE_TIME}).wire()
+    fixed = {"id": EXAMPLE_ID, "time": EXAMPLE_TIME, "correlationid": EXAMPLE_CORRELATION_ID}
+    return event.model_copy(update=fixed).wire()
 
 
 def queue_channel(queue: Queue, messages: Mapping[str, Any], description: str) -> dict:

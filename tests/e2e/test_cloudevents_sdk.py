@@ -154,6 +154,8 @@ def test_the_sdk_reads_every_event_of_a_venture_from_registration_to_investment(
         assert event.get_extension("sequence") == payload.sequence
         events[(message.routing_key, event.get_subject())] = event
     assert expected <= events.keys()
+    # Each was caused by a request through the gateway, whose correlation id it carries.
+    assert all(events[key].get_extension("correlationid") for key in expected)
 
     def data(routing_key: str, subject: str) -> dict:
         return events[(routing_key, subject)].get_data()
