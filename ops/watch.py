@@ -96,7 +96,7 @@ class EventWatcher(ConsumerMixin):
             Consumer(
                 queues=[self.queue],
                 callbacks=[self.on_message],
-                accept=["json"],
+                accept=messaging.EVENT_CONTENT_TYPES,
                 prefetch_count=1,
             )
         ]

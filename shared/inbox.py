@@ -209,6 +209,10 @@ class DeadLetteringQueueConsumer(QueueConsumer):
     a foreign content type) is dead-lettered with the reason, instead of the exception
     stopping the consumer for every message behind it."""
 
+    @property
+    def accept(self):
+        return messaging.EVENT_CONTENT_TYPES
+
     def get_consumers(self, consumer_cls, channel):
         consumers = super().get_consumers(consumer_cls, channel)
         for provider, consumer in self._consumers.items():

@@ -2,7 +2,25 @@
 the dead-letter path. Declared by publishers and consumers alike, with identical
 arguments, so whichever side starts first the other finds what it expects."""
 
+import kombu.serialization
 from kombu import Exchange, Queue
+from kombu.utils import json
+
+# Events travel in CloudEvents' structured mode (the RabbitMQ protocol binding): the
+# whole event is the JSON body, and this content type says so, so that any CloudEvents
+# reader takes the body as an event rather than as the data of a binary-mode one.
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+CLOUDEVENTS_SERIALIZER = "cloudevents"
+kombu.serialization.register(
+    CLOUDEVENTS_SERIALIZER,
+    encoder=json.dumps,
+    decoder=json.loads,
+    content_type=CLOUDEVENTS_CONTENT_TYPE,
+    content_encoding="utf-8",
+)
+# What an event consumer decodes: CloudEvents, and plain JSON for the events published
+# as `application/json` before the content type changed, still queued at an upgrade.
+EVENT_CONTENT_TYPES = [CLOUDEVENTS_SERIALIZER, "json"]
 
 DEAD_LETTER_EXCHANGE = "jvreg.dead-letter"
 DEAD_LETTER_QUEUE = "jvreg.dead-letters"

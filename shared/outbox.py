@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -123,7 +124,7 @@ class Relay:
 
     def _subjects_waiting(self, claim: str, batch: list[dict]) -> set[str]:
         """Subjects of the batch with an earlier record still pending outside it."""
-        first = {}
+        first: dict[str, int] = {}
         for record in batch:
             first.setdefault(record["subject"], record["sequence"])
         earlier = [
@@ -140,7 +141,7 @@ class Relay:
         otherwise (not attempted) shortly, and not counted as an attempt."""
         if not ids:
             return
-        update = {"$unset": {"lease_owner": "", "claim": ""}}
+        update: dict[str, dict[str, Any]] = {"$unset": {"lease_owner": "", "claim": ""}}
         if error is None:
             update["$set"] = {"available_at": datetime.now(UTC) + WAIT_FOR_PREDECESSOR}
             update["$inc"] = {"attempts": -1}
@@ -214,9 +215,10 @@ class Relay:
 
 
 def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]:
-    """Publish one event to `<service>.events`, persistent, waiting for the broker's
-    confirm; raises UndeliverableMessage when no queue is bound for it. It carries the
-    connection's user as `user_id`, which the broker checks and consumers trust."""
+    """Publish one event to `<service>.events` in CloudEvents' structured mode,
+    persistent, waiting for the broker's confirm; raises UndeliverableMessage when no
+    queue is bound for it. It carries the connection's user as `user_id`, which the
+    broker checks and consumers trust."""
     exchange: Exchange = messaging.events_exchange(service)
     user = broker_user(amqp_uri)
     publisher = Publisher(
@@ -224,7 +226,7 @@ def event_publisher(amqp_uri: str, service: str) -> Callable[[CloudEvent], None]
         use_confirms=True,
         mandatory=True,
         delivery_mode=2,
-        serializer="json",
+        serializer=messaging.CLOUDEVENTS_SERIALIZER,
         declare=messaging.publisher_topology(service),
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5},

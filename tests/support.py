@@ -186,6 +186,20 @@ class Api:
         return self.request("PUT", path, **kwargs)
 
 
+def created(api, path: str, body: dict) -> dict:
+    """POST that creates; a service that has not yet heard of the parent (503, events
+    on their way) is asked again."""
+    responses = []
+
+    def answered():
+        responses.append(api.post(path, json=body))
+        return responses[-1].status_code != 503
+
+    wait_until(answered, 30, f"POST {path}")
+    assert responses[-1].status_code == 201, responses[-1].text
+    return responses[-1].json()
+
+
 # A formulation plant in the Rashakai SEZ, as an investor registers it.
 PLANT = {
     "name": "Rashakai Formulation Plant 1",

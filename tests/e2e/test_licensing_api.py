@@ -12,9 +12,9 @@ from ops.processes import Stack, wait_until
 from services.gateway.problems import PROBLEM_CONTENT_TYPE
 from shared.clock import utcnow
 from shared.codec import rfc3339
-from shared.messaging import events_exchange
+from shared.messaging import EVENT_CONTENT_TYPES, events_exchange
 
-from support import PLANT, venture_body
+from support import PLANT, created, venture_body
 
 DML = {"type": "dml_formulation"}
 
@@ -38,7 +38,7 @@ class Subscriber:
     def drain(self) -> None:
         with Connection(self.amqp_uri) as connection:
             bound = self.queue(connection.channel())
-            while (message := bound.get(accept=["json"])) is not None:
+            while (message := bound.get(accept=EVENT_CONTENT_TYPES)) is not None:
                 self.received.append(message.payload)
                 message.ack()
 
@@ -52,20 +52,6 @@ class Subscriber:
 
         wait_until(enough, 30, f"{count} events about {subject}")
         return self.about(subject)
-
-
-def created(api, path: str, body: dict) -> dict:
-    """POST that creates; a service that has not yet heard of the parent (503, events
-    on their way) is asked again."""
-    responses = []
-
-    def answered():
-        responses.append(api.post(path, json=body))
-        return responses[-1].status_code != 503
-
-    wait_until(answered, 30, f"POST {path}")
-    assert responses[-1].status_code == 201, responses[-1].text
-    return responses[-1].json()
 
 
 def plant_of(investor) -> dict:

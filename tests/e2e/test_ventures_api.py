@@ -7,7 +7,7 @@ import uuid
 import pytest
 from kombu import Connection, Consumer, Queue
 
-from shared.messaging import events_exchange
+from shared.messaging import EVENT_CONTENT_TYPES, events_exchange
 
 from support import Api, venture_body
 
@@ -45,7 +45,7 @@ def test_registration_publishes_a_cloud_event(registry, investor):
             received.append((body, message.properties))
             message.ack()
 
-        with Consumer(connection, [queue], callbacks=[on_message], accept=["json"]):
+        with Consumer(connection, [queue], callbacks=[on_message], accept=EVENT_CONTENT_TYPES):
             deadline = time.monotonic() + 15
             while not any(b["subject"] == venture["id"] for b, _ in received):
                 assert time.monotonic() < deadline, "no venture.registered event arrived"

@@ -51,7 +51,9 @@ def facility_events(amqp_uri):
         def check():
             with Connection(amqp_uri) as connection:
                 bound = queue(connection.channel())
-                while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+                while (
+                    message := bound.get(no_ack=True, accept=messaging.EVENT_CONTENT_TYPES)
+                ) is not None:
                     received.append(message.payload)
             return enough(received)
 

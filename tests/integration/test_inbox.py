@@ -1,10 +1,14 @@
 """The consuming side: one effect per event id, failures requeued rather than
 dropped, against the real broker and wire server."""
 
+import json
+
 import pytest
+from kombu import Connection
 from nameko.testing.services import entrypoint_waiter
 
 from ops.processes import wait_until
+from shared import messaging
 from shared.envelope import new_event
 from shared.inbox import EventOutOfOrder, apply_once, check_order, cloud_event_handler
 from shared.mongo import MongoStore, Repository
@@ -70,6 +74,24 @@ def test_a_failing_handler_gets_the_message_again_instead_of_dropping_it(consume
     )
     assert ProjectionService.failures_left["count"] == 0
     assert db.effects.find_one({"_id": "jv_2"})["applied"] == 1
+
+
+def test_an_event_queued_as_plain_json_before_the_upgrade_is_still_applied(consumer, amqp_uri):
+    """Events were published as `application/json` until structured mode was declared
+    with `application/cloudevents+json`; those still queued at an upgrade are applied."""
+    container, db = consumer
+    event = new_event("ventures", "venture.registered", "jv_3", 1, {})
+    with entrypoint_waiter(container, "project_venture"), Connection(amqp_uri) as connection:
+        connection.Producer().publish(
+            json.dumps(event.wire()),
+            exchange=messaging.events_exchange("ventures"),
+            routing_key=event.routing_key,
+            content_type="application/json",
+            content_encoding="utf-8",
+            user_id=connection.userid,
+        )
+    assert db.effects.find_one({"_id": "jv_3"})["applied"] == 1
+    assert db.inbox.count_documents({"_id": event.id}) == 1
 
 
 def test_sequence_gate():

@@ -158,7 +158,9 @@ def test_the_lifecycle_is_recorded_in_history_and_events(licensing, facilities, 
     def all_published():
         with Connection(amqp_uri) as connection:
             bound = queue(connection.channel())
-            while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+            while (
+                message := bound.get(no_ack=True, accept=messaging.EVENT_CONTENT_TYPES)
+            ) is not None:
                 events.append(message.payload)
         return len(events) >= 6
 

@@ -44,7 +44,7 @@ def drain(amqp_uri, queue) -> list[dict]:
     bodies = []
     with Connection(amqp_uri) as connection:
         bound = queue(connection.channel())
-        while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+        while (message := bound.get(no_ack=True, accept=messaging.EVENT_CONTENT_TYPES)) is not None:
             bodies.append(message.payload)
     return bodies
 
@@ -65,6 +65,19 @@ def test_a_committed_event_is_published_and_then_marked_sent(repository, amqp_ur
     [body] = drain(amqp_uri, regulator_queue)
     assert body["id"] == event_id and body["specversion"] == "1.0"
     assert repository.db.outbox.find_one({"_id": event_id})["status"] == SENT
+
+
+def test_an_event_is_published_in_cloudevents_structured_mode(
+    repository, amqp_uri, regulator_queue
+):
+    """The content type tells any CloudEvents reader the body is the whole event."""
+    [event_id] = commit_events(repository, 1)
+    Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test").relay_pending()
+    with Connection(amqp_uri) as connection:
+        message = regulator_queue(connection.channel()).get(no_ack=True, accept=["cloudevents"])
+    assert message.content_type == "application/cloudevents+json"
+    assert message.payload["id"] == event_id
+    assert message.properties["message_id"] == event_id
 
 
 def test_an_event_whose_publish_failed_is_published_by_a_later_pass(

@@ -49,7 +49,9 @@ def subscriber(amqp_uri):
         def got_all():
             with Connection(amqp_uri) as connection:
                 bound = queue(connection.channel())
-                while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+                while (
+                    message := bound.get(no_ack=True, accept=messaging.EVENT_CONTENT_TYPES)
+                ) is not None:
                     bodies.append(message.payload)
             return len(bodies) >= count
 
