@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench lint fmt up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench lint fmt docs up down logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ lint: $(STAMP) ## ruff, the layering of docs/architecture.md (import-linter) and
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/mypy
+
+docs: $(STAMP) ## regenerate docs/events.md, the event catalogue, from the AsyncAPI document
+	$(BIN)/python -m services.gateway.asyncapi --catalogue docs/events.md
 
 fmt: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .

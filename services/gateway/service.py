@@ -11,6 +11,7 @@ from services.gateway.clients import ServiceClient
 from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
+from services.gateway.asyncapi import asyncapi_document
 from services.gateway.openapi import openapi_document
 
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
@@ -125,6 +126,17 @@ class GatewayService(
     )
     def openapi(self, request):
         return json_response(openapi_document(ROUTES))
+
+    @route(
+        "GET",
+        "/asyncapi.json",
+        summary="The events the registry publishes and consumes (AsyncAPI 3.0)",
+        tag="operations",
+        public=True,
+        response=None,
+    )
+    def asyncapi(self, request):
+        return json_response(asyncapi_document())
 
     @route(
         "GET",

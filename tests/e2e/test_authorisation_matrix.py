@@ -43,6 +43,7 @@ ANYONE = ("ok",) * len(PRINCIPALS)
 POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/health"): ANYONE,
     ("GET", "/openapi.json"): ANYONE,
+    ("GET", "/asyncapi.json"): ANYONE,
     ("GET", "/docs"): ANYONE,
     ("GET", "/docs/<asset>"): ANYONE,
     # API keys: ops manage every key; others their organisation's.

@@ -1,5 +1,6 @@
 """/docs: Swagger UI over /openapi.json, served by the gateway from a PyPI package's
-assets (nothing fetched from elsewhere), as headless Chromium renders it."""
+assets (nothing fetched from elsewhere), as headless Chromium renders it; and
+/asyncapi.json, the event contract."""
 
 import json
 import subprocess
@@ -7,8 +8,14 @@ import sys
 from pathlib import Path
 
 import requests
+from jsonschema import Draft7Validator
+
+from services.gateway.asyncapi import asyncapi_document
 
 PROBE = Path(__file__).parent / "swagger_ui_probe.py"
+ASYNCAPI_3_SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "schemas" / "asyncapi-3.0.0.json").read_text()
+)
 
 
 def test_the_docs_page_renders_every_operation_from_the_gateway_alone(registry):
@@ -35,3 +42,15 @@ def test_the_docs_assets_are_the_packages_and_nothing_else(registry):
     assert requests.get(f"{url}/docs/LICENSE", timeout=10).status_code == 422
     outside = requests.get(f"{url}/docs/..%2F..%2Fgateway%2Fservice.py", timeout=10)
     assert outside.status_code in (404, 422)
+
+
+def test_the_gateway_serves_the_asyncapi_document_of_the_contracts(registry):
+    served = requests.get(f"{registry['url']}/asyncapi.json", timeout=10)
+    assert served.status_code == 200 and served.headers["Content-Type"] == "application/json"
+    document = served.json()
+    errors = list(Draft7Validator(ASYNCAPI_3_SCHEMA).iter_errors(document))
+    assert not errors, [error.message for error in errors[:5]]
+    assert document == json.loads(json.dumps(asyncapi_document()))
+    assert {"ventures.events", "licensing.events"} <= {
+        channel["address"] for channel in document["channels"].values()
+    }
