@@ -7,11 +7,11 @@ from nameko.dependency_providers import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import docs
+from services.gateway.asyncapi import asyncapi_document
 from services.gateway.clients import ServiceClient
 from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
-from services.gateway.asyncapi import asyncapi_document
 from services.gateway.openapi import openapi_document
 
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
