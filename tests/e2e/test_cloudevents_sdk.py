@@ -21,7 +21,9 @@ from support import PLANT, created, venture_body
 PAYLOADS = {key: model for contract in CONTRACTS for key, model in contract.EVENTS.items()}
 # The services that publish events, each to its `<service>.events` exchange.
 PUBLISHERS = [contract.SERVICE for contract in CONTRACTS if contract.EVENTS]
-RATE_DAY = "2025-02-14"
+# A rate of its own: FX rates are registry-wide, and the investment reports' tests
+# compute with the PKR and CNY rates of their worked example.
+RATE_CURRENCY, RATE_DAY = "HKD", "2025-02-14"
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,16 @@ def test_the_sdk_reads_every_event_of_a_venture_from_registration_to_investment(
     move(regulator, licence["id"], "under_review")
     move(regulator, licence["id"], "inspection_scheduled", inspection_date="2026-05-04")
     move(regulator, licence["id"], "granted", decision_ref="DRAP/LIC/2026/0412")
-    rate = ops.put(f"/v1/fx-rates/PKR/{RATE_DAY}", json={"usd_per_unit": "0.00359"})
+    rate = ops.put(f"/v1/fx-rates/{RATE_CURRENCY}/{RATE_DAY}", json={"usd_per_unit": "0.1282"})
     assert rate.status_code in (200, 201), rate.text
     flow = created(
         investor,
         f"/v1/ventures/{venture['id']}/investments",
         {
             "type": "commitment",
-            "partner": "Indus Pharma (Pvt) Ltd",
-            "amount": "750000000.00",
-            "currency": "PKR",
+            "partner": "Zhejiang Yangtze Pharmaceutical Co.",
+            "amount": "20000000.00",
+            "currency": RATE_CURRENCY,
             "value_date": RATE_DAY,
         },
     )
@@ -135,7 +137,7 @@ def test_the_sdk_reads_every_event_of_a_venture_from_registration_to_investment(
         ("license.inspection_scheduled", licence["id"]),
         ("license.granted", licence["id"]),
         ("facility.status_changed", plant["id"]),
-        ("fx_rate.set", f"fx:PKR:{RATE_DAY}"),
+        ("fx_rate.set", f"fx:{RATE_CURRENCY}:{RATE_DAY}"),
         ("investment.recorded", flow["id"]),
     }
     capture.wait_for(expected)
@@ -171,9 +173,11 @@ def test_the_sdk_reads_every_event_of_a_venture_from_registration_to_investment(
     assert granted["license"]["status"] == "granted"
     assert granted["license"]["decision_ref"] == "DRAP/LIC/2026/0412"
     assert data("facility.status_changed", plant["id"])["facility"]["status"] == "operational"
-    assert data("fx_rate.set", f"fx:PKR:{RATE_DAY}")["fx_rate"]["usd_per_unit"] == "0.00359"
+    assert (
+        data("fx_rate.set", f"fx:{RATE_CURRENCY}:{RATE_DAY}")["fx_rate"]["usd_per_unit"] == "0.1282"
+    )
     recorded = data("investment.recorded", flow["id"])["investment"]
-    assert (recorded["amount"], recorded["venture_id"]) == ("750000000.00", venture["id"])
+    assert (recorded["amount"], recorded["venture_id"]) == ("20000000.00", venture["id"])
     sequences = [
         events[(key, licence["id"])].get_extension("sequence")
         for key in ("license.submitted", "license.under_review", "license.granted")
