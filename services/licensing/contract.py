@@ -380,8 +380,8 @@ class LicenceInspectionScheduled(LicenceEvent):
 
 class LicenceGranted(LicenceEvent):
     """DRAP granted the licence under `decision_ref`: it is in force from `change.time`
-    through the whole day (UTC) of `valid_until`, five years on unless DRAP set another
-    date. A plant with a DML in force is operational."""
+    until the moment `valid_until`, five years on unless DRAP gave a date (which runs to
+    that day's end, UTC). A plant with a DML in force is operational."""
 
     routing_key = "license.granted"
     model_config = examples(
