@@ -3,7 +3,8 @@ serves. The gateway takes it from the HTTP request (`X-Request-Id`, or the trace
 a W3C `traceparent`) or makes one, and answers it back; nameko carries it to the
 services as context data of every RPC (header `nameko.correlation_id`); the event
 builder puts it in the CloudEvent (extension attribute `correlationid`), and the
-consumer that applies the event logs under it again. deploy/config.yaml installs the
+consumer that applies the event logs under it again, as do the outbox relay that
+publishes the event and the webhook deliverer that sends it. deploy/config.yaml installs the
 filter and picks the format: text, or one JSON object per line with
 JVREG_LOG_FORMAT=json; shared.entrypoints.CorrelatedContainer runs every worker under
 its id. Free of nameko, so the event builder may use it."""
@@ -11,7 +12,8 @@ its id. Free of nameko, so the event builder may use it."""
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from werkzeug.wrappers import Request
@@ -32,6 +34,18 @@ current_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", de
 
 def new_correlation_id() -> str:
     return uuid.uuid4().hex
+
+
+@contextmanager
+def correlated(correlation_id: str | None) -> Iterator[None]:
+    """Log under `correlation_id` until the block ends: a background loop (the outbox
+    relay, the webhook deliverer) works for no request of its own, so while it handles
+    an event its lines carry the id of the request behind that event."""
+    token = current_correlation_id.set(correlation_id)
+    try:
+        yield
+    finally:
+        current_correlation_id.reset(token)
 
 
 def correlation_id_from(headers: Mapping[str, str]) -> str:

@@ -25,6 +25,7 @@ from shared.background import BackgroundLoop
 from shared.dead_letters import broker_user
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
+from shared.logs import correlated
 
 log = logging.getLogger(__name__)
 
@@ -186,24 +187,27 @@ class Relay:
                 not_attempted.append(record["_id"])
                 continue
             event = CloudEvent.model_validate(record["envelope"])
-            try:
-                self.publish(event)
-            except UndeliverableMessage:
-                # No queue bound for this routing key: misconfiguration, not success.
-                self.unroutable += 1
-                log.error("event %s (%s) is unroutable; kept pending", event.id, event.type)
-                self._release(
-                    claim, [record["_id"]], "unroutable: no queue bound for " + event.routing_key
-                )
-                stopped.add(record["subject"])
-                continue
-            except Exception as error:  # broker down, connection lost: try later
-                self.failures += 1
-                broker_down = True
-                log.warning("publishing event %s failed: %r; kept pending", event.id, error)
-                self._release(claim, [record["_id"]], repr(error))
-                not_attempted += [later["_id"] for later in batch[position + 1 :]]
-                break
+            with correlated(event.correlationid):
+                try:
+                    self.publish(event)
+                except UndeliverableMessage:
+                    # No queue bound for this routing key: misconfiguration, not success.
+                    self.unroutable += 1
+                    log.error("event %s (%s) is unroutable; kept pending", event.id, event.type)
+                    self._release(
+                        claim,
+                        [record["_id"]],
+                        "unroutable: no queue bound for " + event.routing_key,
+                    )
+                    stopped.add(record["subject"])
+                    continue
+                except Exception as error:  # broker down, connection lost: try later
+                    self.failures += 1
+                    broker_down = True
+                    log.warning("publishing event %s failed: %r; kept pending", event.id, error)
+                    self._release(claim, [record["_id"]], repr(error))
+                    not_attempted += [later["_id"] for later in batch[position + 1 :]]
+                    break
             crash_point("after_confirm")
             confirmed.append(record["_id"])
         # Only confirmed records are marked sent; a crash before this line publishes

@@ -141,6 +141,9 @@ class FacilityEvent(EventPayload):
 
 
 class FacilityRegistered(FacilityEvent):
+    """The venture's owner (or ops) registered a plant of a venture that was not
+    dissolved: the plant is `planned`, at version 1, with no licence in force yet."""
+
     routing_key = FACILITY_REGISTERED
     model_config = ConfigDict(
         json_schema_extra={
@@ -160,6 +163,12 @@ class FacilityRegistered(FacilityEvent):
 
 
 class FacilityStatusChanged(FacilityEvent):
+    """The plant's status followed its manufacturing licences or its venture, never a
+    request: `operational` once a DML (`dml_*`) is in force, `halted` when none is any
+    more, `decommissioned` (final) when its venture was dissolved. `change.reason` names
+    the licence or venture event that caused it, and `change.actor` is who decided
+    that."""
+
     routing_key = FACILITY_STATUS_CHANGED
     model_config = ConfigDict(
         json_schema_extra={

@@ -516,8 +516,11 @@ FX_RATE_SET = "fx_rate.set"
 
 
 class InvestmentRecorded(EventPayload):
-    """`data` of `investment.recorded`. A flow is never changed after it is recorded:
-    subject = flow id, sequence 1."""
+    """A partner's flow into or out of the venture (a commitment, a disbursement, an
+    equity or loan movement) was recorded, exactly, in its own currency; the partner's
+    disbursements in that currency still stay within its net commitments. A flow never
+    changes after (subject the flow's id, sequence 1): a correction is a further
+    flow."""
 
     service = SERVICE
 
@@ -555,8 +558,10 @@ class FxRateChange(BaseModel):
 
 
 class FxRateSet(EventPayload):
-    """`data` of `fx_rate.set`: subject `fx:<currency>:<date>`, one aggregate per
-    currency and day; sequence = the rate's version, +1 each time it is changed."""
+    """Ops set, or changed, the US dollars one unit of `currency` was worth on `date`
+    (subject `fx:<currency>:<date>`; sequence the rate's version, +1 per change);
+    `change.from` is the day's previous rate, null if none. Reports convert a flow at
+    the latest rate on or before its value date."""
 
     service = SERVICE
 

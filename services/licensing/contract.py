@@ -328,6 +328,10 @@ INSPECTED: dict[str, Any] = {"inspection_date": "2026-12-14"}
 
 
 class LicenceSubmitted(LicenceEvent):
+    """The plant's owner (or ops) applied to DRAP for a licence of `type` for the plant:
+    it is `submitted`, at version 1, and not in force. The plant was not decommissioned,
+    and the same plant and licence type had no rejection in the 90 days before."""
+
     routing_key = "license.submitted"
     model_config = examples(
         licence_example(None, "submitted", "submitted", 1, "application submitted", actor=APPLICANT)
@@ -335,6 +339,9 @@ class LicenceSubmitted(LicenceEvent):
 
 
 class LicenceUnderReview(LicenceEvent):
+    """DRAP began reviewing the application's dossier, first after its submission or
+    again after a deferral; nothing is decided yet."""
+
     routing_key = "license.under_review"
     model_config = examples(
         licence_example("submitted", "under_review", "under_review", 2, "dossier complete")
@@ -342,6 +349,9 @@ class LicenceUnderReview(LicenceEvent):
 
 
 class LicenceDeferred(LicenceEvent):
+    """DRAP paused its review until the applicant supplies what `change.reason` names;
+    the review resumes with a further `license.under_review`."""
+
     routing_key = "license.deferred"
     model_config = examples(
         licence_example(
@@ -351,6 +361,9 @@ class LicenceDeferred(LicenceEvent):
 
 
 class LicenceInspectionScheduled(LicenceEvent):
+    """DRAP scheduled its inspection of the plant for `inspection_date` (on the licence
+    and in `change.fields`); a grant or a rejection follows it."""
+
     routing_key = "license.inspection_scheduled"
     model_config = examples(
         licence_example(
@@ -366,6 +379,10 @@ class LicenceInspectionScheduled(LicenceEvent):
 
 
 class LicenceGranted(LicenceEvent):
+    """DRAP granted the licence under `decision_ref`: it is in force from `change.time`
+    until the moment `valid_until`, five years on unless DRAP gave a date (which runs to
+    that day's end, UTC). A plant with a DML in force is operational."""
+
     routing_key = "license.granted"
     model_config = examples(
         licence_example(
@@ -381,6 +398,10 @@ class LicenceGranted(LicenceEvent):
 
 
 class LicenceRejected(LicenceEvent):
+    """DRAP rejected the application under `decision_ref`: the licence is final and
+    never in force, and the same plant may not apply for the same licence type again for
+    90 days."""
+
     routing_key = "license.rejected"
     model_config = examples(
         licence_example(
@@ -396,6 +417,9 @@ class LicenceRejected(LicenceEvent):
 
 
 class LicenceSuspended(LicenceEvent):
+    """DRAP suspended a granted licence under `decision_ref`: it is not in force until
+    it is reinstated, and may still be revoked; its `valid_until` is unchanged."""
+
     routing_key = "license.suspended"
     model_config = examples(
         licence_example(
@@ -411,6 +435,9 @@ class LicenceSuspended(LicenceEvent):
 
 
 class LicenceReinstated(LicenceEvent):
+    """DRAP lifted the licence's suspension under `decision_ref`: it is `granted` and in
+    force again until its unchanged `valid_until`."""
+
     routing_key = "license.reinstated"
     model_config = examples(
         licence_example(
@@ -426,6 +453,9 @@ class LicenceReinstated(LicenceEvent):
 
 
 class LicenceRevoked(LicenceEvent):
+    """DRAP revoked a granted or suspended licence under `decision_ref`: it is never in
+    force again (final)."""
+
     routing_key = "license.revoked"
     model_config = examples(
         licence_example(
@@ -441,6 +471,9 @@ class LicenceRevoked(LicenceEvent):
 
 
 class LicenceExpired(LicenceEvent):
+    """The licence's `valid_until` passed without a renewal and the registry's expiry
+    sweep (actor `system:expiry-sweep`) ended it: it is never in force again (final)."""
+
     routing_key = "license.expired"
     model_config = examples(
         licence_example(
@@ -456,6 +489,9 @@ class LicenceExpired(LicenceEvent):
 
 
 class LicenceRenewed(LicenceEvent):
+    """DRAP renewed a granted licence under `decision_ref`, moving its `valid_until`
+    later (in `change.fields`); it stays `granted` and was in force throughout."""
+
     routing_key = "license.renewed"
     model_config = examples(
         licence_example(

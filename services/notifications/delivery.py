@@ -8,6 +8,7 @@ instances of the service never send the same attempt at the same time; one that
 dies mid-attempt leaves the lease to expire and another sends it again (at least
 once: receivers dedupe by `webhook-id`, the event id)."""
 
+import json
 import logging
 import socket
 import ssl
@@ -39,6 +40,7 @@ from services.notifications.store import (
 )
 from shared.background import BackgroundLoop
 from shared.clock import utcnow
+from shared.logs import correlated
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,10 +173,17 @@ class Deliverer:
         delivery = self.store.claim(head, self.owner, LEASE)
         if delivery is None:
             return False
+        with correlated(json.loads(delivery["body"]).get("correlationid")):
+            self.attempt_claimed(subscription_id, delivery)
+        return True
+
+    def attempt_claimed(self, subscription_id: str, delivery: dict) -> None:
+        """Send a claimed delivery (or cancel it, its subscription no longer active),
+        record the attempt and log it."""
         subscription = self.store.subscription_document(subscription_id)
         if subscription["status"] != "active":
             self.store.cancel(delivery)
-            return True
+            return
         attempt = self.attempt(subscription, delivery)
         recorded = self.store.record_attempt(
             delivery, self.owner, attempt, STATUS_AFTER[attempt.outcome]
@@ -192,7 +201,6 @@ class Deliverer:
         )
         if recorded and attempt.outcome == "gone":
             self.store.disable(subscription_id, "the receiver answered 410 Gone")
-        return True
 
     def attempt(self, subscription: dict, delivery: dict) -> DeliveryAttempt:
         moment = utcnow()

@@ -254,6 +254,11 @@ class VentureEvent(EventPayload):
 
 
 class VentureRegistered(VentureEvent):
+    """An investor (or ops) registered a new joint venture: it is `registered`, at
+    version 1, owned by the registering key's organisation. Its partners meet the
+    venture rules (at least one from PK and one from CN, equity summing to exactly 100)
+    and no registered venture's name looks like its own."""
+
     routing_key = VENTURE_REGISTERED
     model_config = ConfigDict(
         json_schema_extra={
@@ -275,6 +280,11 @@ class VentureRegistered(VentureEvent):
 
 
 class VentureUpdated(VentureEvent):
+    """The venture's owner (or ops) changed what it states about the venture with a
+    merge patch: `change.fields` holds each field that changed, from and to. The venture
+    as a whole still meets the rules; its status is unchanged, and a dissolved venture
+    is never updated."""
+
     routing_key = VENTURE_UPDATED
     model_config = ConfigDict(
         json_schema_extra={
@@ -305,6 +315,11 @@ class VentureUpdated(VentureEvent):
 
 
 class VentureStatusChanged(VentureEvent):
+    """A regulator (or ops) moved the venture along its lifecycle (`registered` →
+    `active` ⇄ `suspended`, any → `dissolved`), for `change.reason`. `dissolved` is
+    final: no event of the venture follows it, and the venture's plants are
+    decommissioned."""
+
     routing_key = VENTURE_STATUS_CHANGED
     model_config = ConfigDict(
         json_schema_extra={

@@ -294,6 +294,7 @@ def test_walking_the_readme_logs_no_traceback_and_one_correlation_id(dev_env, tm
                 )
                 if example.problem:
                     assert answer.body["type"] == example.problem["type"]
+                    assert answer.body["detail"] == example.problem["detail"]
                     locations = [error["loc"] for error in answer.body["errors"]]
                     assert locations == [error["loc"] for error in example.problem["errors"]]
                 if traced:

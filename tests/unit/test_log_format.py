@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from shared.envelope import CloudEvent, new_event
-from shared.logs import correlation_id_from, current_correlation_id
+from shared.logs import correlated, correlation_id_from, current_correlation_id
 
 from support import nameko_config
 
@@ -105,3 +105,17 @@ def test_an_event_made_outside_any_request_has_no_correlationid_attribute():
         current_correlation_id.reset(token)
     # CloudEvents: an extension attribute without a value is left out, not null.
     assert "correlationid" not in event.wire()
+
+
+def test_a_background_loop_logs_under_an_events_id_only_while_it_handles_the_event():
+    token = current_correlation_id.set("relay-pass")
+    try:
+        with pytest.raises(ConnectionError), correlated("drap-2026-0412"):
+            assert current_correlation_id.get() == "drap-2026-0412"
+            raise ConnectionError("broker down")  # a failed publish leaves the block early
+        assert current_correlation_id.get() == "relay-pass"
+        with correlated(None):  # an event no request caused
+            assert current_correlation_id.get() is None
+        assert current_correlation_id.get() == "relay-pass"
+    finally:
+        current_correlation_id.reset(token)
