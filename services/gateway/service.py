@@ -7,7 +7,7 @@ from nameko.dependency_providers import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import docs
-from services.gateway.asyncapi import asyncapi_document
+from services.gateway.asyncapi import asyncapi_document, event_catalogue
 from services.gateway.clients import ServiceClient
 from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
@@ -149,6 +149,18 @@ class GatewayService(
     )
     def docs_page(self, request):
         return docs.page("/openapi.json", "/docs")
+
+    @route(
+        "GET",
+        "/docs/events",
+        summary="The event catalogue, readable (generated from /asyncapi.json)",
+        tag="operations",
+        public=True,
+        response=None,
+        media_type="text/html",
+    )
+    def docs_events(self, request):
+        return docs.catalogue_page(event_catalogue(asyncapi_document()))
 
     @route(
         "GET",

@@ -45,6 +45,7 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/openapi.json"): ANYONE,
     ("GET", "/asyncapi.json"): ANYONE,
     ("GET", "/docs"): ANYONE,
+    ("GET", "/docs/events"): ANYONE,
     ("GET", "/docs/<asset>"): ANYONE,
     # API keys: ops manage every key; others their organisation's.
     ("POST", "/v1/api-keys"): ("403", "403", "403", "403", "ok"),

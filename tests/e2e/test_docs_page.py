@@ -11,6 +11,7 @@ import requests
 from jsonschema import Draft7Validator
 
 from services.gateway.asyncapi import asyncapi_document
+from shared.contract import EVENT_TYPES
 
 PROBE = Path(__file__).parent / "swagger_ui_probe.py"
 ASYNCAPI_3_SCHEMA = json.loads(
@@ -54,3 +55,11 @@ def test_the_gateway_serves_the_asyncapi_document_of_the_contracts(registry):
     assert {"ventures.events", "licensing.events"} <= {
         channel["address"] for channel in document["channels"].values()
     }
+
+
+def test_the_event_catalogue_is_a_page_of_every_event_type(registry):
+    page = requests.get(f"{registry['url']}/docs/events", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "<table>" in page.text and "<h2" in page.text
+    for routing_key in EVENT_TYPES:
+        assert f"<code>{routing_key}</code>" in page.text, routing_key
