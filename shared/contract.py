@@ -75,14 +75,17 @@ class EventPayload(BaseModel):
 
     service: ClassVar[str]
     routing_key: ClassVar[str]
+    # The field holding the aggregate after the change: by default its `id` is the
+    # event's subject and its `version` the event's sequence.
+    aggregate: ClassVar[str]
 
     @property
     def subject(self) -> str:
-        raise NotImplementedError
+        return getattr(self, self.aggregate).id
 
     @property
     def sequence(self) -> int:
-        raise NotImplementedError
+        return getattr(self, self.aggregate).version
 
 
 def events_of(*payloads: type[EventPayload]) -> dict[str, type[BaseModel]]:
