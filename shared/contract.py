@@ -6,6 +6,7 @@ another service.
 A consumer refuses (dead-letters) a type not listed in EVENT_TYPES, or a payload its
 producer's contract does not accept, instead of guessing at it."""
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,7 +103,7 @@ def example(model: type[BaseModel]) -> dict[str, Any]:
     first = first[0] if isinstance(first, list) else None
     if not isinstance(first, dict):
         raise LookupError(f"{model.__name__}'s first example is not an object")
-    return dict(first)
+    return copy.deepcopy(first)  # the caller may change it; the schema's stays
 
 
 # --- AMQP topic patterns --------------------------------------------------------------
