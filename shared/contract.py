@@ -6,6 +6,7 @@ another service.
 A consumer refuses (dead-letters) a type not listed in EVENT_TYPES, or a payload its
 producer's contract does not accept, instead of guessing at it."""
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,14 +76,17 @@ class EventPayload(BaseModel):
 
     service: ClassVar[str]
     routing_key: ClassVar[str]
+    # The field holding the aggregate after the change: by default its `id` is the
+    # event's subject and its `version` the event's sequence.
+    aggregate: ClassVar[str]
 
     @property
     def subject(self) -> str:
-        raise NotImplementedError
+        return getattr(self, self.aggregate).id
 
     @property
     def sequence(self) -> int:
-        raise NotImplementedError
+        return getattr(self, self.aggregate).version
 
 
 def events_of(*payloads: type[EventPayload]) -> dict[str, type[BaseModel]]:
@@ -99,7 +103,7 @@ def example(model: type[BaseModel]) -> dict[str, Any]:
     first = first[0] if isinstance(first, list) else None
     if not isinstance(first, dict):
         raise LookupError(f"{model.__name__}'s first example is not an object")
-    return dict(first)
+    return copy.deepcopy(first)  # the caller may change it; the schema's stays
 
 
 # --- AMQP topic patterns --------------------------------------------------------------

@@ -18,6 +18,8 @@ from nameko.cli.main import setup_yaml_parser
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
+from services.facilities.contract import RegisterFacility
+from services.ventures.contract import RegisterVenture
 from shared import messaging
 from shared.broker_users import (
     RabbitAdmin,
@@ -200,44 +202,16 @@ def created(api, path: str, body: dict) -> dict:
     return responses[-1].json()
 
 
-# A formulation plant in the Rashakai SEZ, as an investor registers it.
-PLANT = {
-    "name": "Rashakai Formulation Plant 1",
-    "kind": "formulation_plant",
-    "address": "Plot 14, Rashakai Special Economic Zone",
-    "city": "Nowshera",
-    "province": "khyber_pakhtunkhwa",
-    "sez": "Rashakai SEZ",
-    "capacity": {"value": "250000000", "unit": "tablets/year"},
-}
+# A formulation plant in the Rashakai SEZ, as an investor registers it: the contract's
+# own example, so the tests send what the documents show.
+PLANT = example(RegisterFacility)
 
 
 def venture_body(name: str | None = None, **overrides) -> dict:
-    """A valid registration, modelled on the ventures the 2025 health accord calls for."""
-    body = {
-        "name": name or f"Indus-Yangtze API Works {uuid.uuid4().hex[:6]}",
-        "sector": "api_manufacturing",
-        "province": "khyber_pakhtunkhwa",
-        "sez": "Rashakai SEZ",
-        "description": "Local production of paracetamol and amoxicillin APIs",
-        "partners": [
-            {
-                "name": "Indus Pharma (Pvt) Ltd",
-                "country": "PK",
-                "kind": "private_company",
-                "equity_pct": "51",
-            },
-            {
-                "name": "Zhejiang Yangtze Pharmaceutical Co.",
-                "country": "CN",
-                "kind": "private_company",
-                "equity_pct": "49",
-            },
-        ],
-        "focal_points": [
-            {"name": "Ayesha Khan", "email": "ayesha.khan@induspharma.example", "country": "PK"},
-        ],
-    }
+    """A valid registration, modelled on the ventures the 2025 health accord calls for
+    (the contract's example), under a name of its own: names are unique."""
+    body = example(RegisterVenture)
+    body["name"] = name or f"{body['name']} {uuid.uuid4().hex[:6]}"
     body.update(overrides)
     return body
 

@@ -127,17 +127,10 @@ class FacilityEvent(EventPayload):
     """`data` of every `facility.*` event: the facility after the change, and the change."""
 
     service = SERVICE
+    aggregate = "facility"
 
     facility: Facility
     change: FacilityStatusChange
-
-    @property
-    def subject(self) -> str:
-        return self.facility.id
-
-    @property
-    def sequence(self) -> int:
-        return self.facility.version
 
 
 class FacilityRegistered(FacilityEvent):

@@ -537,16 +537,14 @@ class InvestmentRecorded(EventPayload):
 
     routing_key = INVESTMENT_RECORDED
 
+    aggregate = "investment"
+
     investment: Flow
     change: Change
 
     @property
-    def subject(self) -> str:
-        return self.investment.id
-
-    @property
     def sequence(self) -> int:
-        return 1
+        return 1  # a flow is never changed: its one event
 
 
 class FxRateChange(BaseModel):

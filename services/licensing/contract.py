@@ -270,17 +270,10 @@ class LicenceEvent(EventPayload):
     """`data` of every `license.*` event: the licence after the change, and the change."""
 
     service = SERVICE
+    aggregate = "license"
 
     license: Licence
     change: LicenceChange
-
-    @property
-    def subject(self) -> str:
-        return self.license.id
-
-    @property
-    def sequence(self) -> int:
-        return self.license.version
 
 
 def licence_example(

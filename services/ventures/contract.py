@@ -240,17 +240,10 @@ class VentureEvent(EventPayload):
     """`data` of every `venture.*` event: the venture after the change, and the change."""
 
     service = SERVICE
+    aggregate = "venture"
 
     venture: Venture
     change: Change
-
-    @property
-    def subject(self) -> str:
-        return self.venture.id
-
-    @property
-    def sequence(self) -> int:
-        return self.venture.version
 
 
 class VentureRegistered(VentureEvent):
