@@ -22,10 +22,23 @@ QUEUE_HEADER = "x-jvreg-queue"
 ATTEMPTS_HEADER = "x-jvreg-attempts"
 # Times a handler failed on the message so far, carried by the copy sent to try again.
 FAILURES_HEADER = "x-jvreg-failures"
+# The broker's returns of the earlier copies of a message sent back to its queue's tail.
+RETURNS_HEADER = "x-jvreg-returns"
 # On a copy: the broker user that published the original (see publisher_of).
 PUBLISHER_HEADER = "x-jvreg-publisher"
 # Headers the broker sets on a delivery; a message sent back starts without them.
 BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death", "x-delivery-count")
+
+
+def broker_returns(message: Message) -> int:
+    """How many times the broker returned this copy of the message to its queue: its
+    consumer stopped while holding it (quorum queues count them in `x-delivery-count`)."""
+    return int((message.headers or {}).get("x-delivery-count") or 0)
+
+
+def returns_in_all(message: Message) -> int:
+    """The broker's returns of this copy and of the copies before it."""
+    return int((message.headers or {}).get(RETURNS_HEADER) or 0) + broker_returns(message)
 
 
 def delivery_attempts(message: Message) -> int:

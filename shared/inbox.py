@@ -21,11 +21,14 @@ from shared import messaging
 from shared.contract import EVENT_TYPES, PayloadRefused, Subscription
 from shared.dead_letters import (
     FAILURES_HEADER,
+    RETURNS_HEADER,
+    broker_returns,
     broker_user,
     dead_letter,
     delivery_attempts,
     publisher_of,
     requeue_copy,
+    returns_in_all,
 )
 from shared.entrypoints import BROKER_GONE, QueueConsumer
 from shared.envelope import CloudEvent
@@ -255,7 +258,28 @@ class CloudEventHandler(EventHandler):
                 f"not published by the {self.source_service} service: broker user "
                 f"{publisher or '(none given)'}, expected {self.producer}",
             )
+        if broker_returns(message) >= messaging.RETURNS_BEFORE_REFRESH:
+            return self.refresh(message)
         return super().handle_message(body, message)
+
+    def refresh(self, message) -> None:
+        """Send a message its consumers kept stopping on to the tail of its queue as a
+        fresh copy, before the broker's delivery limit dead-letters a healthy message for
+        other messages' crashes; dead-letter it once its returns in all reach RETURN_LIMIT."""
+        returns = returns_in_all(message)
+        if returns >= messaging.RETURN_LIMIT:
+            return self.dead_letter(
+                message,
+                f"returned {returns} times by consumers that stopped while holding it; "
+                "it may be what stops them",
+            )
+        log.warning(
+            "a message of %s came back %d times from consumers that stopped holding it; "
+            "sending it to the tail of the queue",
+            self.queue.name,
+            broker_returns(message),
+        )
+        self.try_again(message, {RETURNS_HEADER: returns})
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:

@@ -32,6 +32,14 @@ DELIVERY_LIMIT = 5
 # DELIVERY_LIMIT, so that a consumer's crash loop (each crash returns every message it
 # had not acked) does not dead-letter healthy messages that were merely in flight.
 BROKER_DELIVERY_LIMIT = 20
+# A message the broker returned this many times (its consumers stopped while holding
+# it: crashed, killed, or lost their connection) is sent to the tail of its queue as a
+# fresh copy before it reaches BROKER_DELIVERY_LIMIT: in a consumer's crash loop the
+# messages at the head of the queue are returned at every crash, healthy or not. The
+# copy carries the returns so far; past RETURN_LIMIT in all the consumer dead-letters it,
+# as the message may be what stops its consumers.
+RETURNS_BEFORE_REFRESH = 10
+RETURN_LIMIT = 50
 # Every registry process, each connecting to the broker as a user of its own.
 SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications", "gateway")
 # The broker user of `jvreg dlq` (ops), which may send dead letters back to any queue.

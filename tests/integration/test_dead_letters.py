@@ -4,12 +4,13 @@ healthy event is applied; ops can send dead letters back."""
 
 import json
 
+import eventlet
 import pytest
 from kombu import Connection
 
 from ops.processes import wait_until
 from shared import messaging
-from shared.dead_letters import DeadLetterQueue
+from shared.dead_letters import RETURNS_HEADER, DeadLetterQueue
 from shared.envelope import new_event
 from shared.inbox import apply_once, cloud_event_handler
 from shared.mongo import MongoStore, Repository
@@ -146,3 +147,88 @@ def test_a_message_whose_consumers_died_holding_it_is_still_applied(
     db = next(d for d in restarted.dependencies if d.attr_name == "store").db
     wait_until(lambda: db.applied.find_one({"_id": event.id}), 20, "the event applied")
     assert DeadLetterQueue(amqp_uri).list() == []
+
+
+class StallingService:
+    """Holds every event without finishing it while `stall` is on: each time its
+    container is killed, the broker returns the event it was holding."""
+
+    name = "stall_test"
+    store = MongoStore(Repository)
+    stall = {"on": True}
+    held: list[str] = []
+
+    @cloud_event_handler(any_data_subscription("stall_test.project", "ventures", "venture.#"))
+    def project(self, event, data):
+        if self.stall["on"]:
+            self.held.append(event.id)
+            eventlet.sleep(120)
+
+        def effect(unit):
+            self.store.db.applied.insert_one({"_id": event.id}, session=unit.session)
+
+        apply_once(self.store, event, effect)
+
+
+def test_a_healthy_message_outlives_more_consumer_crashes_than_the_brokers_limit(
+    service_config, container_factory, amqp_uri
+):
+    """A consumer in a crash loop returns the message it holds at every crash, and the
+    broker dead-letters a message at BROKER_DELIVERY_LIMIT returns. Before that, the
+    consumer sends it to the tail as a fresh copy carrying the returns so far."""
+    StallingService.stall["on"], StallingService.held[:] = True, []
+    container = container_factory(StallingService, service_config)
+    container.start()
+    event = new_event("ventures", "venture.registered", "jv_crash_loop", 1, {})
+    event_publisher(amqp_uri, "ventures")(event)
+    crashes = messaging.BROKER_DELIVERY_LIMIT + 3
+    for crash in range(crashes):
+        wait_until(lambda n=crash: len(StallingService.held) > n, 20, f"held {crash + 1} times")
+        container.kill()
+        container = container_factory(StallingService, service_config)
+        container.start()
+    StallingService.stall["on"] = False
+    container.kill()
+    restarted = container_factory(StallingService, service_config)
+    restarted.start()
+    db = next(d for d in restarted.dependencies if d.attr_name == "store").db
+    wait_until(lambda: db.applied.find_one({"_id": event.id}), 20, "the event applied")
+    assert DeadLetterQueue(amqp_uri).list() == []
+    assert set(StallingService.held) == {event.id}
+
+
+def test_a_message_its_consumers_keep_stopping_on_is_dead_lettered_in_the_end(
+    service_config, container_factory, amqp_uri
+):
+    """Returns add up over the copies: past RETURN_LIMIT in all the message is taken for
+    what stops its consumers and dead-lettered, with the count."""
+    container = container_factory(PoisonAwareService, service_config)
+    container.start()  # declares the queue
+    container.stop()
+    earlier = messaging.RETURN_LIMIT - messaging.RETURNS_BEFORE_REFRESH
+    event = new_event("ventures", "venture.registered", "jv_crasher", 1, {})
+    with Connection(amqp_uri) as connection:  # a copy whose predecessors came back 40 times
+        connection.Producer().publish(
+            json.dumps(event.wire()).encode(),
+            exchange=messaging.events_exchange("ventures"),
+            routing_key=event.routing_key,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={RETURNS_HEADER: earlier},
+            user_id=connection.userid,
+        )
+    queue = messaging.consumer_queue("dlq_test.project", "ventures", "venture.#")
+    for _ in range(messaging.RETURNS_BEFORE_REFRESH):
+        with Connection(amqp_uri) as connection:  # a consumer that dies before acking
+            bound = queue(connection.channel())
+            wait_until(lambda b=bound: b.get(no_ack=False, accept=None), 10, "the message")
+
+    restarted = container_factory(PoisonAwareService, service_config)
+    restarted.start()
+    dlq = DeadLetterQueue(amqp_uri)
+    wait_until(lambda: dlq.list(), 20, "the message dead-lettered")
+    [letter] = dlq.list()
+    assert letter["event_id"] == event.id
+    assert letter["error"].startswith(f"returned {messaging.RETURN_LIMIT} times by consumers")
+    db = next(d for d in restarted.dependencies if d.attr_name == "store").db
+    assert db.applied.find_one({"_id": event.id}) is None
