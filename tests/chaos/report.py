@@ -134,14 +134,15 @@ limits").
   lock for up to 120 s (pymongo's `with_transaction`), long after the gateway answered
   503; the driver watches a request's outcome for 10 s before asking again, so that
   retries do not pile up on the lock and take every worker.
-- A consumer's crash returns every message it had not acked, and the broker counts that
-  as a delivery: a crash loop that kills a consumer 20 times while it holds a message
-  dead-letters that message (ops requeue it with `jvreg dlq requeue`). The suite lets a
-  process live 3 s before a fault may kill it. Seen once, in a trial of scenario 6 with
-  60 s of random kills (110 kills, each consumer process killed every 3–4 s): one event
-  (a licence's sequence 2) was dead-lettered by the broker's delivery limit before
-  facilities applied it, and that licence's later events waited behind it. The suite's
-  scenario 6 kills for 40 s.
+- A consumer's crash returns every message it had not acked, and the broker counts each
+  return against its delivery limit (20). Two full runs of scenario 6 before 2026-11-30
+  dead-lettered a healthy event that way ("dead-lettered by the broker: delivery_limit",
+  a licence's sequence 1 in `facilities.follow_licence`): in a crash loop the head of the
+  queue comes back at every crash. Since then a consumer sends a message returned 10 times
+  to the tail as a fresh copy carrying its returns, and dead-letters it only after 50
+  returns in all (architecture §5.4). A crash loop that stops consumers 50 times while they
+  hold one message still dead-letters it (ops requeue it with `jvreg dlq requeue`). The
+  suite lets a process live 3 s before a fault may kill it.
 - An event held back for more than 5 minutes (its predecessor never arrived) is
   dead-lettered with the reason; ops requeue it once the gap is filled.
 """
