@@ -3,7 +3,7 @@
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model
 
@@ -52,6 +52,22 @@ def parse_limit(raw: str | None) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise field_error(["limit"], f"must be between 1 and {MAX_LIMIT}")
     return limit
+
+
+# The query parameters of paging; the others of a list's query are its filters.
+PAGING_PARAMS = ("limit", "cursor")
+
+
+def filters_in(args: Mapping[str, str]) -> dict[str, str]:
+    """A list query's filters: its parameters other than paging's."""
+    return {key: value for key, value in args.items() if key not in PAGING_PARAMS}
+
+
+def paged(fetch: Callable[[str | None, int], list[dict]], args: Mapping[str, str]) -> dict:
+    """The page `args` (`limit`, `cursor`) ask for, fetched with `fetch(after, limit)`,
+    one item more than the page, to know whether another page follows."""
+    limit = parse_limit(args.get("limit"))
+    return page(fetch(decode_cursor(args.get("cursor")), limit + 1), limit)
 
 
 def page(items: list[dict], limit: int) -> dict:

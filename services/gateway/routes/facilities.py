@@ -8,16 +8,15 @@ from services.facilities.contract import Facility, FacilityFilters, RegisterFaci
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.routing import route
 from shared.errors import NotFound, ServiceUnavailable
-from shared.pagination import decode_cursor, page, page_of, parse_limit
+from shared.pagination import filters_in, page_of, paged
 
-PAGING_PARAMS = ("limit", "cursor")
 T = TypeVar("T")
 TAG = "facilities"
 
 
 def list_filters(request, principal) -> dict:
     """The query's filters; an investor's list is always limited to its own."""
-    filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
+    filters = filters_in(request.args)
     if principal.role == "investor":
         filters["owner"] = principal.owner
     return filters
@@ -91,10 +90,13 @@ class FacilityRoutes:
         response=page_of(Facility),
     )
     def list_facilities(self, request, principal):
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        items = self.facilities.list_facilities(list_filters(request, principal), after, limit + 1)
-        return json_response(page(items, limit))
+        filters = list_filters(request, principal)
+        return json_response(
+            paged(
+                lambda after, limit: self.facilities.list_facilities(filters, after, limit),
+                request.args,
+            )
+        )
 
     @route(
         "GET",

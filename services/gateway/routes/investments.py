@@ -20,9 +20,8 @@ from services.investments.contract import (
     VentureSummary,
 )
 from shared.errors import RegistryError
-from shared.pagination import decode_cursor, page, page_of, parse_limit
+from shared.pagination import filters_in, page_of, paged
 
-PAGING_PARAMS = ("limit", "cursor")
 SUMMARY_CURRENCY = "USD"
 TAG = "investments"
 
@@ -75,11 +74,13 @@ class InvestmentRoutes:
     )
     def list_investments(self, request, principal, venture_id):
         self._visible_venture(principal, venture_id)
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
-        items = self.investments.list_flows(venture_id, filters, after, limit + 1)
-        return json_response(page(items, limit))
+        filters = filters_in(request.args)
+        return json_response(
+            paged(
+                lambda after, limit: self.investments.list_flows(venture_id, filters, after, limit),
+                request.args,
+            )
+        )
 
     @route(
         "GET",

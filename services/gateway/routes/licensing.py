@@ -14,7 +14,7 @@ from services.licensing.contract import (
     RequestTransition,
 )
 from shared.errors import NotFound
-from shared.pagination import decode_cursor, page, page_of, parse_limit
+from shared.pagination import decode_cursor, page, page_of, paged, parse_limit
 
 TAG = "licences"
 
@@ -78,10 +78,13 @@ class LicenceRoutes:
         response=page_of(Licence),
     )
     def list_licenses(self, request, principal):
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        items = self.licensing.list_licenses(list_filters(request, principal), after, limit + 1)
-        return json_response(page(items, limit))
+        filters = list_filters(request, principal)
+        return json_response(
+            paged(
+                lambda after, limit: self.licensing.list_licenses(filters, after, limit),
+                request.args,
+            )
+        )
 
     @route(
         "GET",

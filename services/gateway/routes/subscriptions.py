@@ -14,9 +14,8 @@ from services.notifications.contract import (
     SubscriptionFilters,
 )
 from shared.errors import NotFound
-from shared.pagination import decode_cursor, page, page_of, parse_limit
+from shared.pagination import filters_in, page_of, paged
 
-PAGING_PARAMS = ("limit", "cursor")
 SUBSCRIBERS: tuple[Role, ...] = ("regulator", "ops")
 TAG = "subscriptions"
 
@@ -67,13 +66,15 @@ class SubscriptionRoutes:
         refusals=(403,),
     )
     def list_subscriptions(self, request, principal):
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
+        filters = filters_in(request.args)
         if principal.role != "ops":
             filters["owner"] = principal.owner
-        items = self.notifications.list_subscriptions(filters, after, limit + 1)
-        return json_response(page(items, limit))
+        return json_response(
+            paged(
+                lambda after, limit: self.notifications.list_subscriptions(filters, after, limit),
+                request.args,
+            )
+        )
 
     @route(
         "GET",
@@ -117,8 +118,12 @@ class SubscriptionRoutes:
     )
     def list_deliveries(self, request, principal, subscription_id):
         self._own_subscription(principal, subscription_id)
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
-        items = self.notifications.list_deliveries(subscription_id, filters, after, limit + 1)
-        return json_response(page(items, limit))
+        filters = filters_in(request.args)
+        return json_response(
+            paged(
+                lambda after, limit: self.notifications.list_deliveries(
+                    subscription_id, filters, after, limit
+                ),
+                request.args,
+            )
+        )

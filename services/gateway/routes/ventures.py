@@ -18,9 +18,13 @@ from services.ventures.contract import (
     VentureFilters,
 )
 from shared.errors import NotFound
-from shared.pagination import decode_cursor, every_item, page, page_of, parse_limit
+from shared.pagination import (
+    every_item,
+    filters_in,
+    page_of,
+    paged,
+)
 
-PAGING_PARAMS = ("limit", "cursor")
 TAG = "ventures"
 
 
@@ -90,13 +94,15 @@ class VentureRoutes:
         response=page_of(Venture),
     )
     def list_ventures(self, request, principal):
-        limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
-        filters = {k: v for k, v in request.args.items() if k not in PAGING_PARAMS}
+        filters = filters_in(request.args)
         if principal.role == "investor":
             filters["owner"] = principal.owner
-        items = self.ventures.list_ventures(filters, after, limit + 1)
-        return json_response(page(items, limit))
+        return json_response(
+            paged(
+                lambda after, limit: self.ventures.list_ventures(filters, after, limit),
+                request.args,
+            )
+        )
 
     @route(
         "GET",
