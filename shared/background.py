@@ -1,7 +1,8 @@
 """A loop in the background of a service container, working through what the
 service's own database holds for it (outbox records to publish, webhooks to deliver).
-It wakes after every worker, which may just have committed work for it, and at least
-every poll interval, for work left behind by a crashed process or falling due later."""
+It wakes when told (`wake`: the outbox relay by every commit that wrote outbox records),
+after every worker, which may just have committed work for it, and at least every poll
+interval, for work left behind by another process or falling due later."""
 
 import logging
 import os
@@ -40,12 +41,16 @@ class BackgroundLoop(DependencyProvider):
 
     def stop(self):
         self._running = False
-        self._wake.set()
+        self.wake()
 
     kill = stop
 
-    def worker_teardown(self, worker_ctx):
+    def wake(self) -> None:
+        """Start a pass now (or right after the one under way)."""
         self._wake.set()
+
+    def worker_teardown(self, worker_ctx):
+        self.wake()
 
     @property
     def running(self) -> bool:

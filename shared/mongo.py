@@ -18,7 +18,7 @@ from shared.envelope import CloudEvent, aggregate_event
 from shared.errors import Conflict
 from shared.faults import crash_point
 from shared.inbox import Inbox
-from shared.outbox import Outbox
+from shared.outbox import Outbox, wake_relays
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -121,15 +121,18 @@ class Repository:
         outbox, and the command's key: state, events and key commit together or not at
         all (and the whole is retried on transient errors, `transaction`)."""
 
-        def work_and_events(session: ClientSession) -> T:
+        def work_and_events(session: ClientSession) -> tuple[T, bool]:
             unit = UnitOfWork(session)
             result = work(unit)
             outbox = Outbox(self.db)
             for event in unit.events:
                 outbox.add(event, session)
-            return result
+            return result, bool(unit.events)
 
-        return self.transaction(work_and_events)
+        result, wrote_events = self.transaction(work_and_events)
+        if wrote_events:
+            wake_relays(self.db)  # publish now, not at the relay's next poll
+        return result
 
     def ping(self) -> bool:
         self.db.command("ping")

@@ -1,17 +1,28 @@
 """The transactional outbox and its relay against the real broker and wire server."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import eventlet
 import pytest
-from kombu import Connection, Queue
-from nameko.amqp.publish import Publisher
+from kombu import Connection, Producer, Queue
 
 from ops.processes import wait_until
-from shared import messaging
+from services.ventures import contract as ventures
+from shared import messaging, outbox
+from shared.contract import example
 from shared.envelope import new_event
-from shared.mongo import Repository, connect
-from shared.outbox import PENDING, SENT, Outbox, Relay, event_publisher
+from shared.mongo import MongoStore, Repository, connect
+from shared.outbox import (
+    PENDING,
+    RETENTION,
+    SENT,
+    EventPublisher,
+    Outbox,
+    OutboxRelay,
+    Relay,
+    event_publisher,
+)
 
 SERVICE = "ventures"
 
@@ -50,12 +61,33 @@ def drain(amqp_uri, queue) -> list[dict]:
 
 
 def commit_events(repository, count: int) -> list[str]:
-    ids = []
-    for n in range(count):
-        event = new_event(SERVICE, "venture.updated", f"jv_{n}", 1, {"n": n})
+    return commit(
+        [new_event(SERVICE, "venture.updated", f"jv_{n}", 1, {"n": n}) for n in range(count)],
+        repository,
+    )
+
+
+def commit(events, repository) -> list[str]:
+    """Commit each of `events` in a transaction of its own, in order."""
+    for event in events:
         repository.transaction(lambda session, e=event: Outbox(repository.db).add(e, session))
-        ids.append(event.id)
-    return ids
+    return [event.id for event in events]
+
+
+class CountingPublisher(EventPublisher):
+    """The service's publisher, keeping the size of every batch it was given."""
+
+    def __init__(self, amqp_uri, service=SERVICE):
+        super().__init__(
+            amqp_uri,
+            messaging.events_exchange(service),
+            messaging.publisher_topology(service),
+        )
+        self.batches: list[int] = []
+
+    def publish_batch(self, events):
+        self.batches.append(len(events))
+        return super().publish_batch(events)
 
 
 def test_a_committed_event_is_published_and_then_marked_sent(repository, amqp_uri, regulator_queue):
@@ -111,7 +143,10 @@ def test_a_rolled_back_change_publishes_nothing(repository, amqp_uri, regulator_
     assert drain(amqp_uri, regulator_queue) == []
 
 
-def test_two_relays_never_publish_the_same_record(repository, amqp_uri, regulator_queue):
+def test_two_relays_never_publish_the_same_record(
+    repository, amqp_uri, regulator_queue, monkeypatch
+):
+    monkeypatch.setattr(outbox, "CLAIM_BATCH", 10)  # several batches for each relay
     ids = commit_events(repository, 120)
     relays = [
         Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner=f"relay-{n}")
@@ -126,16 +161,136 @@ def test_two_relays_never_publish_the_same_record(repository, amqp_uri, regulato
     assert repository.db.outbox.count_documents({"status": SENT}) == 120
 
 
-def test_an_unroutable_event_stays_pending_and_is_counted(repository, amqp_uri):
-    exchange = messaging.events_exchange("nobody-listens")
-    publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, declare=[exchange])
+def test_a_batch_is_published_pipelined_and_confirmed_as_a_whole(
+    repository, amqp_uri, regulator_queue
+):
+    ids = commit_events(repository, 30)  # 30 aggregates: one wave
+    publisher = CountingPublisher(amqp_uri)
+    relay = Relay(repository.db, publisher, owner="test")
+    assert relay.relay_pending() == 30
+    assert publisher.batches == [30]
+    assert sorted(body["id"] for body in drain(amqp_uri, regulator_queue)) == sorted(ids)
+    assert repository.db.outbox.count_documents({"status": SENT}) == 30
+    # The channel stays open for the next batch.
+    [more] = commit_events(repository, 1)
+    assert relay.relay_pending() == 1 and publisher.batches == [30, 1]
+    assert [body["id"] for body in drain(amqp_uri, regulator_queue)] == [more]
 
-    def publish(event):
-        publisher.publish(event.wire(), exchange=exchange, routing_key=event.routing_key)
 
-    [event_id] = commit_events(repository, 1)
-    relay = Relay(repository.db, publish, owner="test")
-    assert relay.relay_pending() == 0
+def test_an_aggregates_events_go_out_in_sequence_order_within_a_batch(
+    repository, amqp_uri, regulator_queue
+):
+    events = [new_event(SERVICE, "venture.updated", "jv_a", n, {}) for n in (1, 2, 3)]
+    events.append(new_event(SERVICE, "venture.updated", "jv_b", 1, {}))
+    commit(events, repository)
+    publisher = CountingPublisher(amqp_uri)
+    assert Relay(repository.db, publisher, owner="test").relay_pending() == 4
+    # One wave per event of jv_a, each waiting for the confirm of the one before.
+    assert publisher.batches == [2, 1, 1]
+    published = [(body["subject"], body["sequence"]) for body in drain(amqp_uri, regulator_queue)]
+    assert [seq for subject, seq in published if subject == "jv_a"] == [1, 2, 3]
+
+
+def test_an_unroutable_event_stays_pending_and_stops_its_aggregates_later_events(
+    repository, amqp_uri
+):
+    # Only venture.updated is bound: venture.registered is unroutable.
+    exchange = messaging.events_exchange("picky")
+    queue = Queue("picky-updates", exchange=exchange, routing_key="venture.updated")
+    publisher = EventPublisher(amqp_uri, exchange, [exchange, queue])
+    stuck, successor, other = commit(
+        [
+            new_event(SERVICE, "venture.registered", "jv_a", 1, {}),
+            new_event(SERVICE, "venture.updated", "jv_a", 2, {}),
+            new_event(SERVICE, "venture.updated", "jv_b", 1, {}),
+        ],
+        repository,
+    )
+    relay = Relay(repository.db, publisher, owner="test")
+    assert relay.relay_pending() == 1
     assert relay.unroutable == 1
-    record = repository.db.outbox.find_one({"_id": event_id})
+    record = repository.db.outbox.find_one({"_id": stuck})
     assert record["status"] == PENDING and record["last_error"].startswith("unroutable")
+    later = repository.db.outbox.find_one({"_id": successor})
+    assert later["status"] == PENDING and later["attempts"] == 0  # not published, not tried
+    assert repository.db.outbox.find_one({"_id": other})["status"] == SENT
+    assert [body["id"] for body in drain(amqp_uri, queue)] == [other]
+
+
+def test_a_broker_failure_mid_batch_leaves_the_unconfirmed_records_pending(
+    repository, amqp_uri, regulator_queue, monkeypatch
+):
+    first, second, other = commit(
+        [
+            new_event(SERVICE, "venture.updated", "jv_a", 1, {}),
+            new_event(SERVICE, "venture.updated", "jv_a", 2, {}),
+            new_event(SERVICE, "venture.updated", "jv_b", 1, {}),
+        ],
+        repository,
+    )
+    publish = Producer.publish
+    calls = []
+
+    def connection_lost_at_the_third_publish(producer, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionResetError("connection lost")
+        return publish(producer, *args, **kwargs)
+
+    monkeypatch.setattr(Producer, "publish", connection_lost_at_the_third_publish)
+    relay = Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test")
+    # The first wave (jv_a 1, jv_b 1) is confirmed; the second (jv_a 2) is lost.
+    assert relay.relay_pending() == 2
+    assert relay.failures == 1
+    assert repository.db.outbox.find_one({"_id": first})["status"] == SENT
+    assert repository.db.outbox.find_one({"_id": other})["status"] == SENT
+    record = repository.db.outbox.find_one({"_id": second})
+    assert record["status"] == PENDING and "connection lost" in record["last_error"]
+
+    monkeypatch.setattr(Producer, "publish", publish)
+    # The same relay connects afresh once the record is due again.
+    wait_until(lambda: relay.relay_pending() == 1, 15, "the lost record published later")
+    published = [body["id"] for body in drain(amqp_uri, regulator_queue)]
+    assert sorted(published) == sorted([first, second, other])
+
+
+class RelayingService:
+    name = SERVICE
+    store = MongoStore(Repository)
+    relay = OutboxRelay()
+
+
+def test_a_commit_with_events_wakes_the_relay_at_once(
+    service_config, container_factory, amqp_uri, regulator_queue
+):
+    # A poll interval far beyond the test's wait: only the commit can wake the relay.
+    config = {**service_config, "JVREG_RELAY_POLL_SECONDS": 3600}
+    container = container_factory(RelayingService, config)
+    container.start()
+    store = next(dep for dep in container.dependencies if dep.attr_name == "store")
+    relay = next(dep for dep in container.dependencies if dep.attr_name == "relay")
+    wait_until(lambda: relay.relay.outbox.pending_count() == 0, 10, "the relay's first pass")
+    payload = ventures.EVENTS["venture.registered"].model_validate(
+        example(ventures.EVENTS["venture.registered"])
+    )
+    store.repository().unit_of_work(lambda unit: unit.publish(payload))
+    wait_until(lambda: relay.relay.published == 1, 30, "the event published on commit")
+    [record] = store.db.outbox.find()
+    assert [body["id"] for body in drain(amqp_uri, regulator_queue)] == [record["_id"]]
+
+
+def test_sent_records_are_pruned_after_their_retention(repository, amqp_uri, regulator_queue):
+    old, recent = commit_events(repository, 2)
+    relay = Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test")
+    assert relay.relay_pending() == 2
+    record = repository.db.outbox.find_one({"_id": recent})
+    assert record["prune_hour"] >= record["sent_at"] + RETENTION
+    [pending] = commit_events(repository, 1)
+    assert relay.prune() == 0  # nothing past its retention yet
+    # `old` was sent a retention ago.
+    past = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    repository.db.outbox.update_one({"_id": old}, {"$set": {"prune_hour": past}})
+    relay._next_prune = datetime.now(UTC)  # the pass after the next minute
+    assert relay.prune() == 1
+    remaining = {doc["_id"]: doc["status"] for doc in repository.db.outbox.find()}
+    assert remaining == {recent: SENT, pending: PENDING}
