@@ -47,6 +47,9 @@ RELAY_BATCH = 1000
 # Records claimed (and marked sent) with one write each, and published pipelined on one
 # channel: the database's and the broker's round trips are paid per batch, not per event.
 CLAIM_BATCH = 200
+# Pending records a relay reads whole at a look (the rest only to keep aggregates' order):
+# what it holds in memory, however long the backlog.
+LOOK_AHEAD = 5000
 # How long a record waits, before it is looked at again, while an earlier event of its
 # aggregate is still pending (in flight at another relay, or leased by one that died).
 WAIT_FOR_PREDECESSOR = timedelta(milliseconds=300)
@@ -78,6 +81,7 @@ class Outbox:
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
         db[cls.COLLECTION].create_index("status")
+        db[cls.COLLECTION].create_index("claim", sparse=True)
         db[cls.COLLECTION].create_index("prune_hour", sparse=True)
 
     def add(self, event: CloudEvent, session: ClientSession) -> None:
@@ -89,7 +93,8 @@ class Outbox:
                 "routing_key": event.routing_key,
                 "subject": event.subject,
                 "sequence": event.sequence,
-                "envelope": event.wire(),
+                # As published: stored and read as one string, not a document to walk.
+                "envelope": event.model_dump_json(exclude_none=True),
                 "status": PENDING,
                 "created_at": now,
                 "available_at": now,
@@ -112,6 +117,13 @@ def wake_relays(db: Database) -> None:
     """Called after a transaction that wrote outbox records to `db` committed."""
     for wake in list(_relays_to_wake[db.name]):
         wake()
+
+
+def _event_of(record: dict) -> CloudEvent:
+    envelope = record["envelope"]
+    if isinstance(envelope, dict):  # written before envelopes were stored as JSON
+        return CloudEvent.model_validate(envelope)
+    return CloudEvent.model_validate_json(envelope)
 
 
 class Unroutable(UndeliverableMessage):
@@ -270,10 +282,10 @@ class Relay:
 
     Per aggregate, a record is published only once every earlier one is sent: consumers
     apply in `sequence` order, and a successor that overtook a predecessor (held by a
-    relay that crashed, until its lease ends) would only wait in their queues. Records
-    are looked up by `status` alone (the pending few) and the aggregates' order is
-    worked out from them; later records of an aggregate go out in a later wave of the
-    same batch, once the broker confirmed the earlier ones."""
+    relay that crashed, until its lease ends) would only wait in their queues. The
+    pending records are read by `status` alone (the pending few) and the aggregates'
+    order is worked out from them; later records of an aggregate go out in a later wave
+    of the same batch, once the broker confirmed the earlier ones."""
 
     def __init__(
         self,
@@ -297,16 +309,15 @@ class Relay:
         self._next_prune = datetime.now(UTC)
 
     def _look_at_pending(self) -> None:
-        """Queue the due pending records, oldest first, leaving out each one with an
-        earlier record of its aggregate that is not due (leased elsewhere, or waiting
-        for a retry)."""
+        """Queue the due pending records, oldest first: of each aggregate, those before
+        the first one not due (leased by another relay, or waiting for a retry). Only
+        the first LOOK_AHEAD are kept whole; an aggregate's records from the first one
+        beyond wait for the next look."""
         now = datetime.now(UTC)
-        pending = self.outbox.records.find(
-            {"status": PENDING},
-            {"subject": 1, "sequence": 1, "created_at": 1, "available_at": 1, "claim": 1},
-        )
         by_subject: dict[str, list[dict]] = defaultdict(list)
-        for record in pending:
+        for kept, record in enumerate(self.outbox.records.find({"status": PENDING})):
+            if kept >= LOOK_AHEAD:
+                del record["envelope"]
             by_subject[record["subject"]].append(record)
         due = []
         for records in by_subject.values():
@@ -314,6 +325,8 @@ class Relay:
             for position, record in enumerate(records):
                 if record["available_at"] > now:
                     self.held_back += sum(r["available_at"] <= now for r in records[position:])
+                    break
+                if "envelope" not in record:
                     break
                 due.append(record)
         self._due = deque(sorted(due, key=lambda record: record["created_at"]))
@@ -336,39 +349,37 @@ class Relay:
                 self._look_at_pending()
                 looked = True
                 continue
-            now = datetime.now(UTC)
-            ids = [record["_id"] for record in candidates]
-            # A record another relay claimed (or released) since it was read has another
-            # claim now, and no longer matches.
+            # A record another relay claimed (or released, or marked sent) since it was
+            # read has another claim now, and no longer matches. (Not by `status` too: the
+            # database would then walk every pending record.)
             claimed = self.outbox.records.update_many(
                 {
-                    "_id": {"$in": ids},
-                    "status": PENDING,
+                    "_id": {"$in": [record["_id"] for record in candidates]},
                     "claim": {"$in": list({record.get("claim") for record in candidates})},
                 },
                 {
                     "$set": {
-                        "available_at": now + LEASE,
+                        "available_at": datetime.now(UTC) + LEASE,
                         "lease_owner": self.owner,
                         "claim": claim,
                     },
                     "$inc": {"attempts": 1},
                 },
             )
+            if claimed.modified_count == len(candidates):
+                return claim, candidates
             if not claimed.modified_count:  # others took them all: claim the next ones
-                for record in candidates:
-                    self._stopped.add(record["subject"])
+                self._stopped.update(record["subject"] for record in candidates)
                 continue
-            found = {r["_id"]: r for r in self.outbox.records.find({"_id": {"$in": ids}})}
+            mine = {r["_id"] for r in self.outbox.records.find({"claim": claim}, {"_id": 1})}
             batch, behind = [], []
             for record in sorted(candidates, key=lambda record: record["sequence"]):
-                mine = found.get(record["_id"], {}).get("claim") == claim
-                if not mine:
+                if record["_id"] not in mine:
                     self._stopped.add(record["subject"])
                 elif record["subject"] in self._stopped:
                     behind.append(record["_id"])  # its predecessor is at another relay
                 else:
-                    batch.append(found[record["_id"]])
+                    batch.append(record)
             self.held_back += len(behind)
             self._release(claim, behind)
             return claim, sorted(batch, key=lambda record: record["created_at"])
@@ -385,24 +396,26 @@ class Relay:
         else:
             update["$set"] = {"available_at": datetime.now(UTC) + RETRY_AFTER, "last_error": error}
         update["$set"]["claim"] = None
-        self.outbox.records.update_many({"_id": {"$in": ids}, "claim": claim}, update)
+        self.outbox.records.update_many({"claim": claim, "_id": {"$in": ids}}, update)
 
-    def _mark_sent(self, claim: str, ids: list[str]) -> None:
-        if ids:
-            now = datetime.now(UTC)
-            self.outbox.records.update_many(
-                {"_id": {"$in": ids}, "claim": claim},
-                {
-                    "$set": {
-                        "status": SENT,
-                        "sent_at": now,
-                        # The first hour in which the record is past its retention.
-                        "prune_hour": _hour(now + RETENTION) + timedelta(hours=1),
-                        "claim": None,
-                    },
-                    "$unset": {"lease_owner": ""},
+    def _mark_sent(self, claim: str) -> None:
+        """Mark the records still held by `claim` (those confirmed: the others were
+        released) sent, found by their claim rather than one by one."""
+        now = datetime.now(UTC)
+        self.outbox.records.update_many(
+            {"claim": claim},
+            {
+                "$set": {
+                    "status": SENT,
+                    "sent_at": now,
+                    # The first hour in which the record is past its retention.
+                    "prune_hour": _hour(now + RETENTION) + timedelta(hours=1),
+                    # Not none: a claim matching unclaimed records never matches it.
+                    "claim": SENT,
                 },
-            )
+                "$unset": {"lease_owner": ""},
+            },
+        )
 
     def relay_pending(self, limit: int | None = None) -> int:
         """Publish up to `limit` due records (in whole batches); returns how many were
@@ -433,8 +446,8 @@ class Relay:
         not_attempted: list[str] = []
         broker_down = False
         while by_subject and not broker_down:
-            wave = {subject: records.pop(0) for subject, records in by_subject.items()}
-            events = [CloudEvent.model_validate(record["envelope"]) for record in wave.values()]
+            wave = [records.pop(0) for records in by_subject.values()]
+            events = [_event_of(record) for record in wave]
             outcome = self.publisher.publish_batch(events)
             # The crash tests' point, once per confirmed event as when they went one by one.
             for _ in outcome.confirmed:
@@ -465,13 +478,14 @@ class Relay:
                 )
                 failed[repr(outcome.failure)] += unconfirmed
             by_subject = {subject: records for subject, records in by_subject.items() if records}
-        # Only confirmed records are marked sent; a crash before this line publishes
-        # them again (consumers dedupe by event id).
-        self._mark_sent(claim, confirmed)
+        not_attempted += [record["_id"] for records in by_subject.values() for record in records]
         for error, ids in failed.items():
             self._release(claim, ids, error)
-        not_attempted += [record["_id"] for records in by_subject.values() for record in records]
         self._release(claim, not_attempted)
+        # Only confirmed records are marked sent; a crash before this line publishes
+        # them again (consumers dedupe by event id).
+        if confirmed:
+            self._mark_sent(claim)
         self.published += len(confirmed)
         return len(confirmed), broker_down
 
