@@ -338,7 +338,7 @@ class Relay:
         claim = uuid.uuid4().hex
         looked = False
         while True:
-            candidates = []
+            candidates: list[dict] = []
             while self._due and len(candidates) < CLAIM_BATCH:
                 record = self._due.popleft()
                 if record["subject"] not in self._stopped:
