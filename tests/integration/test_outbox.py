@@ -294,3 +294,18 @@ def test_sent_records_are_pruned_after_their_retention(repository, amqp_uri, reg
     assert Relay(repository.db, relay.publisher, owner="restarted").prune() == 1
     remaining = {doc["_id"]: doc["status"] for doc in repository.db.outbox.find()}
     assert remaining == {recent: SENT, pending: PENDING}
+
+
+def test_a_backlog_beyond_what_a_look_keeps_is_published_over_several_looks(
+    repository, amqp_uri, regulator_queue, monkeypatch
+):
+    monkeypatch.setattr(outbox, "LOOK_AHEAD", 2)
+    events = [new_event(SERVICE, "venture.updated", "jv_a", n, {}) for n in (1, 2, 3)]
+    events += [new_event(SERVICE, "venture.updated", f"jv_{n}", 1, {}) for n in "bcd"]
+    commit(events, repository)
+    assert (
+        Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test").relay_pending() == 6
+    )
+    published = [(body["subject"], body["sequence"]) for body in drain(amqp_uri, regulator_queue)]
+    assert sorted(published) == sorted((event.subject, event.sequence) for event in events)
+    assert [seq for subject, seq in published if subject == "jv_a"] == [1, 2, 3]
