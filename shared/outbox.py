@@ -522,7 +522,7 @@ class OutboxRelay(BackgroundLoop):
         _relays_to_wake[self.db_name].add(self.wake)
 
     def work(self) -> bool:
-        busy = self.relay.relay_pending() == RELAY_BATCH
+        busy = self.relay.relay_pending() >= RELAY_BATCH  # whole batches: it may pass it
         self.relay.prune()
         return busy
 
