@@ -15,6 +15,7 @@ from urllib.parse import quote
 import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
+from nameko.testing.services import entrypoint_waiter
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
@@ -237,6 +238,21 @@ def any_data_subscription(queue: str, source: str, pattern: str) -> Subscription
         pattern,
         lambda: {key: AnyData for key in EVENT_TYPES if topic_matches(pattern, key)},
     )
+
+
+def handled(container, entrypoint: str, event: CloudEvent, times: int = 1, timeout: float = 30):
+    """A context that, on leaving, waits until the consumer `entrypoint` of `container`
+    has handled deliveries of `event` (its id) `times` times without raising: applied or
+    skipped as a duplicate, not held back or failed."""
+    finished = []
+
+    def counted(worker_ctx, result, exc_info) -> bool:
+        body = worker_ctx.args[0]
+        if exc_info is None and isinstance(body, dict) and body.get("id") == event.id:
+            finished.append(worker_ctx)
+        return len(finished) >= times
+
+    return entrypoint_waiter(container, entrypoint, timeout=timeout, callback=counted)
 
 
 def contract_event(payload: type[EventPayload], **parts: dict) -> CloudEvent:
