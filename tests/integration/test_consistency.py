@@ -2,14 +2,21 @@
 projection it needs has applied the sequence the caller read, woken by the change
 stream on the projection's collection; past the bound it is a 503 with Retry-After."""
 
+import json
+
 import eventlet
 import pytest
+from nameko.standalone.rpc import ServiceRpcProxy
 
+from services.facilities.service import FacilitiesService
 from services.gateway.problems import problem_headers, status_of
 from shared.consistency import ProjectionWatch
 from shared.errors import ServiceUnavailable
 from shared.mongo import connect
 
+from support import PLANT
+
+INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 # The bound is at most half the RPC timeout: a short one keeps the waits that time out short.
 RPC_TIMEOUT = 1.0
 
@@ -123,3 +130,23 @@ def test_at_most_half_the_workers_wait_at_once(config, container_factory):
     eventlet.sleep(0.05)
     assert watch.wait_for("t7", 1) is False  # at once: one of two workers waits already
     assert first.wait() is False  # at the bound
+
+
+def test_facilities_refuses_a_plant_of_a_venture_it_cannot_learn_of_in_time(
+    config, container_factory
+):
+    """A version of the venture no event has brought (or that a stopped consumer never
+    applies): 503 with Retry-After, nothing written."""
+    container = container_factory(FacilitiesService, config)
+    container.start()
+    with ServiceRpcProxy("facilities", config) as proxy:
+        with pytest.raises(ServiceUnavailable) as refused:
+            proxy.register_facility("jv_ahead", json.dumps(PLANT), INVESTOR, 7)
+        assert "facilities service has not yet learned of venture jv_ahead version 7" in (
+            refused.value.detail
+        )
+        assert problem_headers(refused.value) == {"Retry-After": "1"}
+        assert proxy.list_facilities({"venture_id": "jv_ahead"}, None, 10) == []
+        # A licence type plants do not follow needs no wait; a DML not heard of times out.
+        assert proxy.caught_up_with_licence("lic_x", "gmp_certificate", 5) is True
+        assert proxy.caught_up_with_licence("lic_x", "dml_basic", 5) is False
