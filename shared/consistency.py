@@ -15,7 +15,7 @@ from typing import Any
 import eventlet
 from eventlet.greenthread import GreenThread
 from eventlet.queue import Empty, LightQueue
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo.errors import PyMongoError
 
 from shared.errors import ServiceUnavailable
@@ -43,15 +43,36 @@ def sequence_in(change: dict, field: str) -> int | None:
     return written.get(field)
 
 
+class Waiting(SharedExtension):
+    """How many of the container's workers wait for a projection, over all its watches.
+
+    A wait holds a worker, and the container's prefetch slot with it; the consumer that
+    applies the awaited event needs one too. So at most half of the workers wait at
+    once: beyond that a command that would have to wait is answered 503 at once, rather
+    than every worker waiting for an event none is left to apply."""
+
+    def setup(self) -> None:
+        self.limit = max(1, self.container.max_workers // 2)
+        self.count = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Whether this worker may wait; while it may, it counts."""
+        if self.count >= self.limit:
+            yield False
+            return
+        self.count += 1
+        try:
+            yield True
+        finally:
+            self.count -= 1
+
+
 class ProjectionWatch(DependencyProvider):
     """One change stream on a projection collection of this service's database, for
-    the whole process, in a background green thread, and the commands waiting on it.
+    the whole process, in a background green thread, and the commands waiting on it."""
 
-    A wait holds a worker of the container, and the container's prefetch slot with it;
-    the consumer that applies the awaited event needs one too. So at most half of the
-    container's workers wait at once: beyond that a command that would have to wait is
-    answered 503 at once, rather than every worker waiting for an event none is left to
-    apply."""
+    waiting = Waiting()
 
     def __init__(self, collection: str, aggregate: str, sequence_field: str = "sequence"):
         super().__init__()
@@ -62,7 +83,6 @@ class ProjectionWatch(DependencyProvider):
     def setup(self) -> None:
         settings = Settings.from_config(self.container.config)
         self.bound = min(CATCH_UP_SECONDS, settings.rpc_timeout_seconds / 2)
-        self.max_waiting = max(1, self.container.max_workers // 2)
         self.client = connect(settings.mongo_uri, appname=f"{self.container.service_name}-watch")
         database = self.client[settings.database_name(self.container.service_name)]
         self.collection = database[self.collection_name]
@@ -94,22 +114,21 @@ class ProjectionWatch(DependencyProvider):
 
     def wait_for(self, key: str, sequence: int) -> bool:
         """Whether the projection has applied `sequence` of aggregate `key`, waiting up to
-        the bound for it. False at once when too many commands are waiting already."""
+        the bound for it; False at once when too many workers wait already (Waiting)."""
         deadline = time.monotonic() + self.bound
         # Registered before reading, so a change landing in between still wakes it.
         with self._waiting(key) as changes:
             applied = self.applied(key)
             if applied >= sequence:
                 return True
-            if self._waiting_now() > self.max_waiting:
-                return False
-            while applied < sequence:
-                try:
-                    written = changes.get(timeout=max(0.0, deadline - time.monotonic()))
-                except Empty:
-                    return False
-                applied = self.applied(key) if written is None else max(applied, written)
-        return True
+            with self.waiting.slot() as may_wait:
+                while may_wait and applied < sequence:
+                    try:
+                        written = changes.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except Empty:
+                        return False
+                    applied = self.applied(key) if written is None else max(applied, written)
+                return applied >= sequence
 
     def require(self, key: str, sequence: int) -> None:
         """Wait for `sequence` of `key` (wait_for), or refuse the command: 503, nothing
@@ -132,9 +151,6 @@ class ProjectionWatch(DependencyProvider):
             self.waiters[key].discard(changes)
             if not self.waiters[key]:
                 del self.waiters[key]
-
-    def _waiting_now(self) -> int:
-        return sum(len(queues) for queues in self.waiters.values())
 
     def _wake(self, key: str, written: int | None) -> None:
         for changes in list(self.waiters.get(key, ())):

@@ -120,16 +120,25 @@ def test_a_wait_ends_at_the_bound_and_the_command_is_a_503_with_retry_after(watc
     assert watch.waiters == {}  # nothing left registered
 
 
-def test_at_most_half_the_workers_wait_at_once(config, container_factory):
+class TwoWatches:
+    name = "watching"
+    views = ProjectionWatch("views", "thing")
+    others = ProjectionWatch("others", "other thing")
+
+
+def test_at_most_half_the_workers_wait_at_once_whatever_they_wait_for(config, container_factory):
     """A wait holds a worker and its prefetch slot, which the consumer applying the
     awaited event needs too: beyond half of them, a command that would wait is refused."""
-    container = container_factory(Watching, {**config, "max_workers": 2})
+    container = container_factory(TwoWatches, {**config, "max_workers": 2})
     container.start()
-    watch = watch_of(container)
-    first = eventlet.spawn(watch.wait_for, "t6", 1)
+    views, others = (d for d in container.dependencies if isinstance(d, ProjectionWatch))
+    first = eventlet.spawn(views.wait_for, "t6", 1)
     eventlet.sleep(0.05)
-    assert watch.wait_for("t7", 1) is False  # at once: one of two workers waits already
+    # The awaited change lands right after the read: a wait would see it, a refusal not.
+    reads_counted(others, then=lambda: others.collection.insert_one({"_id": "t7", "sequence": 1}))
+    assert others.wait_for("t7", 1) is False  # one of two workers waits already
     assert first.wait() is False  # at the bound
+    assert others.wait_for("t7", 1) is True  # what is applied needs no slot
 
 
 def test_facilities_refuses_a_plant_of_a_venture_it_cannot_learn_of_in_time(
