@@ -124,7 +124,8 @@ def test_a_decision_is_answered_once_facilities_follows_it():
     service = gateway_as("regulator", owner="DRAP Licensing Division")
     service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
     service.transition_license(request(body={"to": "granted"}), "lic_1")
-    service.facilities.caught_up_with_licence.assert_called_once_with("lic_1", "dml_basic", 3)
+    follows = service.facilities.within.return_value.caught_up_with_licence
+    follows.assert_called_once_with("lic_1", "dml_basic", 3)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +135,9 @@ def test_a_decision_is_answered_once_facilities_follows_it():
 def test_a_decision_facilities_does_not_follow_in_time_is_still_answered(facilities_answer, caplog):
     service = gateway_as("regulator", owner="DRAP Licensing Division")
     service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
-    service.facilities.caught_up_with_licence.configure_mock(**facilities_answer)
+    service.facilities.within.return_value.caught_up_with_licence.configure_mock(
+        **facilities_answer
+    )
     response = service.transition_license(request(body={"to": "granted"}), "lic_1")
     assert response.status_code == 200
     lines = [r for r in caplog.records if r.name == "services.gateway.routes.licensing"]

@@ -14,12 +14,16 @@ from services.licensing.contract import (
     LicenceFilters,
     RequestTransition,
 )
+from shared.consistency import CATCH_UP_SECONDS
 from shared.errors import NotFound, ServiceUnavailable
 from shared.pagination import decode_cursor, page, page_of, paged, parse_limit
 
 log = logging.getLogger(__name__)
 
 TAG = "licences"
+# Facilities answers whether it follows a decision within its bound; one that is down
+# holds the decision's answer this long, not the whole RPC timeout.
+FOLLOW_TIMEOUT_SECONDS = CATCH_UP_SECONDS + 1
 
 
 def facility_named_in(body: str) -> str | None:
@@ -124,7 +128,7 @@ class LicenceRoutes:
         after it shows the status the decision gave it. The decision is made either way:
         past the bound it is answered all the same, with one line in the log."""
         try:
-            followed = self.facilities.caught_up_with_licence(
+            followed = self.facilities.within(FOLLOW_TIMEOUT_SECONDS).caught_up_with_licence(
                 licence["id"], licence["type"], licence["version"]
             )
             why = "it had not applied it within its bound"
