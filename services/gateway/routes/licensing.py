@@ -131,7 +131,7 @@ class LicenceRoutes:
             followed = self.facilities.within(FOLLOW_TIMEOUT_SECONDS).caught_up_with_licence(
                 licence["id"], licence["type"], licence["version"]
             )
-            why = "it had not applied it within its bound"
+            why = "it had not applied it yet"
         except ServiceUnavailable as error:
             followed, why = False, str(error)
         if not followed:
