@@ -10,7 +10,7 @@ import signal
 POINTS = (
     "after_commit",  # a state change (and its outbox record) is committed, not yet published
     "after_confirm",  # the broker confirmed an event, the outbox record is not yet marked sent
-    "after_apply",  # a consumer committed its effect (and inbox record), not yet acked
+    "after_apply",  # a consumer committed its effect (and sequence), not yet acked
 )
 
 

@@ -1,7 +1,10 @@
-"""The consuming side: events arrive as CloudEvents, each applied at most once
-(inbox keyed by event id, written in the same transaction as the effect) and, per
-aggregate, in `sequence` order. A handler that fails has its message requeued,
-never acknowledged-and-dropped; after the delivery limit it is dead-lettered."""
+"""The consuming side: events arrive as CloudEvents and are applied, per aggregate,
+in `sequence` order and at most once. The consumer's projection of each aggregate keeps
+the sequence of the last event it applied, written in the same transaction as the
+effect: since events apply strictly in order, that one number says which events were
+applied (exactly 1..last), so a redelivered one is known without a record per event id.
+A handler that fails has its message requeued, never acknowledged-and-dropped; after the
+delivery limit it is dead-lettered."""
 
 import logging
 import time
@@ -13,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import eventlet
 from nameko.events import EventHandler
 from pydantic import BaseModel, ValidationError
-from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -81,37 +83,10 @@ class InvalidCloudEvent(Exception):
     """A message that is not a CloudEvent of our contract: retrying cannot help."""
 
 
-class Inbox:
-    COLLECTION = "inbox"
-
-    def __init__(self, db: Database):
-        self.records = db[self.COLLECTION]
-
-    @classmethod
-    def ensure_indexes(cls, db: Database) -> None:
-        # `_id` is the event id: the unique index that makes applying idempotent.
-        db[cls.COLLECTION].create_index("subject")
-
-    def seen(self, event: CloudEvent, session: ClientSession) -> bool:
-        return self.records.find_one({"_id": event.id}, {"_id": 1}, session=session) is not None
-
-    def record(self, event: CloudEvent, session: ClientSession) -> None:
-        """Insert the event id; a concurrent duplicate fails the whole transaction."""
-        self.records.insert_one(
-            {
-                "_id": event.id,
-                "type": event.type,
-                "subject": event.subject,
-                "sequence": event.sequence,
-                "applied_at": datetime.now(UTC),
-            },
-            session=session,
-        )
-
-
-def check_order(event: CloudEvent, last_applied: int) -> bool:
-    """True when `event` is the next one to apply for its aggregate, False for a stale
-    duplicate; raises EventOutOfOrder when it arrived early."""
+def is_next(event: CloudEvent, last_applied: int) -> bool:
+    """True when `event` is the next one to apply for its aggregate, False for a
+    duplicate (its sequence was applied already); raises EventOutOfOrder when it
+    arrived early."""
     if event.sequence <= last_applied:
         return False
     if event.sequence > last_applied + 1:
@@ -120,36 +95,6 @@ def check_order(event: CloudEvent, last_applied: int) -> bool:
             f"arrived before {last_applied + 1}"
         )
     return True
-
-
-def apply_once(
-    repository: "Repository", event: CloudEvent, effect: Callable[["UnitOfWork"], None]
-) -> bool:
-    """Run `effect` and record the event in the inbox in one unit of work (with the
-    events the effect publishes), unless it was applied before. Returns whether the
-    effect ran."""
-    inbox = Inbox(repository.db)
-    deadline = time.monotonic() + APPLY_WAIT_SECONDS
-
-    def work(unit: "UnitOfWork") -> bool:
-        # Called again after each write conflict; past the deadline, give up (the
-        # transaction is aborted properly) and hold the event back.
-        if time.monotonic() > deadline:
-            raise EventBlocked(
-                f"{event.type} {event.subject} sequence {event.sequence}: "
-                f"still conflicting after {APPLY_WAIT_SECONDS} s"
-            )
-        if inbox.seen(event, unit.session):
-            return False
-        effect(unit)
-        inbox.record(event, unit.session)
-        return True
-
-    applied = repository.unit_of_work(work)
-    crash_point("after_apply")
-    if not applied:
-        log.info("event %s (%s) was applied before; skipped", event.id, event.type)
-    return applied
 
 
 def fields_kept(view: type[BaseModel], resource: BaseModel) -> dict[str, Any]:
@@ -163,8 +108,9 @@ class Projection:
     """Another service's aggregates as this one has heard of them: one document per
     aggregate in `collection` (keyed by the event's subject, or by `key_of(event)`),
     holding what the consumer keeps of it and the sequence of the last event applied
-    (in `sequence_field`). Each event is applied once, and in per-aggregate sequence
-    order: an early one is held back until its predecessor is applied."""
+    (in `sequence_field`). Events are applied in per-aggregate sequence order, so that
+    sequence is also the de-duplication: an event at or below it was applied before
+    and changes nothing; an early one is held back until its predecessor is applied."""
 
     def __init__(
         self,
@@ -183,28 +129,47 @@ class Projection:
         fields: Mapping[str, Any] | None = None,
         then: Callable[["UnitOfWork"], None] | None = None,
     ) -> bool:
-        """Keep `fields` of the aggregate as `event` left it and run `then` (what else
-        the event changes in the consumer, in the same unit of work), if `event` is the
-        next one of its aggregate; a stale duplicate changes nothing. Returns whether
-        the event was new to the inbox."""
-        key = self.key_of(event)
+        """Keep `fields` of the aggregate as `event` left it, its sequence, and run
+        `then` (what else the event changes in the consumer), all in one unit of work
+        with the events they publish, if `event` is the next one of its aggregate.
+        Returns whether it was applied: False for a duplicate, which changes nothing."""
+        key = {"_id": self.key_of(event)}
+        deadline = time.monotonic() + APPLY_WAIT_SECONDS
 
-        def effect(unit: "UnitOfWork") -> None:
-            current = self.collection.find_one(
-                {"_id": key}, {self.sequence_field: 1}, session=unit.session
-            )
-            if not check_order(event, current[self.sequence_field] if current else 0):
-                return
+        def work(unit: "UnitOfWork") -> bool:
+            # Called again after each write conflict; past the deadline, give up (the
+            # transaction is aborted properly) and hold the event back.
+            if time.monotonic() > deadline:
+                raise EventBlocked(
+                    f"{event.type} {event.subject} sequence {event.sequence}: "
+                    f"still conflicting after {APPLY_WAIT_SECONDS} s"
+                )
+            current = self.collection.find_one(key, {self.sequence_field: 1}, session=unit.session)
+            if not is_next(event, current[self.sequence_field] if current else 0):
+                return False
+            # A concurrent delivery of the same event writes this document too: only
+            # one of the two commits; the other, tried again, finds the event applied.
             self.collection.update_one(
-                {"_id": key},
+                key,
                 {"$set": {**(fields or {}), self.sequence_field: event.sequence}},
                 upsert=True,
                 session=unit.session,
             )
             if then is not None:
                 then(unit)
+            return True
 
-        return apply_once(repository, event, effect)
+        applied = repository.unit_of_work(work)
+        crash_point("after_apply")
+        if not applied:
+            log.info(
+                "%s %s sequence %d was applied before; skipped (event %s)",
+                event.type,
+                event.subject,
+                event.sequence,
+                event.id,
+            )
+        return applied
 
 
 class DeadLetteringQueueConsumer(QueueConsumer):

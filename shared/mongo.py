@@ -17,7 +17,6 @@ from shared.contract import EventPayload
 from shared.envelope import CloudEvent, aggregate_event
 from shared.errors import Conflict
 from shared.faults import crash_point
-from shared.inbox import Inbox
 from shared.outbox import Outbox, wake_relays
 from shared.settings import Settings
 
@@ -89,7 +88,6 @@ class Repository:
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
         Outbox.ensure_indexes(db)
-        Inbox.ensure_indexes(db)
         db[COMMANDS].create_index("at", expireAfterSeconds=COMMAND_KEY_TTL_SECONDS)
 
     def transaction(self, work: Callable[[ClientSession], T]) -> T:

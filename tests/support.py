@@ -15,6 +15,7 @@ from urllib.parse import quote
 import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
+from nameko.testing.services import entrypoint_waiter
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
@@ -189,17 +190,12 @@ class Api:
 
 
 def created(api, path: str, body: dict) -> dict:
-    """POST that creates; a service that has not yet heard of the parent (503, events
-    on their way) is asked again."""
-    responses = []
-
-    def answered():
-        responses.append(api.post(path, json=body))
-        return responses[-1].status_code != 503
-
-    wait_until(answered, 30, f"POST {path}")
-    assert responses[-1].status_code == 201, responses[-1].text
-    return responses[-1].json()
+    """POST that creates, answered 201 at once: what the body names was just created
+    or read through the gateway, and the services wait for what they learn of it
+    (read-your-writes, docs/architecture.md §5.7)."""
+    response = api.post(path, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 # A formulation plant in the Rashakai SEZ, as an investor registers it: the contract's
@@ -237,6 +233,21 @@ def any_data_subscription(queue: str, source: str, pattern: str) -> Subscription
         pattern,
         lambda: {key: AnyData for key in EVENT_TYPES if topic_matches(pattern, key)},
     )
+
+
+def handled(container, entrypoint: str, event: CloudEvent, times: int = 1, timeout: float = 30):
+    """A context that, on leaving, waits until the consumer `entrypoint` of `container`
+    has handled deliveries of `event` (its id) `times` times without raising: applied or
+    skipped as a duplicate, not held back or failed."""
+    finished = []
+
+    def counted(worker_ctx, result, exc_info) -> bool:
+        body = worker_ctx.args[0]
+        if exc_info is None and isinstance(body, dict) and body.get("id") == event.id:
+            finished.append(worker_ctx)
+        return len(finished) >= times
+
+    return entrypoint_waiter(container, entrypoint, timeout=timeout, callback=counted)
 
 
 def contract_event(payload: type[EventPayload], **parts: dict) -> CloudEvent:

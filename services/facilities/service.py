@@ -6,10 +6,16 @@ decide (the new state and its event), commit both."""
 from services.facilities import contract, domain
 from services.facilities.contract import SERVICE
 from services.facilities.domain import FacilityChange
-from services.facilities.store import FacilityStore, new_facility_id
+from services.facilities.store import (
+    LICENCE_SEQUENCES,
+    VENTURE_VIEWS,
+    FacilityStore,
+    new_facility_id,
+)
 from services.licensing.contract import LicenceEvent
 from services.ventures.contract import VentureEvent
 from shared.clock import utcnow
+from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
@@ -23,20 +29,35 @@ class FacilitiesService:
 
     store: FacilityStore = MongoStore(FacilityStore)
     relay = OutboxRelay()
+    ventures_seen: ProjectionWatch = ProjectionWatch(VENTURE_VIEWS, "venture")
+    licences_seen: ProjectionWatch = ProjectionWatch(LICENCE_SEQUENCES, "licence")
 
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
 
     @rpc
-    def register_facility(self, venture_id: str, body: str, actor: dict) -> dict:
+    def register_facility(
+        self, venture_id: str, body: str, actor: dict, venture_version: int = 0
+    ) -> dict:
+        """`venture_version`: the venture's version as the caller read it from its owner;
+        the registration waits (bounded) until this service has learned of it."""
         command = validated(contract.RegisterFacility, body)
+        self.ventures_seen.require(venture_id, venture_version)
         facility_id, now = new_facility_id(), utcnow()
 
         def register(venture: domain.VentureView | None) -> FacilityChange:
             return domain.register(command, venture, venture_id, facility_id, actor, now)
 
         return self.store.register(venture_id, register).model_dump(mode="json")
+
+    @rpc
+    def caught_up_with_licence(self, licence_id: str, licence_type: str, version: int) -> bool:
+        """Whether the plant's status follows the licence as of `version`, waiting
+        (bounded) until it does; True at once for a type plants do not follow."""
+        if not domain.is_manufacturing_licence(licence_type):
+            return True
+        return self.licences_seen.wait_for(licence_id, version)
 
     @rpc
     def get_facility(self, facility_id: str) -> dict:

@@ -14,6 +14,10 @@ from shared.errors import NotFound
 from shared.inbox import Projection
 from shared.mongo import Repository, UnitOfWork
 
+# The projections' collections (their documents keep the last applied `sequence`).
+VENTURE_VIEWS = "ventures"
+LICENCE_SEQUENCES = "licence_sequences"
+
 
 def new_facility_id() -> str:
     # ObjectIds grow with time, so ids sort in registration order (stable pagination).
@@ -34,12 +38,12 @@ class FacilityStore(Repository):
     @property
     def venture_views(self):
         """The projection of `ventures.events`: one document per venture."""
-        return self.db.ventures
+        return self.db[VENTURE_VIEWS]
 
     @property
     def licence_sequences(self):
         """The last applied event of each manufacturing licence (their order matters)."""
-        return self.db.licence_sequences
+        return self.db[LICENCE_SEQUENCES]
 
     def register(
         self, venture_id: str, decide: Callable[[VentureView | None], FacilityChange]

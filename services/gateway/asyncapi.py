@@ -308,8 +308,9 @@ def consume(document: dict[str, Any], consumer: str, subscription: Subscription)
         queue,
         list(subscription.accepts),
         f"{consumer} consumes {subscription.pattern} from {queue.exchange.name}",
-        f"Each event is applied once (an inbox keyed by event id, in the transaction of "
-        f"its effect) and per aggregate in `sequence` order. A message whose handler "
+        f"Per aggregate, each event is applied once and in `sequence` order: the "
+        f"consumer keeps the last applied sequence, in the transaction of the effect, and "
+        f"skips an event at or below it. A message whose handler "
         f"failed {messaging.DELIVERY_LIMIT} times, or that is not a valid event of "
         f"{subscription.source}'s contract, or was not published by its broker user, "
         f"goes to `{messaging.DEAD_LETTER_QUEUE}` with the error.",

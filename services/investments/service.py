@@ -4,9 +4,10 @@ rules, persist (with the event); reports read sums that MongoDB computes."""
 
 from services.investments import contract, domain, reports
 from services.investments.contract import SERVICE
-from services.investments.store import InvestmentStore, new_flow_id
+from services.investments.store import VENTURE_VIEWS, InvestmentStore, new_flow_id
 from services.ventures.contract import VentureEvent
 from shared.clock import utcnow
+from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
@@ -43,14 +44,20 @@ class InvestmentsService:
 
     store: InvestmentStore = MongoStore(InvestmentStore)
     relay = OutboxRelay()
+    ventures_seen: ProjectionWatch = ProjectionWatch(VENTURE_VIEWS, "venture")
 
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
 
     @rpc
-    def record_flow(self, venture_id: str, body: str, actor: dict) -> dict:
+    def record_flow(
+        self, venture_id: str, body: str, actor: dict, venture_version: int = 0
+    ) -> dict:
+        """`venture_version`: the venture's version as the caller read it from its owner;
+        the flow waits (bounded) until this service has learned of it."""
         command = domain.parse_flow(body)
+        self.ventures_seen.require(venture_id, venture_version)
         flow_id = new_flow_id()
 
         def record(venture: domain.VentureView | None) -> domain.FlowDecision:

@@ -24,6 +24,8 @@ T = TypeVar("T")
 WRITE_ATTEMPTS = 10
 # Report groups that are properties of the venture, as the projection has them.
 VENTURE_GROUPS = ("sector", "province")
+# The projection of ventures (its documents keep the last applied `sequence`).
+VENTURE_VIEWS = "ventures"
 
 
 class LostRace(Exception):
@@ -53,7 +55,7 @@ class InvestmentStore(Repository):
         # A report that cannot convert some (currency, day) finds whose flows they are.
         db.flows.create_index([("currency", ASCENDING), ("value_date", ASCENDING)])
         db.fx_rates.create_index([("currency", ASCENDING), ("date", ASCENDING)], unique=True)
-        db.ventures.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
+        db[VENTURE_VIEWS].create_index([("owner", ASCENDING), ("_id", ASCENDING)])
 
     @property
     def flows(self):
@@ -73,14 +75,14 @@ class InvestmentStore(Repository):
 
     def apply_venture_event(self, event: CloudEvent, venture: dict) -> bool:
         """Keep the venture as the event shows it, once, in per-venture sequence order."""
-        return Projection(self.db.ventures).apply(self, event, venture)
+        return Projection(self.db[VENTURE_VIEWS]).apply(self, event, venture)
 
     def venture(self, venture_id: str, session: ClientSession | None = None):
-        doc = self.db.ventures.find_one({"_id": venture_id}, session=session)
+        doc = self.db[VENTURE_VIEWS].find_one({"_id": venture_id}, session=session)
         return domain.VentureView.model_validate({**doc, "id": doc["_id"]}) if doc else None
 
     def venture_ids_of(self, owner: str) -> list[str]:
-        return [doc["_id"] for doc in self.db.ventures.find({"owner": owner}, {"_id": 1})]
+        return [doc["_id"] for doc in self.db[VENTURE_VIEWS].find({"owner": owner}, {"_id": 1})]
 
     # --- flows ------------------------------------------------------------------------
 
@@ -264,7 +266,7 @@ class InvestmentStore(Repository):
     def _ventures_per(self, field: str, venture_ids: list[str] | None) -> dict[str, list[str]]:
         query = {} if venture_ids is None else {"_id": {"$in": venture_ids}}
         groups: dict[str, list[str]] = {}
-        for doc in self.db.ventures.find(query, {field: 1}):
+        for doc in self.db[VENTURE_VIEWS].find(query, {field: 1}):
             groups.setdefault(doc[field], []).append(doc["_id"])
         return groups
 

@@ -11,8 +11,9 @@ from nameko.timer import Timer
 from services.facilities.contract import FacilityEvent
 from services.licensing import contract, domain
 from services.licensing.contract import SERVICE
-from services.licensing.store import LicenceStore, new_licence_id
+from services.licensing.store import FACILITY_VIEWS, LicenceStore, new_licence_id
 from shared.clock import utcnow
+from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import validated
@@ -48,14 +49,18 @@ class LicensingService:
 
     store: LicenceStore = MongoStore(LicenceStore)
     relay = OutboxRelay()
+    facilities_seen: ProjectionWatch = ProjectionWatch(FACILITY_VIEWS, "facility")
 
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
 
     @rpc
-    def apply_for_license(self, body: str, actor: dict) -> dict:
+    def apply_for_license(self, body: str, actor: dict, facility_version: int = 0) -> dict:
+        """`facility_version`: the facility's version as the caller read it from its
+        owner; the application waits (bounded) until this service has learned of it."""
         application = validated(contract.ApplyForLicence, body)
+        self.facilities_seen.require(application.facility_id, facility_version)
         licence_id, now = new_licence_id(), utcnow()
 
         def submit(

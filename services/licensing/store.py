@@ -19,6 +19,10 @@ from shared.mongo import Repository, UnitOfWork
 TRANSITION_ATTEMPTS = 3
 
 
+# The projection of facilities (its documents keep the last applied `sequence`).
+FACILITY_VIEWS = "facilities"
+
+
 def new_licence_id() -> str:
     # ObjectIds grow with time, so ids sort in application order (stable pagination).
     return f"lic_{ObjectId()}"
@@ -53,7 +57,7 @@ class LicenceStore(Repository):
     @property
     def facility_views(self):
         """The projection of `facilities.events`: one document per facility."""
-        return self.db.facilities
+        return self.db[FACILITY_VIEWS]
 
     def apply(
         self,

@@ -137,8 +137,8 @@ class NotificationStore(Repository):
 
     def queue_deliveries(self, event: CloudEvent) -> bool:
         """Create one pending delivery per active subscription that wants `event`, in
-        the same transaction as the inbox record (so each event fans out once), in
-        per-aggregate `sequence` order. Returns whether the event was new."""
+        the same transaction as its stream's last sequence (so each event fans out
+        once), in per-aggregate `sequence` order. Returns whether the event was new."""
         body = codec.dumps(event.wire())
 
         def fan_out(unit: UnitOfWork) -> None:

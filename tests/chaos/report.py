@@ -52,10 +52,10 @@ limits").
    `after_confirm:0.5`: the broker has the event, the record is still pending, so it is
    published again. Duplicates appear on the wire; every consumer applies each event once.
 3. **Consumer killed after applying, before acking.** Facilities, notifications and the
-   tally (two instances each) with `after_apply:0.3`: the effect and the inbox record are
-   committed, the message is not acked, so it is redelivered; the redelivery changes
-   nothing. Also checked: every consumer queue ends empty (0 ready, 0 unacked, from the
-   management API).
+   tally (two instances each) with `after_apply:0.3`: the effect and the aggregate's last
+   applied sequence are committed, the message is not acked, so it is redelivered; the
+   redelivery changes nothing. Also checked: every consumer queue ends empty (0 ready,
+   0 unacked, from the management API).
 4. **RabbitMQ stopped and started** (`rabbitmqctl stop_app` / `start_app` on a node of the
    scenario's own, a few seconds down each time) while more than a hundred licence
    transitions flow. Every service reconnects by itself and no process exits; everything
@@ -81,9 +81,9 @@ limits").
   deliveries beyond the first of an id (at-least-once delivery at work).
 - **lost** = committed events missing from the regulator queue. Must be 0.
 - **applied twice**: event ids with more than one effect, measured from the effects and not
-  from the inbox's own record: the tally's effect counts applications per event id
-  (`$inc`), and notifications must have created exactly one webhook delivery per event.
-  Must be 0.
+  from the de-duplication's own record (the last applied sequence): the tally's effect
+  counts applications per event id (`$inc`), and notifications must have created exactly
+  one webhook delivery per event. Must be 0.
 - **time to converge**: from the end of the traffic (faults stopped) until every invariant
   holds: no outbox record pending (licensing and facilities), every committed event on the
   regulator queue, applied by the tally exactly once and fanned out to the webhook exactly

@@ -1,9 +1,9 @@
 """A regulator's consumer for the chaos suite, run like every service (`nameko run
 tests.chaos.tally`): it applies each licensing event through the registry's own
-inbox and ordering (`apply_once`, `check_order`), and its effect leaves evidence the
-suite counts independently of the inbox's claims: a counter per event id (more than
-1 = applied twice) and, per licence, the list of sequences applied (must only ever
-increase)."""
+ordering and de-duplication (`Projection`, by each licence's last applied sequence),
+and its effect leaves evidence the suite counts independently of that mechanism's
+claims, in collections it does not touch: a counter per event id (more than 1 = applied
+twice) and, per licence, the list of sequences applied (must only ever increase)."""
 
 from pydantic import BaseModel, ConfigDict
 
@@ -11,7 +11,7 @@ from services.licensing import contract as licensing
 from services.notifications.service import ArrivalOrder
 from shared.contract import Subscription
 from shared.envelope import CloudEvent
-from shared.inbox import apply_once, check_order, cloud_event_handler
+from shared.inbox import Projection, cloud_event_handler
 from shared.mongo import MongoStore, Repository, UnitOfWork
 
 SERVICE = "chaos_tally"
@@ -62,15 +62,12 @@ class TallyService:
                 upsert=True,
                 session=session,
             )
-            applied = db.licences.find_one({"_id": event.subject}, session=session)
-            if not check_order(event, applied["sequence"] if applied else 0):
-                return
             db.licences.update_one(
                 {"_id": event.subject},
-                {"$set": {"sequence": event.sequence}, "$push": {"applied": event.sequence}},
+                {"$push": {"applied": event.sequence}},
                 upsert=True,
                 session=session,
             )
 
         with self.one_at_a_time:
-            apply_once(self.store, event, effect)
+            Projection(db.licence_sequences).apply(self.store, event, then=effect)

@@ -121,7 +121,7 @@ def test_2_a_relay_killed_after_the_confirm_duplicates_but_applies_once(registry
 
 def test_3_a_consumer_killed_after_applying_applies_once_and_drains(registry, report):
     """The tally, facilities and notifications die after committing an event's effect
-    and inbox record, before acking it: the redelivery changes nothing, and their
+    and its sequence, before acking it: the redelivery changes nothing, and their
     queues end empty."""
     started = time.monotonic()
     load = sized(

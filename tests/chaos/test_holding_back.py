@@ -11,7 +11,7 @@ from ops.processes import wait_until
 from shared import inbox
 from shared.dead_letters import DeadLetterQueue
 from shared.envelope import new_event
-from shared.inbox import apply_once, check_order, cloud_event_handler
+from shared.inbox import Projection, cloud_event_handler
 from shared.messaging import DELIVERY_LIMIT
 from shared.mongo import MongoStore, Repository, connect
 from shared.outbox import LEASE, WAIT_FOR_PREDECESSOR, Outbox, Relay, event_publisher
@@ -64,17 +64,11 @@ class OrderedConsumer:
         db = self.store.db
 
         def effect(unit):
-            session = unit.session
-            applied = db.applied.find_one({"_id": event.subject}, session=session)
-            if check_order(event, applied["sequence"] if applied else 0):
-                db.applied.update_one(
-                    {"_id": event.subject},
-                    {"$set": {"sequence": event.sequence}, "$push": {"order": event.sequence}},
-                    upsert=True,
-                    session=session,
-                )
+            db.applied.update_one(
+                {"_id": event.subject}, {"$push": {"order": event.sequence}}, session=unit.session
+            )
 
-        apply_once(self.store, event, effect)
+        Projection(db.applied).apply(self.store, event, then=effect)
 
 
 @pytest.fixture

@@ -195,17 +195,9 @@ class Client:
         return self.session.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def created(self, principal: str, path: str, body: dict) -> dict:
-        """POST until 201: a 503 means a service has not yet learned of what the body
-        names (it learns of it from events within seconds)."""
-        answers: list[requests.Response] = []
-
-        def accepted() -> bool:
-            answers.append(self.send(principal, "POST", path, json=body))
-            assert answers[-1].status_code in (201, 503), answers[-1].text
-            return answers[-1].status_code == 201
-
-        wait_until(accepted, 30, f"POST {path}")
-        return answers[-1].json()
+        answer = self.send(principal, "POST", path, json=body)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
 
     def every_item(self, principal: str, path: str, params: dict, first: dict) -> list:
         items, cursor = list(first["items"]), first["next_cursor"]

@@ -38,21 +38,11 @@ def record(api, venture_id: str, flow: dict):
 
 
 def record_first(api, venture_id: str, flow: dict) -> dict:
-    """The first flow of a new venture may arrive before the venture's registration has
-    reached the investments service: the gateway answers 503 "retry shortly", so try
-    again a while."""
-    recorded = []
-
-    def accepted() -> bool:
-        response = record(api, venture_id, flow)
-        if response.status_code == 503 and "not yet learned" in response.json()["detail"]:
-            return False
-        assert response.status_code == 201, response.text
-        recorded.append(response.json())
-        return True
-
-    wait_until(accepted, 30, f"venture {venture_id} in the investments service")
-    return recorded[0]
+    """The first flow of a venture just registered: accepted at once (the investments
+    service waits for the venture's registration, docs/architecture.md §5.7)."""
+    response = record(api, venture_id, flow)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 def record_all(api, venture_id: str, flows: list[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 
 from ops.processes import wait_until
 
-from support import inspection_date, venture_body
+from support import created, inspection_date, venture_body
 from watch_process import WatchProcess
 
 PROBLEM = "application/problem+json"
@@ -32,20 +32,6 @@ def subscribe(api, url: str, *patterns: str) -> dict:
     response = api.post("/v1/subscriptions", json={"url": url, "event_types": list(patterns)})
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def created(api, path: str, body: dict) -> dict:
-    """POST until 201: a service that has not yet learned of what the body names (it
-    learns from events, within seconds) answers 503 and asks to retry shortly."""
-    responses = []
-
-    def post() -> bool:
-        responses.append(api.post(path, json=body))
-        return responses[-1].status_code != 503
-
-    wait_until(post, 30, f"POST {path}", pause=0.5)
-    assert responses[-1].status_code == 201, responses[-1].text
-    return responses[-1].json()
 
 
 def new_licence(investor) -> str:

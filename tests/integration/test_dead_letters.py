@@ -12,7 +12,7 @@ from ops.processes import wait_until
 from shared import messaging
 from shared.dead_letters import RETURNS_HEADER, DeadLetterQueue
 from shared.envelope import new_event
-from shared.inbox import apply_once, cloud_event_handler
+from shared.inbox import Projection, cloud_event_handler
 from shared.mongo import MongoStore, Repository
 from shared.outbox import event_publisher
 
@@ -34,7 +34,7 @@ class PoisonAwareService:
                 {"_id": event.id, "subject": event.subject}, session=session
             )
 
-        apply_once(self.store, event, effect)
+        Projection(self.store.db.ventures).apply(self.store, event, then=effect)
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ class StallingService:
         def effect(unit):
             self.store.db.applied.insert_one({"_id": event.id}, session=unit.session)
 
-        apply_once(self.store, event, effect)
+        Projection(self.store.db.ventures).apply(self.store, event, then=effect)
 
 
 def test_a_healthy_message_outlives_more_consumer_crashes_than_the_brokers_limit(

@@ -21,7 +21,7 @@ from shared.codec import rfc3339
 from shared.errors import Conflict, NotFound
 from shared.outbox import event_publisher
 
-from support import contract_event
+from support import contract_event, handled
 
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
@@ -105,14 +105,14 @@ def test_the_facility_projection_follows_facilities_events(licensing, facilities
     # Sequence 3 before 2, and 2 twice: applied once each, in order.
     operational = facility_event("facility.status_changed", "fac_a", 2, "operational")
     decommissioned = facility_event("facility.status_changed", "fac_a", 3, "decommissioned")
-    facilities.publish(decommissioned)
-    facilities.publish(operational)
-    facilities.publish(operational)
+    with handled(container, "follow_facility", operational, times=2):
+        facilities.publish(decommissioned)
+        facilities.publish(operational)
+        facilities.publish(operational)
     wait_until(
         lambda: db.facilities.find_one({"_id": "fac_a"})["sequence"] == 3, 30, "both applied"
     )
     assert db.facilities.find_one({"_id": "fac_a"})["status"] == "decommissioned"
-    assert db.inbox.count_documents({"subject": "fac_a"}) == 3
     with pytest.raises(Conflict):
         apply(proxy, "fac_a")
     assert db.licences.count_documents({"facility_id": "fac_a"}) == 1

@@ -19,7 +19,7 @@ from shared import messaging
 from shared.entrypoints import rpc
 from shared.envelope import new_event
 from shared.errors import NotFound
-from shared.inbox import apply_once, check_order, cloud_event_handler
+from shared.inbox import Projection, cloud_event_handler
 from shared.logs import CORRELATION_ID, CorrelationIdFilter, current_correlation_id
 from shared.mongo import MongoStore, Repository
 from shared.outbox import Outbox, Relay, event_publisher
@@ -53,19 +53,7 @@ class LoggedService:
         if self.failures_left["count"] > 0:
             self.failures_left["count"] -= 1
             raise ConnectionError("database hiccup")
-
-        def effect(unit):
-            session = unit.session
-            last = self.store.db.effects.find_one({"_id": event.subject}, session=session)
-            if check_order(event, last["sequence"] if last else 0):
-                self.store.db.effects.replace_one(
-                    {"_id": event.subject},
-                    {"sequence": event.sequence},
-                    upsert=True,
-                    session=session,
-                )
-
-        apply_once(self.store, event, effect)
+        Projection(self.store.db.effects).apply(self.store, event)
 
 
 @pytest.fixture

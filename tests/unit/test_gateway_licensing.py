@@ -1,5 +1,5 @@
 """The gateway's facility and licence routes without a broker: who may do what, whose
-resources an investor sees, and a projection that has not caught up yet (services
+resources an investor sees, and the consistency tokens passed on (services
 replaced by nameko's worker_factory mocks)."""
 
 import json
@@ -10,12 +10,19 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from services.gateway.keys import Principal
+from services.gateway.problems import problem_headers
 from services.gateway.service import GatewayService
 from shared.errors import Forbidden, NotFound, ServiceUnavailable
 
 OWNER = "Lahore Pharma"
 FACILITY = {"id": "fac_1", "venture_id": "jv_1", "owner": OWNER, "version": 1}
-LICENCE = {"id": "lic_1", "facility_id": "fac_1", "owner": OWNER, "version": 2}
+LICENCE = {
+    "id": "lic_1",
+    "facility_id": "fac_1",
+    "type": "dml_basic",
+    "owner": OWNER,
+    "version": 2,
+}
 
 
 def request(method="POST", path="/v1/licenses", body: dict | None = None, query: str = ""):
@@ -60,23 +67,35 @@ def test_an_application_without_a_facility_id_is_left_to_licensing_to_refuse():
     service.licensing.apply_for_license.return_value = LICENCE
     service.apply_for_license(request(body={"type": "dml_basic"}))
     service.facilities.get_facility.assert_not_called()
-    body, actor = service.licensing.apply_for_license.call_args.args
+    body, actor, version = service.licensing.apply_for_license.call_args.args
     assert json.loads(body) == {"type": "dml_basic"} and actor["owner"] == OWNER
+    assert version == 0  # nothing to wait for
 
 
-def test_a_facility_licensing_has_not_heard_of_yet_is_a_retry_later():
+def test_an_application_carries_the_version_of_the_facility_the_gateway_read():
     service = gateway_as("investor")
-    service.licensing.apply_for_license.side_effect = NotFound("no facility fac_1")
+    service.facilities.get_facility.return_value = {**FACILITY, "version": 4}
+    service.licensing.apply_for_license.return_value = LICENCE
+    service.apply_for_license(request(body={"facility_id": "fac_1", "type": "dml_basic"}))
+    assert service.licensing.apply_for_license.call_args.args[2] == 4
+
+
+def test_a_registration_carries_the_version_of_the_venture_the_gateway_read():
+    service = gateway_as("investor")
+    service.ventures.get_venture.return_value = {"id": "jv_1", "owner": OWNER, "version": 3}
+    service.facilities.register_facility.return_value = FACILITY
+    service.register_facility(request(path="/v1/ventures/jv_1/facilities"), "jv_1")
+    assert service.facilities.register_facility.call_args.args[3] == 3
+
+
+def test_a_facility_a_service_cannot_learn_of_in_time_is_a_retry_later():
+    service = gateway_as("investor")
+    service.licensing.apply_for_license.side_effect = ServiceUnavailable(
+        "not yet learned of facility fac_1", extra={"retry_after": 1}
+    )
     with pytest.raises(ServiceUnavailable) as later:
         service.apply_for_license(request(body={"facility_id": "fac_1", "type": "dml_basic"}))
-    assert "retry" in later.value.detail
-
-
-def test_a_venture_facilities_has_not_heard_of_yet_is_a_retry_later():
-    service = gateway_as("investor")
-    service.facilities.register_facility.side_effect = NotFound("no venture jv_1")
-    with pytest.raises(ServiceUnavailable):
-        service.register_facility(request(path="/v1/ventures/jv_1/facilities"), "jv_1")
+    assert problem_headers(later.value) == {"Retry-After": "1"}
 
 
 def test_an_investor_may_not_register_a_facility_under_another_organisations_venture():
@@ -99,6 +118,30 @@ def test_regulators_and_ops_decide(role):
     service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
     response = service.transition_license(request(body={"to": "under_review"}), "lic_1")
     assert response.status_code == 200 and response.headers["ETag"] == '"3"'
+
+
+def test_a_decision_is_answered_once_facilities_follows_it():
+    service = gateway_as("regulator", owner="DRAP Licensing Division")
+    service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
+    service.transition_license(request(body={"to": "granted"}), "lic_1")
+    follows = service.facilities.within.return_value.caught_up_with_licence
+    follows.assert_called_once_with("lic_1", "dml_basic", 3)
+
+
+@pytest.mark.parametrize(
+    "facilities_answer",
+    [{"return_value": False}, {"side_effect": ServiceUnavailable("facilities is down")}],
+)
+def test_a_decision_facilities_does_not_follow_in_time_is_still_answered(facilities_answer, caplog):
+    service = gateway_as("regulator", owner="DRAP Licensing Division")
+    service.licensing.transition_license.return_value = {**LICENCE, "version": 3}
+    service.facilities.within.return_value.caught_up_with_licence.configure_mock(
+        **facilities_answer
+    )
+    response = service.transition_license(request(body={"to": "granted"}), "lic_1")
+    assert response.status_code == 200
+    lines = [r for r in caplog.records if r.name == "services.gateway.routes.licensing"]
+    assert len(lines) == 1 and "fac_1" in lines[0].getMessage()
 
 
 def test_regulators_may_not_apply():

@@ -1,16 +1,14 @@
 """/v1/ventures/{id}/facilities and /v1/facilities: the HTTP face of the facilities
 service."""
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.routing import route
-from shared.errors import NotFound, ServiceUnavailable
+from shared.errors import NotFound
 from shared.pagination import filters_in, page_of, paged
 
-T = TypeVar("T")
 TAG = "facilities"
 
 
@@ -20,19 +18,6 @@ def list_filters(request, principal) -> dict:
     if principal.role == "investor":
         filters["owner"] = principal.owner
     return filters
-
-
-def once_projected(command: Callable[[], T], service: str, what: str) -> T:
-    """Run a command on a service that knows `what` only from another service's events.
-    The gateway has just read it from its owner, so a 404 means the event is still on
-    its way: a short wait, not a missing resource."""
-    try:
-        return command()
-    except NotFound:
-        raise ServiceUnavailable(
-            f"the {service} service has not yet learned of {what} (it learns of it from "
-            "events within seconds); retry shortly"
-        ) from None
 
 
 class FacilityRoutes:
@@ -67,12 +52,10 @@ class FacilityRoutes:
         refusals=(403, 409),
     )
     def register_facility(self, request, principal, venture_id):
-        self._visible_venture(principal, venture_id)
-        body = read_json_body(request)
-        facility = once_projected(
-            lambda: self.facilities.register_facility(venture_id, body, principal.model_dump()),
-            "facilities",
-            f"venture {venture_id}",
+        venture = self._visible_venture(principal, venture_id)
+        # The version read is the consistency token: facilities waits until it knows it.
+        facility = self.facilities.register_facility(
+            venture_id, read_json_body(request), principal.model_dump(), venture["version"]
         )
         return json_response(
             facility,

@@ -5,7 +5,6 @@ from typing import Any
 
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.problems import problem_for
-from services.gateway.routes.facilities import once_projected
 from services.gateway.routing import route
 from services.investments.contract import (
     Flow,
@@ -53,13 +52,10 @@ class InvestmentRoutes:
         refusals=(403, 409),
     )
     def record_investment(self, request, principal, venture_id):
-        self._visible_venture(principal, venture_id)
-        flow = once_projected(
-            lambda: self.investments.record_flow(
-                venture_id, read_json_body(request), principal.model_dump()
-            ),
-            "investments",
-            f"venture {venture_id}",
+        venture = self._visible_venture(principal, venture_id)
+        # The version read is the consistency token: investments waits until it knows it.
+        flow = self.investments.record_flow(
+            venture_id, read_json_body(request), principal.model_dump(), venture["version"]
         )
         return json_response(flow, 201)
 

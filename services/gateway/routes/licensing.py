@@ -1,10 +1,11 @@
 """/v1/licenses: the HTTP face of the licensing service."""
 
 import json
+import logging
 from typing import Any
 
 from services.gateway.http import etag, json_response, read_json_body
-from services.gateway.routes.facilities import list_filters, once_projected
+from services.gateway.routes.facilities import list_filters
 from services.gateway.routing import route
 from services.licensing.contract import (
     ApplyForLicence,
@@ -13,10 +14,16 @@ from services.licensing.contract import (
     LicenceFilters,
     RequestTransition,
 )
-from shared.errors import NotFound
+from shared.consistency import CATCH_UP_SECONDS
+from shared.errors import NotFound, ServiceUnavailable
 from shared.pagination import decode_cursor, page, page_of, paged, parse_limit
 
+log = logging.getLogger(__name__)
+
 TAG = "licences"
+# Facilities answers whether it follows a decision within its bound; one that is down
+# holds the decision's answer this long, not the whole RPC timeout.
+FOLLOW_TIMEOUT_SECONDS = CATCH_UP_SECONDS + 1
 
 
 def facility_named_in(body: str) -> str | None:
@@ -28,10 +35,11 @@ def facility_named_in(body: str) -> str | None:
 
 
 class LicenceRoutes:
-    """Mixed into the gateway service, which provides `licensing`, `principal` and
-    (from FacilityRoutes) `_visible_facility`."""
+    """Mixed into the gateway service, which provides `licensing`, `facilities`,
+    `principal` and (from FacilityRoutes) `_visible_facility`."""
 
-    licensing: Any  # a nameko dependency of the gateway service
+    licensing: Any  # nameko dependencies of the gateway service
+    facilities: Any
 
     def _visible_licence(self, principal, license_id: str) -> dict:
         licence = self.licensing.get_license(license_id)
@@ -55,13 +63,11 @@ class LicenceRoutes:
     def apply_for_license(self, request, principal):
         body = read_json_body(request)
         facility_id = facility_named_in(body)
+        # The version read is the consistency token: licensing waits until it knows it.
+        version = 0
         if facility_id is not None:
-            self._visible_facility(principal, facility_id, "facility_id")
-        licence = once_projected(
-            lambda: self.licensing.apply_for_license(body, principal.model_dump()),
-            "licensing",
-            f"facility {facility_id}",
-        )
+            version = self._visible_facility(principal, facility_id, "facility_id")["version"]
+        licence = self.licensing.apply_for_license(body, principal.model_dump(), version)
         return json_response(
             licence,
             201,
@@ -113,7 +119,30 @@ class LicenceRoutes:
         licence = self.licensing.transition_license(
             license_id, read_json_body(request), principal.model_dump()
         )
+        self._plant_follows(licence)
         return json_response(licence, headers={"ETag": etag(licence["version"])})
+
+    def _plant_follows(self, licence: dict) -> None:
+        """Answer a decision once facilities has applied it (it waits, bounded, and knows
+        which licence types a plant's status follows), so that a read of the plant right
+        after it shows the status the decision gave it. The decision is made either way:
+        past the bound it is answered all the same, with one line in the log."""
+        try:
+            followed = self.facilities.within(FOLLOW_TIMEOUT_SECONDS).caught_up_with_licence(
+                licence["id"], licence["type"], licence["version"]
+            )
+            why = "it had not applied it yet"
+        except ServiceUnavailable as error:
+            followed, why = False, str(error)
+        if not followed:
+            log.warning(
+                "licence %s version %d is decided, but facilities has not followed it yet "
+                "(%s): a read of facility %s may show its former status for a moment",
+                licence["id"],
+                licence["version"],
+                why,
+                licence["facility_id"],
+            )
 
     @route(
         "GET",
