@@ -127,6 +127,22 @@ def _event_of(record: dict) -> CloudEvent:
     return CloudEvent.model_validate_json(envelope)
 
 
+def publication(event: CloudEvent, user: str) -> dict[str, Any]:
+    """How an event goes out: to its routing key, `mandatory` (no queue bound is a
+    misconfiguration, not success), persistent, in CloudEvents' structured mode, with
+    its id and type as AMQP properties and the publishing connection's user as
+    `user_id`, which the broker checks and consumers trust."""
+    return {
+        "routing_key": event.routing_key,
+        "mandatory": True,
+        "delivery_mode": 2,
+        "serializer": messaging.CLOUDEVENTS_SERIALIZER,
+        "message_id": event.id,
+        "type": event.type,
+        "user_id": user,
+    }
+
+
 class Unroutable(UndeliverableMessage):
     """The broker returned the event: no queue is bound for its routing key."""
 
@@ -180,16 +196,7 @@ class EventPublisher:
                 for event in events:
                     self._in_flight[self._next_tag] = event.id
                     self._next_tag += 1
-                    producer.publish(
-                        event.wire(),
-                        routing_key=event.routing_key,
-                        mandatory=True,
-                        delivery_mode=2,
-                        serializer=messaging.CLOUDEVENTS_SERIALIZER,
-                        message_id=event.id,
-                        type=event.type,
-                        user_id=self.user,
-                    )
+                    producer.publish(event.wire(), **publication(event, self.user))
                 self._await_confirms()
             except Exception as error:  # broker down, connection lost, no confirm in time
                 self._outcome.failure = error

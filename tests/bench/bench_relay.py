@@ -26,7 +26,7 @@ from shared import messaging
 from shared.dead_letters import broker_user
 from shared.envelope import CloudEvent, new_event
 from shared.mongo import Repository
-from shared.outbox import Outbox, Relay, event_publisher
+from shared.outbox import Outbox, Relay, event_publisher, publication
 from shared.settings import Settings
 
 from scratch import scratch_database
@@ -69,16 +69,7 @@ def raw_publish(amqp_uri: str, service: str, events: list[CloudEvent]) -> float:
         producer = Producer(channel, exchange=messaging.events_exchange(service))
         started = time.perf_counter()
         for event in events:
-            producer.publish(
-                event.wire(),
-                routing_key=event.routing_key,
-                mandatory=True,
-                delivery_mode=2,
-                serializer=messaging.CLOUDEVENTS_SERIALIZER,
-                message_id=event.id,
-                type=event.type,
-                user_id=user,
-            )
+            producer.publish(event.wire(), **publication(event, user))
         while unconfirmed:
             connection.drain_events(timeout=30)
         return time.perf_counter() - started
