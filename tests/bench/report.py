@@ -1,0 +1,215 @@
+"""What `make bench` prints and writes: the machine it ran on, the ratios the issue
+sets as goals (issue 12), a plain-text table and docs/performance.md."""
+
+import os
+import platform
+from importlib.metadata import version
+
+import requests
+
+GOALS = {
+    "registrations": "registrations/s >= 0.5 x raw durable write at the same concurrency",
+    "relay": "relay events/s >= 0.5 x raw confirmed publish",
+    "decision_p99": "decision -> regulator queue p99 <= 50 ms at 50/s offered",
+    "decision_rate": "100 decisions/s offered achieved (>= 95/s)",
+    "history": "with 200k events of history within 1.2 x of the empty registry",
+}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(management_url: str) -> dict:
+    try:
+        overview = requests.get(f"{management_url}/api/overview", timeout=5).json()
+        rabbitmq = overview.get("rabbitmq_version", "unknown")
+    except requests.RequestException:
+        rabbitmq = "unknown"
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "rabbitmq": rabbitmq,
+        "secantusdb": version("SecantusDB"),
+        "os": platform.platform(),
+    }
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 2) if denominator else 0.0
+
+
+def checks(results: dict) -> dict:
+    """Each goal's figures and whether it is met."""
+    raw, empty, history = results["raw"], results["empty"], results["history"]
+    registrations = {
+        n: ratio(figures["per_s"], raw["durable_write"][n]["per_s"])
+        for n, figures in empty["registrations"].items()
+    }
+    relay = results["relay"]
+    slowdown = {
+        f"registrations_{n}": ratio(figures["per_s"], history["registrations"][n]["per_s"])
+        for n, figures in empty["registrations"].items()
+    } | {
+        f"decision_p99_{rate}": ratio(history["decisions"][rate]["p99_ms"], figures["p99_ms"])
+        for rate, figures in empty["decisions"].items()
+    }
+    return {
+        "registrations": {"ratios": registrations, "met": min(registrations.values()) >= 0.5},
+        "relay": {"ratio": relay["ratio"], "met": relay["ratio"] >= 0.5},
+        "decision_p99": {
+            "p99_ms": [empty["decisions"]["50"]["p99_ms"], history["decisions"]["50"]["p99_ms"]],
+            "met": max(empty["decisions"]["50"]["p99_ms"], history["decisions"]["50"]["p99_ms"])
+            <= 50,
+        },
+        "decision_rate": {
+            "per_s": [empty["decisions"]["100"]["per_s"], history["decisions"]["100"]["per_s"]],
+            "met": min(empty["decisions"]["100"]["per_s"], history["decisions"]["100"]["per_s"])
+            >= 95,
+        },
+        "history": {"slowdown": slowdown, "met": max(slowdown.values()) <= 1.2},
+    }
+
+
+def _rows(results: dict) -> list[tuple[str, ...]]:
+    raw, empty, history = results["raw"], results["empty"], results["history"]
+    rows = [("measure", "load", "empty registry", "with history", "raw limit", "ratio")]
+    for n, figures in empty["registrations"].items():
+        limit = raw["durable_write"][n]
+        rows.append(
+            (
+                "registrations/s (p50/p99 ms)",
+                f"{n} clients",
+                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
+                f"{history['registrations'][n]['per_s']} "
+                f"({history['registrations'][n]['p50_ms']}/{history['registrations'][n]['p99_ms']})",
+                f"{limit['per_s']} ({limit['p50_ms']}/{limit['p99_ms']})",
+                f"{ratio(figures['per_s'], limit['per_s'])}x",
+            )
+        )
+    for rate, figures in empty["decisions"].items():
+        with_history = history["decisions"][rate]
+        rows.append(
+            (
+                "decision -> regulator queue: achieved/s (p50/p99 ms)",
+                f"{rate}/s offered",
+                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
+                f"{with_history['per_s']} ({with_history['p50_ms']}/{with_history['p99_ms']})",
+                "",
+                "",
+            )
+        )
+    relay = results["relay"]
+    rows.append(
+        (
+            "outbox relay events/s",
+            "one relay",
+            str(relay["relay_per_s"]),
+            "",
+            f"{relay['raw_publish_per_s']} (kombu confirmed publish)",
+            f"{relay['ratio']}x",
+        )
+    )
+    for n, figures in raw["confirmed_publish"].items():
+        rows.append(
+            ("raw: kombu confirmed publish/s", f"{n} clients", "", "", str(figures["per_s"]), "")
+        )
+    for n, figures in raw["rpc_round_trip"].items():
+        rows.append(
+            (
+                "raw: nameko RPC round trips/s (p50/p99 ms)",
+                f"{n} clients",
+                "",
+                "",
+                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
+                "",
+            )
+        )
+    return rows
+
+
+def table(results: dict) -> str:
+    rows = _rows(results)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append("")
+    for name, goal in GOALS.items():
+        lines.append(f"{'met' if results['checks'][name]['met'] else 'NOT MET':8} {goal}")
+    return "\n".join(lines)
+
+
+def page(results: dict) -> str:
+    """docs/performance.md: the table of the last `make bench` and what it ran on."""
+    rows = _rows(results)
+    machine = results["machine"]
+    stored = results["history_stored"]
+    markdown = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    markdown += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    goals = [
+        f"- {'met' if results['checks'][name]['met'] else '**not met**'}: {goal}"
+        for name, goal in GOALS.items()
+    ]
+    return "\n".join(
+        [
+            "# Performance",
+            "",
+            "Written by `make bench` (`tests/bench/bench.py`); do not edit by hand. What it",
+            "measures and how: [the benchmark's docstrings](../tests/bench/bench.py), and",
+            "[the notes below](#how-it-is-measured).",
+            "",
+            f"Last run: {results['started_at']}{' (--quick: tiny sizes, not figures)' if results['quick'] else ''}, "
+            f"on {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+            f"RabbitMQ {machine['rabbitmq']}, SecantusDB {machine['secantusdb']} "
+            f"(`--sync-on-commit`), {machine['os']}.",
+            "",
+            *markdown,
+            "",
+            f"History: {stored['events']:,} events stored ({stored['documents']:,} documents, "
+            f"{stored['seconds']} s).",
+            "",
+            "## Goals (issue 12)",
+            "",
+            *goals,
+            "",
+            NOTES,
+        ]
+    )
+
+
+NOTES = """## How it is measured
+
+- **Same servers, one run.** One SecantusDB (`--sync-on-commit`) started for the run,
+  the local RabbitMQ on a vhost of the run's own; the registry runs as `make dev` runs
+  it (one `nameko run` per service, each its own broker user, `make dev`'s settings).
+  Client threads run in the benchmark's process on the same machine.
+- **Raw durable write**: per operation, a pymongo transaction inserting a venture
+  document and an outbox record, then a persistent kombu publish waiting for its
+  confirm, one connection per client. **RPC round trip**: nameko's
+  `ClusterRpcProxy`, one per client, to a service that answers at once, run with
+  `deploy/config.yaml`.
+- **Registrations**: `POST /v1/ventures` with a real investor API key per client (an
+  organisation each), closed loop (each client sends its next request when the last is
+  answered); figures count the 201s after a short warm-up.
+- **Decisions**: licences are moved between `under_review` and `deferred` by a
+  regulator key, offered at a fixed rate (open loop, one decision in flight per
+  licence), and timed from the request until `jvreg watch`'s consumer, logged in as a
+  regulator's own broker user (`jvreg regulators add`), has the event from its own
+  queue `regulator.bench.decisions` (bound to `licensing.events`, `license.#`).
+  Achieved = events delivered / time from the first request to the last event.
+- **History** (`tests/bench/history.py`): one round of real work (venture, plant,
+  licence to a grant: 7 events) goes through the registry; every document it leaves in
+  every service's database (aggregates, projections, licence history, event logs,
+  inbox entries, command keys, sent outbox records, notification streams) is then
+  bulk-inserted again as raw BSON with ids of its own, until the events reach 200,000.
+- **Relay**: `tests/bench/bench_relay.py`, against kombu publishing the same
+  persistent messages with confirms.
+"""
