@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,23 +29,32 @@ from pathlib import Path
 from kombu import Connection
 
 from ops.processes import ROOT
-
-import raw
-import bench_relay
-import history
-import product
-import report
-from scratch import scratch_server
 from shared import messaging
 from shared.mongo import Repository, connect
 from shared.outbox import Outbox
+from shared.settings import Settings
 
-AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
-MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
+import bench_relay
+import bench_report
+import history
+import product
+import raw
+from scratch import scratch_server
+
+# The broker as an administrator (JVREG_AMQP_URI, JVREG_BROKER_ADMIN_URL), as `make dev`.
+AMQP_URI = Settings().amqp_uri
+MANAGEMENT_URL = Settings().broker_admin_url
 CLIENTS = (1, 8, 32)
 RATES = (10, 50, 100)
 FULL = {"seconds": 10.0, "licences": 200, "history_events": 200_000}
-QUICK = {"seconds": 1.0, "licences": 20, "history_events": 1_000}
+QUICK = {"seconds": 0.5, "licences": 20, "history_events": 1_000}
+
+
+STARTED = time.monotonic()
+
+
+def say(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:5.0f} s] {what}", flush=True)
 
 
 def product_figures(running: dict, investors: list, regulator, queue, licences, size) -> dict:
@@ -75,7 +85,7 @@ def run(quick: bool, log_dir: Path) -> dict:
         licences = product.licence_applications(investors[0], size["licences"])
         queue = product.RegulatorQueue(running, MANAGEMENT_URL)
         try:
-            print("raw limits…", flush=True)
+            say("raw limits…")
             amqp_uri = running["amqp_uri"]
             results["raw"] = {
                 "durable_write": {
@@ -90,20 +100,20 @@ def run(quick: bool, log_dir: Path) -> dict:
                 results["raw"]["rpc_round_trip"] = {
                     str(n): raw.rpc_round_trips(amqp_uri, n, size["seconds"]) for n in CLIENTS
                 }
-            print("the registry, empty…", flush=True)
+            say("the registry, empty…")
             results["empty"] = product_figures(running, investors, regulator, queue, licences, size)
-            print(f"storing {size['history_events']:,} events of history…", flush=True)
+            say(f"storing {size['history_events']:,} events of history…")
             results["history_stored"] = history.store_history(
                 client, template, size["history_events"]
             )
-            print("the registry, with history…", flush=True)
+            say("the registry, with history…")
             results["history"] = product_figures(
                 running, investors, regulator, queue, licences, size
             )
         finally:
             queue.close()
             client.close()
-    print("the outbox relay…", flush=True)
+    say("the outbox relay…")
     results["relay"] = relay_figures(quick)
     return results
 
@@ -151,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-logs-") as logs:
         results = run(args.quick, Path(logs))
-    results["machine"] = report.machine(AMQP_URI)
-    results["checks"] = report.checks(results)
-    print(report.table(results))
+    results["machine"] = bench_report.machine(MANAGEMENT_URL)
+    results["checks"] = bench_report.checks(results)
+    print(bench_report.table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    args.doc.write_text(report.page(results))
+    args.doc.write_text(bench_report.page(results))
     return 0
 
 

@@ -16,6 +16,9 @@ GOALS = {
 }
 
 
+QUICK_NOTE = " (--quick: tiny sizes, not figures)"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -139,7 +142,10 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
 def table(results: dict) -> str:
     rows = _rows(results)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append("")
     for name, goal in GOALS.items():
@@ -166,7 +172,7 @@ def page(results: dict) -> str:
             "measures and how: [the benchmark's docstrings](../tests/bench/bench.py), and",
             "[the notes below](#how-it-is-measured).",
             "",
-            f"Last run: {results['started_at']}{' (--quick: tiny sizes, not figures)' if results['quick'] else ''}, "
+            f"Last run: {results['started_at']}{QUICK_NOTE if results['quick'] else ''}, "
             f"on {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
             f"RabbitMQ {machine['rabbitmq']}, SecantusDB {machine['secantusdb']} "
             f"(`--sync-on-commit`), {machine['os']}.",

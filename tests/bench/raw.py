@@ -6,10 +6,10 @@ a bare confirmed publish, and a nameko RPC round trip to a service that does not
 import os
 import sys
 import uuid
-from functools import partial
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from kombu import Connection, Exchange, Producer, Queue
