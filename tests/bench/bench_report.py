@@ -215,7 +215,39 @@ NOTES = """## How it is measured
   licence to a grant: 7 events) goes through the registry; every document it leaves in
   every service's database (aggregates, projections, licence history, event logs,
   inbox entries, command keys, sent outbox records, notification streams) is then
-  bulk-inserted again as raw BSON with ids of its own, until the events reach 200,000.
+  bulk-inserted again as raw BSON with ids of its own, until the events reach 200,000,
+  with the services stopped (started again afterwards, as after a restore).
 - **Relay**: `tests/bench/bench_relay.py`, against kombu publishing the same
   persistent messages with confirms.
+
+## Where the time goes on the registration path
+
+Measured on 2026-11-30 on the machine above, under other load (load average 5-11 on
+2 cores), by `py-spy record` of each process, CPU times from `/proc` and SecantusDB's
+own counters (`serverStatus` opcounters, `top`), 8 clients registering for 10 s:
+
+- **SecantusDB is the serial part.** It is a Python server (one GIL): alone it answers
+  about 500 single-document inserts a second at 1, 8 or 32 threads alike (560, 477,
+  423 with `--sync-on-commit`; 633, 586, 490 without), so concurrency buys nothing
+  once it is busy, and throughput is its operations a second divided by the operations
+  a registration costs. It spends 24 ms of CPU per registration, more than all the
+  services together (ventures 9.0, facilities 6.0, investments 5.7, gateway 4.4,
+  RabbitMQ 5.8 ms).
+- **A registration costs about 20 database operations; the raw write 3** (two inserts
+  and a commit). Per registration: ventures 3 inserts and a commit (command key,
+  venture, outbox), 0.3 relay claim queries and 0.2 updates (claims and marks, batched
+  at this load), 1 event-log write; facilities and investments each 1 inbox query, 1
+  inbox insert, 1 projection read, 1 projection update and a commit (facilities also 1
+  read of its plants); and the outbox relays of facilities and investments, which
+  publish nothing here, each query their outbox about 0.8 times per registration
+  (woken by the consumers' commits). These are in `shared/inbox.py` and
+  `shared/outbox.py`, where issue 12's "fast event path" and "bounded bookkeeping"
+  work is done; the registrations goal (>= 0.5 x raw) needs the whole path near 6
+  operations.
+- **Fixed here:** the gateway read every request's API key from MongoDB (now 0.08 reads
+  per registration: keys are kept 5 s, `JVREG_API_KEY_CACHE_SECONDS`), and every RPC
+  request and reply was persistent and confirmed (now transient, replies unconfirmed:
+  1.05 ms -> 0.41 / 0.15 ms per publish). Neither moved registrations/s beyond the
+  noise of this machine (8 clients: 24.6/s before, 27.0/s after; 32 clients 30.2/s
+  and 27.8/s), which is what the counts above predict: the bound is SecantusDB.
 """

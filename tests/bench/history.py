@@ -9,7 +9,9 @@ notification streams — is the template. The history is that template bulk-inse
 again and again as raw BSON, each copy with ids of its own: aggregate ids (`jv_`,
 `fac_`, `lic_`), event ids, command keys and the venture's name (and so its unique
 name key), each replaced by a string of the same length, so the documents are exactly
-what the services write. API keys are not copied: they are not history."""
+what the services write. API keys are not copied: they are not history. The benchmark
+stores it with the services stopped and starts them again afterwards, as after a
+restore."""
 
 import re
 import time
