@@ -244,6 +244,18 @@ own counters (`serverStatus` opcounters, `top`), 8 clients registering for 10 s:
   `shared/outbox.py`, where issue 12's "fast event path" and "bounded bookkeeping"
   work is done; the registrations goal (>= 0.5 x raw) needs the whole path near 6
   operations.
+- **With history the relays' scans dominate.** After storing 30,000 events (4,286
+  rounds) the same 8 clients got 13.5 registrations/s, and SecantusDB's `top` put
+  most of its time in `ventures.outbox` queries, 81 ms each (85 in 12 s; facilities
+  and investments outbox queries 7-10 ms each), and outbox updates, 41 ms each; py-spy
+  of the server shows `find_matching` -> `_scan_docs` and BSON decoding, i.e. whole-
+  collection scans. The relay's claim selects `{"status": "pending", "available_at":
+  {"$lte": now}}` sorted by `created_at`, and its predecessor check uses `sequence:
+  {"$lt": …}` (`shared/outbox.py`): ranges, which SecantusDB answers by scanning every
+  record, sent ones included, of which nothing is pruned. At 200,000 events (licensing's
+  outbox 115,472 records, ventures' 29,426) decisions took 26 s to reach the regulator
+  and registrations fell to a tenth. The fix belongs to the relay (equality or `$in`
+  selection, pruning sent records), as issue 12's "hot paths" asks.
 - **Fixed here:** the gateway read every request's API key from MongoDB (now 0.08 reads
   per registration: keys are kept 5 s, `JVREG_API_KEY_CACHE_SECONDS`), and every RPC
   request and reply was persistent and confirmed (now transient, replies unconfirmed:
