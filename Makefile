@@ -45,7 +45,7 @@ test-chaos: $(STAMP) ## the reduced fault-injection run that `make test` include
 chaos: $(STAMP) ## fault injection, 1,000+ faults; writes docs/reliability.md
 	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s
 
-bench: $(STAMP) ## the registry beside the raw limits of its servers (~15 min; ARGS=--quick: tiny sizes, <1 min); writes bench/results.json, docs/performance.md
+bench: $(STAMP) ## the registry beside the raw limits of its servers (~18 min; ARGS=--quick: tiny sizes, <1 min); writes bench/results.json, docs/performance.md
 	PYTHONPATH=tests $(BIN)/python tests/bench/bench.py $(ARGS)
 
 bench-investments: $(STAMP) ## time the portfolio investment report over 100,000 flows
