@@ -26,38 +26,47 @@ from load import closed_loop
 BENCH_DIR = Path(__file__).parent
 
 
-@contextmanager
-def bench_exchange(amqp_uri: str) -> Iterator[Exchange]:
+class BenchExchange:
     """A durable topic exchange and catch-all queue of the run's own, like a service's
-    `<svc>.events` and its event log, deleted afterwards."""
-    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    exchange = Exchange(name, type="topic", durable=True)
-    queue = Queue(f"{name}.log", exchange, routing_key="#", durable=True)
-    with Connection(amqp_uri) as connection:
-        queue(connection.channel()).declare()
-        try:
-            yield exchange
-        finally:
+    `<svc>.events` and its event log, and the confirming publishers of its clients;
+    all removed afterwards."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+        self.exchange = Exchange(name, type="topic", durable=True)
+        self.queue = Queue(f"{name}.log", self.exchange, routing_key="#", durable=True)
+        self.connections: list[Connection] = []
+
+    def __enter__(self) -> "BenchExchange":
+        with Connection(self.amqp_uri) as connection:
+            self.queue(connection.channel()).declare()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for connection in self.connections:
+            connection.release()
+        with Connection(self.amqp_uri) as connection:
             channel = connection.channel()
-            queue(channel).delete()
-            exchange(channel).delete()
+            self.queue(channel).delete()
+            self.exchange(channel).delete()
 
+    def confirmed_publisher(self) -> Callable[[dict], None]:
+        """Publishes persistent messages and returns once the broker confirmed each."""
+        connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+        self.connections.append(connection)
+        producer = Producer(connection.channel(), exchange=self.exchange)
 
-def confirmed_publisher(amqp_uri: str, exchange: Exchange) -> Callable[[dict], None]:
-    """Publishes persistent messages and returns once the broker has confirmed each."""
-    connection = Connection(amqp_uri, transport_options={"confirm_publish": True})
-    producer = Producer(connection.channel(), exchange=exchange)
+        def publish(body: dict) -> None:
+            producer.publish(
+                codec.dumps(body),
+                routing_key="venture.registered",
+                content_type="application/cloudevents+json",
+                delivery_mode=2,
+                mandatory=True,
+            )
 
-    def publish(body: dict) -> None:
-        producer.publish(
-            codec.dumps(body),
-            routing_key="venture.registered",
-            content_type="application/cloudevents+json",
-            delivery_mode=2,
-            mandatory=True,
-        )
-
-    return publish
+        return publish
 
 
 def venture_event(venture_id: str) -> dict:
@@ -70,10 +79,10 @@ def durable_writes(mongo_uri: str, amqp_uri: str, clients: int, seconds: float) 
     published with a confirm: what a registration must do at least."""
     client = connect(mongo_uri, maxPoolSize=clients + 4)
     db = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]
-    with bench_exchange(amqp_uri) as exchange:
+    with BenchExchange(amqp_uri) as exchange:
 
         def make_client(n: int) -> Callable[[], None]:
-            publish = confirmed_publisher(amqp_uri, exchange)
+            publish = exchange.confirmed_publisher()
 
             def register() -> None:
                 venture_id = f"jv_{uuid.uuid4().hex[:24]}"
@@ -111,9 +120,9 @@ def durable_writes(mongo_uri: str, amqp_uri: str, clients: int, seconds: float) 
 def confirmed_publishes(amqp_uri: str, clients: int, seconds: float) -> dict:
     """Persistent messages the size of an event, each waiting for its confirm."""
     event = venture_event("jv_bench")
-    with bench_exchange(amqp_uri) as exchange:
+    with BenchExchange(amqp_uri) as exchange:
         return closed_loop(
-            clients, seconds, lambda n: partial(confirmed_publisher(amqp_uri, exchange), event)
+            clients, seconds, lambda n: partial(exchange.confirmed_publisher(), event)
         )
 
 
