@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench lint fmt docs up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -45,8 +45,10 @@ test-chaos: $(STAMP) ## the reduced fault-injection run that `make test` include
 chaos: $(STAMP) ## fault injection, 1,000+ faults; writes docs/reliability.md
 	JVREG_CHAOS=full $(BIN)/pytest tests/chaos -q -s
 
-bench: $(STAMP) ## time the outbox relay and the portfolio investment report (a few minutes)
-	$(BIN)/python tests/bench/bench_relay.py
+bench: $(STAMP) ## the registry beside the raw limits of its servers (~18 min; ARGS=--quick: tiny sizes, <1 min); writes bench/results.json, docs/performance.md
+	PYTHONPATH=tests $(BIN)/python tests/bench/bench.py $(ARGS)
+
+bench-investments: $(STAMP) ## time the portfolio investment report over 100,000 flows
 	$(BIN)/python tests/bench/bench_investments.py
 
 lint: $(STAMP) ## ruff, the layering of docs/architecture.md (import-linter) and mypy

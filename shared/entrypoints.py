@@ -16,7 +16,13 @@ through a broker outage, and what it answers:
   delivers every message of a dead connection again, and the inbox or the command key
   keeps it to one effect;
 - every worker runs, and logs, under the correlation id of what it serves
-  (CorrelatedContainer, shared.logs), and says in one line what it did."""
+  (CorrelatedContainer, shared.logs), and says in one line what it did;
+- RPC messages, requests (gateway.clients) and replies alike, are transient, and
+  replies are published without waiting for the broker's confirm (`RPC_PUBLISH`). A
+  lost request or reply (a broker crash) costs the caller only its bounded wait, a
+  503 it may retry, and a command retried is still applied once by its key (or its
+  Idempotency-Key); persisting and confirming them cost every call a disk write and a
+  round trip (issue 12). Events, which must not be lost, go through the outbox."""
 
 import logging
 import time
@@ -25,8 +31,16 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from nameko import messaging
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
 from nameko.containers import ServiceContainer, WorkerContext
-from nameko.rpc import Rpc, RpcConsumer
+from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
 from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
 
@@ -56,8 +70,37 @@ class QueueConsumer(messaging.QueueConsumer):
             log.warning("could not requeue a message (%r); the broker returns it", error)
 
 
+# How RPC requests and replies are published (the module's docstring says why).
+TRANSIENT = 1
+RPC_PUBLISH = {"delivery_mode": TRANSIENT}
+
+
+class ReplyPublisher(Publisher):
+    delivery_mode = TRANSIENT
+    use_confirms = False
+
+
+class RegistryResponder(Responder):
+    publisher_cls = ReplyPublisher
+
+
 class RegistryRpcConsumer(RpcConsumer):
     queue_consumer = QueueConsumer()
+
+    def handle_result(self, message, result, exc_info):
+        """nameko's, replying through RegistryResponder."""
+        config = self.container.config
+        responder = RegistryResponder(
+            config[AMQP_URI_CONFIG_KEY],
+            get_rpc_exchange(config),
+            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
+            message,
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        )
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
 
 
 class RegistryRpc(Rpc):

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     broker_admin_url: str = "http://guest:guest@127.0.0.1:15672"
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
+    # How long a gateway process keeps an API key it verified (0: never): revoking or
+    # rotating through another gateway instance, or `jvreg keys`, takes this long at most.
+    api_key_cache_seconds: float = Field(5, ge=0)
     # How long the gateway waits for a service's RPC reply before answering 503.
     rpc_timeout_seconds: float = Field(10, gt=0)
     # The gateway's bounds on slow clients: the request line and headers, then the body,

@@ -6,6 +6,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
 import shared.rpc_errors  # noqa: F401 - the services' refusals arrive as their own types
+from shared.entrypoints import RPC_PUBLISH
 from shared.errors import ServiceUnavailable
 from shared.settings import Settings
 
@@ -43,6 +44,9 @@ class ServiceClient(RpcProxy):
         # A request no instance picked up in time expires in the queue, so a command
         # the caller was told failed (503) is not carried out later.
         self.options["expiration"] = self.timeout  # seconds, as kombu takes it
+        # Transient, but confirmed: `mandatory` then tells at once of a service whose
+        # queue was never declared (UnknownService). Why transient: shared.entrypoints.
+        self.options.update(RPC_PUBLISH)
         super().setup()
 
     def get_dependency(self, worker_ctx):

@@ -3,12 +3,19 @@ tokens stored only as SHA-256 digests (a slow hash adds nothing for keys this lo
 the raw key is shown once, when it is created or rotated.
 
 A key works until it is revoked or its `expires_at` passes; rotating a key issues a
-new one and lets the old one work for a grace period at most."""
+new one and lets the old one work for a grace period at most.
+
+Each gateway process keeps the keys it verified for a few seconds
+(`JVREG_API_KEY_CACHE_SECONDS`), so a request costs no database read: a revocation or
+rotation made through this gateway forgets the key at once; one made elsewhere (another
+gateway instance, `jvreg keys`) takes effect within that time. Expiry is checked on
+every request, cached or not."""
 
 import hashlib
 import math
 import secrets
 import string
+import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -243,7 +250,45 @@ def weak_bootstrap_key(raw_key: str) -> str | None:
     )
 
 
+class VerifiedKeys:
+    """The key documents this gateway process found by digest, each for `ttl` seconds;
+    unknown keys are never kept (failed authentications are throttled instead)."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self.entries: dict[str, tuple[float, dict]] = {}
+
+    def get(self, key_digest: str) -> dict | None:
+        entry = self.entries.get(key_digest)
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return entry[1]
+
+    def keep(self, key_digest: str, doc: dict) -> None:
+        if self.ttl <= 0:
+            return
+        now = time.monotonic()
+        if len(self.entries) >= self.MAX_ENTRIES:
+            self.entries = {d: e for d, e in self.entries.items() if now < e[0]}
+        self.entries[key_digest] = (now + self.ttl, doc)
+
+    def forget(self, key_id: str) -> None:
+        self.entries = {d: e for d, e in self.entries.items() if e[1]["_id"] != key_id}
+
+
 class ApiKeyStore(Repository):
+    def __init__(
+        self,
+        client,
+        db,
+        command_key: str | None = None,
+        verified: VerifiedKeys | None = None,
+    ):
+        super().__init__(client, db, command_key)
+        self.verified = verified or VerifiedKeys(ttl=0)
+
     @classmethod
     def ensure_indexes(cls, db):
         db.api_keys.create_index("digest", unique=True)
@@ -303,6 +348,7 @@ class ApiKeyStore(Repository):
         self.api_keys.update_one(
             {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
         )
+        self.verified.forget(key_id)
         return self.get(key_id)
 
     def rotate(self, key_id: str, command: RotateApiKey, rotated_by: str) -> ApiKeyCreated:
@@ -328,7 +374,9 @@ class ApiKeyStore(Repository):
             )
             return created
 
-        return self.transaction(work)
+        created = self.transaction(work)
+        self.verified.forget(key_id)
+        return created
 
     def install_bootstrap_ops_key(self, raw_key: str) -> None:
         """JVREG_OPS_KEY as an ops key; every earlier bootstrap key stops working, so a
@@ -352,17 +400,25 @@ class ApiKeyStore(Repository):
         scheme, _, raw_key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not raw_key.strip():
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        # The hot path: one equality read on the unique digest index.
-        doc = self.api_keys.find_one({"digest": digest(raw_key.strip())})
+        key_digest = digest(raw_key.strip())
+        # The hot path: a key verified a moment ago, else one equality read on the
+        # unique digest index.
+        doc = self.verified.get(key_digest)
+        if doc is None:
+            doc = self.api_keys.find_one({"digest": key_digest})
+            if doc is not None:
+                self.verified.keep(key_digest, doc)
         now = utcnow()
         if doc is None or not is_usable(self._key(doc), now):
             raise Unauthorized("unknown, revoked or expired API key")
         if last_used_due(doc.get("last_used_at"), now):
-            # Conditional on the value read: of several gateways, one writes.
+            # Conditional on the value read: of several gateways, one writes; either
+            # way it was used just now.
             self.api_keys.update_one(
                 {"_id": doc["_id"], "last_used_at": doc.get("last_used_at")},
                 {"$set": {"last_used_at": now}},
             )
+            doc["last_used_at"] = now
         return Principal(key_id=doc["_id"], role=doc["role"], owner=doc["owner"])
 
 
@@ -375,6 +431,11 @@ class ApiKeys(MongoStore):
 
     def setup(self):
         super().setup()
-        ops_key = Settings.from_config(self.container.config).ops_key
+        settings = Settings.from_config(self.container.config)
+        self.verified = VerifiedKeys(settings.api_key_cache_seconds)
+        ops_key = settings.ops_key
         if ops_key:
             self.repository().install_bootstrap_ops_key(ops_key)
+
+    def repository(self, command_key: str | None = None) -> ApiKeyStore:
+        return ApiKeyStore(self.client, self.db, command_key, self.verified)

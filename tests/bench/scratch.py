@@ -13,13 +13,21 @@ from shared.mongo import connect
 
 
 @contextmanager
-def scratch_database() -> Iterator[MongoClient]:
+def scratch_server() -> Iterator[MongoServer]:
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-") as tmp:
         server = MongoServer(Path(tmp) / "data", free_port(), log=Path(tmp) / "server.log")
         server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextmanager
+def scratch_database() -> Iterator[MongoClient]:
+    with scratch_server() as server:
         client = connect(server.uri)
         try:
             yield client
         finally:
             client.close()
-            server.stop()

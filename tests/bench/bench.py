@@ -1,0 +1,189 @@
+"""`make bench`: the registry's figures side by side with the raw limits of the same
+servers, in one run (issue 12).
+
+Starts a SecantusDB of its own (`--sync-on-commit`, as `make dev`) and a registry as
+`make dev` starts it, on a RabbitMQ vhost and databases of its own, removed afterwards,
+then measures:
+
+- raw limits: the durable work of a registration done directly (pymongo transaction
+  writing a venture and its outbox record, then a confirmed kombu publish) and a nameko
+  RPC round trip to a service that does nothing, at 1, 8 and 32 clients;
+- the registry: venture registrations over HTTP at 1, 8 and 32 clients, and licence
+  decisions until their event is on a regulator's queue at 10, 50 and 100 a second
+  offered; then the same after storing 200,000 events of history (history.py);
+- the outbox relay against kombu's confirmed publish (bench_relay.py).
+
+Prints a table with the ratios the issue asks for, writes bench/results.json and
+docs/performance.md. `--quick` runs every part at tiny sizes (for `make test`).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kombu import Connection
+
+from ops.processes import ROOT
+from shared import messaging
+from shared.mongo import Repository, connect
+from shared.outbox import Outbox
+from shared.settings import Settings
+
+import bench_relay
+import bench_report
+import history
+import product
+import raw
+from scratch import scratch_server
+
+# The broker as an administrator (JVREG_AMQP_URI, JVREG_BROKER_ADMIN_URL), as `make dev`.
+AMQP_URI = Settings().amqp_uri
+MANAGEMENT_URL = Settings().broker_admin_url
+CLIENTS = (1, 8, 32)
+RATES = (10, 50, 100)
+FULL = {"seconds": 10.0, "licences": 200, "history_events": 200_000}
+QUICK = {"seconds": 0.5, "licences": 20, "history_events": 1_000}
+
+
+STARTED = time.monotonic()
+
+
+def say(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:5.0f} s] {what}", flush=True)
+
+
+def product_figures(running: dict, investors: list, regulator, queue, licences, size) -> dict:
+    return {
+        "registrations": {
+            str(n): product.registrations(investors[:n], size["seconds"]) for n in CLIENTS
+        },
+        "decisions": {
+            str(rate): product.decisions(regulator, queue, licences, rate, size["seconds"])
+            for rate in RATES
+        },
+    }
+
+
+def run(quick: bool, log_dir: Path) -> dict:
+    size = QUICK if quick else FULL
+    results: dict = {"quick": quick, "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    with (
+        scratch_server() as server,
+        product.registry(server.uri, AMQP_URI, MANAGEMENT_URL, log_dir) as running,
+    ):
+        client = connect(server.uri)
+        prefix = running["env"]["JVREG_DB_PREFIX"]
+        investors = product.api_keys(running, "investor", max(CLIENTS))
+        regulator = product.api_keys(running, "regulator", 1)[0]
+        history.template_round(investors[0], regulator)
+        template = history.snapshot(client, prefix)
+        licences = product.licence_applications(investors[0], size["licences"])
+        queue = product.RegulatorQueue(running, MANAGEMENT_URL)
+        try:
+            say("raw limits…")
+            amqp_uri = running["amqp_uri"]
+            results["raw"] = {
+                "durable_write": {
+                    str(n): raw.durable_writes(server.uri, amqp_uri, n, size["seconds"])
+                    for n in CLIENTS
+                },
+                "confirmed_publish": {
+                    str(n): raw.confirmed_publishes(amqp_uri, n, size["seconds"]) for n in CLIENTS
+                },
+            }
+            with raw.echo_service(amqp_uri, log_dir / "bench_echo.log"):
+                results["raw"]["rpc_round_trip"] = {
+                    str(n): raw.rpc_round_trips(amqp_uri, n, size["seconds"]) for n in CLIENTS
+                }
+            say("the registry, empty…")
+            results["empty"] = product_figures(running, investors, regulator, queue, licences, size)
+            say(f"storing {size['history_events']:,} events of history…")
+            # With the services stopped, as for a restore: bulk inserts beside running
+            # services went at a few hundred documents a second, against thousands.
+            running["stack"].stop()
+            results["history_stored"] = history.store_history(
+                client, template, size["history_events"]
+            )
+            running["stack"].start()
+            running["stack"].wait_healthy(90)
+            say("the registry, with history…")
+            results["history"] = product_figures(
+                running, investors, regulator, queue, licences, size
+            )
+        finally:
+            queue.close()
+            client.close()
+    say("the outbox relay…")
+    results["relay"] = relay_figures(quick)
+    return results
+
+
+def relay_figures(quick: bool) -> dict:
+    """bench_relay.run, once the relay's rewrite (issue 12, "A fast event path") gives
+    it; until then its pieces time one relay on a database of its own against kombu's
+    confirmed publish of as many events, one client."""
+    if hasattr(bench_relay, "run"):
+        return bench_relay.run(quick)
+    if quick:
+        bench_relay.AGGREGATES, bench_relay.CHANGES = 10, 5
+    events = bench_relay.AGGREGATES * bench_relay.CHANGES
+    with scratch_server() as server:
+        client = connect(server.uri)
+        db = client.bench_relay
+        Outbox.ensure_indexes(db)
+        repository = Repository(client, db)
+        bench_relay.commit_events(repository, "ventures")
+        service = f"bench{uuid.uuid4().hex[:8]}"
+        try:
+            seconds = bench_relay.relay_all(repository, AMQP_URI, service)
+        finally:
+            with Connection(AMQP_URI) as connection:
+                channel = connection.channel()
+                messaging.event_log_queue(service)(channel).delete()
+                messaging.events_exchange(service)(channel).delete()
+            client.close()
+    relay_per_s = round(events / seconds, 1)
+    raw_publish_per_s = raw.confirmed_publishes(AMQP_URI, 1, 2.0 if quick else 10.0)["per_s"]
+    return {
+        "relay_per_s": relay_per_s,
+        "raw_publish_per_s": raw_publish_per_s,
+        "ratio": round(relay_per_s / raw_publish_per_s, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every part at tiny sizes")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json goes")
+    parser.add_argument(
+        "--doc", type=Path, default=ROOT / "docs" / "performance.md", help="the table's page"
+    )
+    parser.add_argument(
+        "--page-from",
+        type=Path,
+        help="measure nothing: print the table and write the page of this results.json",
+    )
+    args = parser.parse_args(argv)
+    if args.page_from:
+        results = json.loads(args.page_from.read_text())
+        print(bench_report.table(results))
+        args.doc.write_text(bench_report.page(results))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="jvreg-bench-logs-") as logs:
+        results = run(args.quick, Path(logs))
+    results["machine"] = bench_report.machine(MANAGEMENT_URL)
+    results["checks"] = bench_report.checks(results)
+    print(bench_report.table(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    args.doc.write_text(bench_report.page(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
