@@ -22,16 +22,11 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kombu import Connection
-
 from ops.processes import ROOT
-from shared import messaging
-from shared.mongo import Repository, connect
-from shared.outbox import Outbox
+from shared.mongo import connect
 from shared.settings import Settings
 
 import bench_relay
@@ -119,41 +114,8 @@ def run(quick: bool, log_dir: Path) -> dict:
             queue.close()
             client.close()
     say("the outbox relay…")
-    results["relay"] = relay_figures(quick)
+    results["relay"] = bench_relay.run(quick)
     return results
-
-
-def relay_figures(quick: bool) -> dict:
-    """bench_relay.run, once the relay's rewrite (issue 12, "A fast event path") gives
-    it; until then its pieces time one relay on a database of its own against kombu's
-    confirmed publish of as many events, one client."""
-    if hasattr(bench_relay, "run"):
-        return bench_relay.run(quick)
-    if quick:
-        bench_relay.AGGREGATES, bench_relay.CHANGES = 10, 5
-    events = bench_relay.AGGREGATES * bench_relay.CHANGES
-    with scratch_server() as server:
-        client = connect(server.uri)
-        db = client.bench_relay
-        Outbox.ensure_indexes(db)
-        repository = Repository(client, db)
-        bench_relay.commit_events(repository, "ventures")
-        service = f"bench{uuid.uuid4().hex[:8]}"
-        try:
-            seconds = bench_relay.relay_all(repository, AMQP_URI, service)
-        finally:
-            with Connection(AMQP_URI) as connection:
-                channel = connection.channel()
-                messaging.event_log_queue(service)(channel).delete()
-                messaging.events_exchange(service)(channel).delete()
-            client.close()
-    relay_per_s = round(events / seconds, 1)
-    raw_publish_per_s = raw.confirmed_publishes(AMQP_URI, 1, 2.0 if quick else 10.0)["per_s"]
-    return {
-        "relay_per_s": relay_per_s,
-        "raw_publish_per_s": raw_publish_per_s,
-        "ratio": round(relay_per_s / raw_publish_per_s, 2),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
