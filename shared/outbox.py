@@ -5,7 +5,8 @@ confirms and `mandatory`, marking it sent only once the broker has confirmed.
 A crash between commit and publish leaves the record pending; the next relay pass
 (this process after restart, or another instance) publishes it. A crash between
 confirm and marking leaves it pending too, so it is published again: delivery is at
-least once, and consumers dedupe by event id (see shared.inbox).
+least once, and consumers skip what they applied before by the aggregate's
+`sequence` (see shared.inbox).
 
 Every query here selects by equality or `$in` on an index: the embedded database
 answers a range or an unfiltered sort by scanning the whole collection, and the
@@ -491,7 +492,7 @@ class Relay:
             self._release(claim, ids, error)
         self._release(claim, not_attempted)
         # Only confirmed records are marked sent; a crash before this line publishes
-        # them again (consumers dedupe by event id).
+        # them again (consumers skip them by their sequence).
         if confirmed:
             self._mark_sent(claim)
         self.published += len(confirmed)

@@ -214,52 +214,53 @@ NOTES = """## How it is measured
 - **History** (`tests/bench/history.py`): one round of real work (venture, plant,
   licence to a grant: 7 events) goes through the registry; every document it leaves in
   every service's database (aggregates, projections, licence history, event logs,
-  inbox entries, command keys, sent outbox records, notification streams) is then
+  command keys, sent outbox records, notification streams) is then
   bulk-inserted again as raw BSON with ids of its own, until the events reach 200,000,
   with the services stopped (started again afterwards, as after a restore).
 - **Relay**: `tests/bench/bench_relay.py`, against kombu publishing the same
   persistent messages with confirms.
 
-## Where the time goes on the registration path
+## Where the time goes
 
-Measured on 2026-11-30 on the machine above, under other load (load average 5-11 on
+Profiled on 2026-11-30 on the machine above, under other load (load average 5-11 on
 2 cores), by `py-spy record` of each process, CPU times from `/proc` and SecantusDB's
-own counters (`serverStatus` opcounters, `top`), 8 clients registering for 10 s:
+own counters (`serverStatus` opcounters, `top`), 8 clients registering for 10 s, on
+the code before the consumers' inbox table and the relay's range queries were
+replaced (the same day):
 
 - **SecantusDB is the serial part.** It is a Python server (one GIL): alone it answers
   about 500 single-document inserts a second at 1, 8 or 32 threads alike (560, 477,
   423 with `--sync-on-commit`; 633, 586, 490 without), so concurrency buys nothing
   once it is busy, and throughput is its operations a second divided by the operations
-  a registration costs. It spends 24 ms of CPU per registration, more than all the
+  a piece of work costs. It spent 24 ms of CPU per registration, more than all the
   services together (ventures 9.0, facilities 6.0, investments 5.7, gateway 4.4,
   RabbitMQ 5.8 ms).
-- **A registration costs about 20 database operations; the raw write 3** (two inserts
-  and a commit). Per registration: ventures 3 inserts and a commit (command key,
-  venture, outbox), 0.3 relay claim queries and 0.2 updates (claims and marks, batched
-  at this load), 1 event-log write; facilities and investments each 1 inbox query, 1
-  inbox insert, 1 projection read, 1 projection update and a commit (facilities also 1
-  read of its plants); and the outbox relays of facilities and investments, which
-  publish nothing here, each query their outbox about 0.8 times per registration
-  (woken by the consumers' commits). These are in `shared/inbox.py` and
-  `shared/outbox.py`, where issue 12's "fast event path" and "bounded bookkeeping"
-  work is done; the registrations goal (>= 0.5 x raw) needs the whole path near 6
-  operations.
-- **With history the relays' scans dominate.** After storing 30,000 events (4,286
-  rounds) the same 8 clients got 13.5 registrations/s, and SecantusDB's `top` put
-  most of its time in `ventures.outbox` queries, 81 ms each (85 in 12 s; facilities
-  and investments outbox queries 7-10 ms each), and outbox updates, 41 ms each; py-spy
-  of the server shows `find_matching` -> `_scan_docs` and BSON decoding, i.e. whole-
-  collection scans. The relay's claim selects `{"status": "pending", "available_at":
-  {"$lte": now}}` sorted by `created_at`, and its predecessor check uses `sequence:
-  {"$lt": …}` (`shared/outbox.py`): ranges, which SecantusDB answers by scanning every
-  record, sent ones included, of which nothing is pruned. At 200,000 events (licensing's
-  outbox 115,472 records, ventures' 29,426) decisions took 26 s to reach the regulator
-  and registrations fell to a tenth. The fix belongs to the relay (equality or `$in`
-  selection, pruning sent records), as issue 12's "hot paths" asks.
-- **Fixed here:** the gateway read every request's API key from MongoDB (now 0.08 reads
-  per registration: keys are kept 5 s, `JVREG_API_KEY_CACHE_SECONDS`), and every RPC
-  request and reply was persistent and confirmed (now transient, replies unconfirmed:
-  1.05 ms -> 0.41 / 0.15 ms per publish). Neither moved registrations/s beyond the
-  noise of this machine (8 clients: 24.6/s before, 27.0/s after; 32 clients 30.2/s
-  and 27.8/s), which is what the counts above predict: the bound is SecantusDB.
+- **A registration cost about 20 database operations; the raw write 3** (two inserts
+  and a commit): ventures' command key, venture, outbox record and commit, its relay's
+  claim and mark, its event-log write; in facilities and investments each an inbox
+  query and insert, a projection read and update and a commit; and their relays'
+  looks at their outboxes, woken by the consumers' commits. Any update of a record on
+  SecantusDB costs about 1 ms (an `update_many` of 200 records by `_id`: 219-230 ms,
+  indexed fields or not; `insert_many` of 200: 20 ms).
+- **With history, range queries scanned whole collections**: the relay's claim
+  (`available_at <= now`, sorted by `created_at`) and predecessor check (`sequence <
+  n`) read every record, sent ones included, of which none was pruned (81 ms per query
+  on `ventures.outbox` at 30,000 events; decisions took 26 s to reach the regulator at
+  200,000).
+
+What changed since (docs/architecture.md §5.1, §5.2): consumers de-duplicate by the
+projection's last applied sequence (two operations fewer per event and consumer, and
+no table growing with every event); the relay selects by equality and `$in` only,
+publishes a batch pipelined on one long-lived confirm channel, is woken by each commit
+and deletes sent records after 24 h; the gateway keeps verified API keys for 5 s
+(`JVREG_API_KEY_CACHE_SECONDS`: 0.08 key reads per registration) and sends RPC
+messages transient, replies unconfirmed (1.05 ms -> 0.41 / 0.15 ms per publish). The
+run above shows the history no longer dominating (registrations with 200,000 events
+stored within 1.08-1.38x of the empty registry, where they fell to a tenth before),
+and what is left: every event still costs each service that handles it a transaction
+of several operations on the one SecantusDB (producer's command key, state, outbox
+record; relay claim and mark; each consumer's projection and effect; each event-log
+write), which bounds registrations near 20 a second and decisions near 20-26 a second
+here, whatever the concurrency, and the relay's claim and mark (about 1 ms a record
+each) keep it far below kombu's own confirmed publish.
 """

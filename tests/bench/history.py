@@ -4,7 +4,7 @@ One round of real work goes through the running registry first (a venture, its
 plant, a licence application taken through review and inspection to a grant, which
 makes the plant operational: 7 events). Once every service has applied all of it,
 every document it left in every service's database — aggregates, projections,
-licence history, event logs, inbox entries, command keys, sent outbox records,
+licence history, event logs, command keys, sent outbox records,
 notification streams — is the template. The history is that template bulk-inserted
 again and again as raw BSON, each copy with ids of its own: aggregate ids (`jv_`,
 `fac_`, `lic_`), event ids, command keys and the venture's name (and so its unique

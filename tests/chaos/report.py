@@ -119,12 +119,12 @@ limits").
   and if the broker redelivers it, its command key keeps it to one effect.
 - **Relays were slow.** Each record cost two synced writes and a read (claim,
   predecessor check, mark sent): under the suite's load a relay published 1–3 events a
-  second, and a burst of decisions queued up in the outbox. A relay now claims up to 50
-  records with one write and marks the confirmed ones sent with one more
-  (`shared/outbox.py`). `make bench` (`tests/bench/bench_relay.py`: 2,000 events of 100
-  aggregates, one relay, SecantusDB with `--sync-on-commit`, the local RabbitMQ, an
-  otherwise idle machine) took 321 s before (6 events a second) and 36 s after (median
-  of 3; 55 events a second).
+  second, and a burst of decisions queued up in the outbox. A relay then claimed up to
+  50 records with one write and marked the confirmed ones sent with one more: 55 events a
+  second (`tests/bench/bench_relay.py`, 2,000 events of 100 aggregates, median of 3). It
+  now claims up to 200, publishes them pipelined on one long-lived confirm channel and is
+  woken by each commit (`shared/outbox.py`, docs/architecture.md §5.1); `make bench`
+  gives its figure beside kombu's own confirmed publish (docs/performance.md).
 
 ## Known limits (measured, not changed)
 
