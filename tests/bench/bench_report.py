@@ -82,6 +82,11 @@ def checks(results: dict) -> dict:
     }
 
 
+def rate_and_latency(figures: dict) -> str:
+    """`20.7 (47.3/84.9)`: per second, and p50/p99 in milliseconds."""
+    return f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})"
+
+
 def _rows(results: dict) -> list[tuple[str, ...]]:
     raw, empty, history = results["raw"], results["empty"], results["history"]
     rows = [("measure", "load", "empty registry", "with history", "raw limit", "ratio")]
@@ -91,10 +96,9 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
             (
                 "registrations/s (p50/p99 ms)",
                 f"{n} clients",
-                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
-                f"{history['registrations'][n]['per_s']} "
-                f"({history['registrations'][n]['p50_ms']}/{history['registrations'][n]['p99_ms']})",
-                f"{limit['per_s']} ({limit['p50_ms']}/{limit['p99_ms']})",
+                rate_and_latency(figures),
+                rate_and_latency(history["registrations"][n]),
+                rate_and_latency(limit),
                 f"{ratio(figures['per_s'], limit['per_s'])}x",
             )
         )
@@ -104,8 +108,8 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
             (
                 "decision -> regulator queue: achieved/s (p50/p99 ms)",
                 f"{rate}/s offered",
-                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
-                f"{with_history['per_s']} ({with_history['p50_ms']}/{with_history['p99_ms']})",
+                rate_and_latency(figures),
+                rate_and_latency(with_history),
                 "",
                 "",
             )
@@ -132,7 +136,7 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
                 f"{n} clients",
                 "",
                 "",
-                f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})",
+                rate_and_latency(figures),
                 "",
             )
         )
