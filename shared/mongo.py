@@ -1,16 +1,19 @@
 """MongoDB access: one client per service container, a repository per worker."""
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import eventlet
 from bson.codec_options import TypeCodec, TypeRegistry
 from bson.decimal128 import Decimal128
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.clock import utcnow
 from shared.contract import EventPayload
@@ -18,8 +21,10 @@ from shared.envelope import CloudEvent, aggregate_event
 from shared.errors import Conflict
 from shared.faults import crash_point
 from shared.outbox import Outbox, wake_relays
+from shared.pruning import EVERY, PRUNE_HOUR, Pruning, due_hour
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -53,7 +58,7 @@ def connect(uri: str, **options: Any) -> MongoClient:
 COMMAND_KEY = "command_key"
 COMMANDS = "commands"
 # How long a command's key is remembered: far beyond any redelivery or client retry.
-COMMAND_KEY_TTL_SECONDS = 7 * 24 * 3600
+COMMAND_KEY_LIFETIME = timedelta(days=7)
 
 
 class UnitOfWork:
@@ -85,10 +90,18 @@ class Repository:
         self.db = db
         self.command_key = command_key
 
+    # Bookkeeping collections whose records carry the hour they are deleted in
+    # (shared.pruning), pruned by the service's store.
+    PRUNED = (Outbox.COLLECTION, COMMANDS)
+
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
         Outbox.ensure_indexes(db)
-        db[COMMANDS].create_index("at", expireAfterSeconds=COMMAND_KEY_TTL_SECONDS)
+        Pruning.ensure_index(db[COMMANDS])
+        # Command keys used to expire by a TTL index, which SecantusDB serves by walking
+        # the whole collection every minute (shared.pruning): gone from older databases.
+        if "at_1" in db[COMMANDS].index_information():
+            db[COMMANDS].drop_index("at_1")
 
     def transaction(self, work: Callable[[ClientSession], T]) -> T:
         """Run `work(session)` in one transaction, retried on transient errors."""
@@ -96,7 +109,11 @@ class Repository:
 
         def keyed_work(session: ClientSession) -> T:
             if key is not None:
-                self.db[COMMANDS].insert_one({"_id": key, "at": utcnow()}, session=session)
+                now = utcnow()
+                self.db[COMMANDS].insert_one(
+                    {"_id": key, "at": now, PRUNE_HOUR: due_hour(now + COMMAND_KEY_LIFETIME)},
+                    session=session,
+                )
             return work(session)
 
         try:
@@ -139,7 +156,7 @@ class Repository:
 
 class MongoStore(DependencyProvider):
     """The service's own database. Creates the client once in setup and gives each
-    worker a `repository_cls` bound to it."""
+    worker a `repository_cls` bound to it; prunes its bookkeeping once a minute."""
 
     def __init__(self, repository_cls: type[Repository], **kwargs):
         self.repository_cls = repository_cls
@@ -150,6 +167,20 @@ class MongoStore(DependencyProvider):
         self.client = connect(settings.mongo_uri, appname=self.container.service_name)
         self.db = self.client[settings.database_name(self.container.service_name)]
         self.repository_cls.ensure_indexes(self.db)
+
+    def start(self):
+        self.container.spawn_managed_thread(self._prune, identifier="prune bookkeeping")
+
+    def _prune(self):
+        prunings = [Pruning(self.db[name]) for name in self.repository_cls.PRUNED]
+        while True:
+            for pruning in prunings:
+                try:
+                    if pruned := pruning.prune_all():
+                        log.info("pruned %d record(s) of %s", pruned, pruning.collection.name)
+                except PyMongoError as error:  # e.g. the database restarting: next time
+                    log.warning("pruning %s failed: %r", pruning.collection.name, error)
+            eventlet.sleep(EVERY.total_seconds())
 
     def stop(self):
         self.client.close()

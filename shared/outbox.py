@@ -35,6 +35,7 @@ from shared.dead_letters import broker_user
 from shared.envelope import CloudEvent
 from shared.faults import crash_point
 from shared.logs import correlated
+from shared.pruning import PRUNE_HOUR, Pruning, due_hour
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,10 @@ WAIT_FOR_PREDECESSOR = timedelta(milliseconds=300)
 # How long the broker may take to confirm a batch before the relay gives up on the
 # connection (well within LEASE, so that no other relay takes the batch over meanwhile).
 CONFIRM_TIMEOUT_SECONDS = 5.0
-# Sent records are kept this long, then deleted: the event log (each service's
-# catch-all queue, consumed into its log) is the audit trail, so the outbox only keeps
-# what helps to look into a recent delivery.
+# Sent records are kept this long, then deleted (shared.pruning): the event log (each
+# service's catch-all queue, consumed into its log) is the audit trail, so the outbox
+# only keeps what helps to look into a recent delivery.
 RETENTION = timedelta(hours=24)
-# Sent records are deleted by the hour they fall due in (an equality on an index, not a
-# range over the collection); a relay looks this far back for hours not yet deleted.
-PRUNE_LOOKBACK_HOURS = 7 * 24
-# Records deleted with one write (kept short: the database locks the collection for the
-# statement, and commits write to it), and how often a relay prunes when it found none.
-PRUNE_BATCH = 200
-PRUNE_EVERY = timedelta(minutes=1)
-
-
-def _hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 class Outbox:
@@ -84,7 +74,7 @@ class Outbox:
     def ensure_indexes(cls, db: Database) -> None:
         db[cls.COLLECTION].create_index("status")
         db[cls.COLLECTION].create_index("claim", sparse=True)
-        db[cls.COLLECTION].create_index("prune_hour", sparse=True)
+        Pruning.ensure_index(db[cls.COLLECTION])
 
     def add(self, event: CloudEvent, session: ClientSession) -> None:
         """Record `event` for publication, inside the caller's transaction."""
@@ -189,20 +179,29 @@ class EventPublisher:
 
     def publish_batch(self, events: list[CloudEvent]) -> BatchOutcome:
         """Publish `events` in order, then wait until the broker confirmed (or
-        returned) every one of them."""
+        returned) every one of them. A kept connection that turns out to be gone (the
+        broker restarted, or dropped it while idle) before anything was confirmed is
+        replaced, and the batch sent once more on the new one."""
         with self._lock:
-            self._outcome = BatchOutcome()
-            try:
-                producer = self._channel()
-                for event in events:
-                    self._in_flight[self._next_tag] = event.id
-                    self._next_tag += 1
-                    producer.publish(event.wire(), **publication(event, self.user))
-                self._await_confirms()
-            except Exception as error:  # broker down, connection lost, no confirm in time
-                self._outcome.failure = error
-                self.close()
-            return self._outcome
+            while True:
+                kept = self._producer is not None
+                self._outcome = BatchOutcome()
+                try:
+                    producer = self._channel()
+                    for event in events:
+                        self._in_flight[self._next_tag] = event.id
+                        self._next_tag += 1
+                        producer.publish(event.wire(), **publication(event, self.user))
+                    self._await_confirms()
+                except Exception as error:  # broker down, connection lost, no confirm in time
+                    self.close()
+                    settled = self._outcome.confirmed or self._outcome.unroutable
+                    # Not after a timeout: the batch may yet be confirmed on that connection.
+                    if kept and not settled and not isinstance(error, TimeoutError):
+                        log.info("the kept broker connection had gone (%r); reconnecting", error)
+                        continue
+                    self._outcome.failure = error
+                return self._outcome
 
     def _channel(self) -> Producer:
         if self._producer is None:
@@ -309,13 +308,11 @@ class Relay:
         self.unroutable = 0
         self.failures = 0
         self.held_back = 0
-        self.pruned = 0
         # Due records of the last look at the pending ones, oldest first, claimed from
         # the front; and the aggregates of which no more may go out until the next look
         # (a record failed, or another relay holds one).
         self._due: deque[dict] = deque()
         self._stopped: set[str] = set()
-        self._next_prune = datetime.now(UTC)
 
     def _look_at_pending(self) -> None:
         """Queue the due pending records, oldest first: of each aggregate, those before
@@ -418,7 +415,7 @@ class Relay:
                     "status": SENT,
                     "sent_at": now,
                     # The first hour in which the record is past its retention.
-                    "prune_hour": _hour(now + RETENTION) + timedelta(hours=1),
+                    PRUNE_HOUR: due_hour(now + RETENTION),
                     # Not none: a claim matching unclaimed records never matches it.
                     "claim": SENT,
                 },
@@ -498,22 +495,6 @@ class Relay:
         self.published += len(confirmed)
         return len(confirmed), broker_down
 
-    def prune(self) -> int:
-        """Delete sent records past their retention, at most PRUNE_BATCH at a time and,
-        when none are left, once every PRUNE_EVERY; returns how many were deleted."""
-        now = datetime.now(UTC)
-        if now < self._next_prune:
-            return 0
-        hours = [_hour(now) - timedelta(hours=n) for n in range(PRUNE_LOOKBACK_HOURS)]
-        expired = self.outbox.records.find({"prune_hour": {"$in": hours}}, {"_id": 1})
-        ids = [record["_id"] for record in expired.limit(PRUNE_BATCH)]
-        if ids:  # only sent records carry a prune_hour (and `status` would walk them all)
-            self.outbox.records.delete_many({"_id": {"$in": ids}})
-        if len(ids) < PRUNE_BATCH:
-            self._next_prune = now + PRUNE_EVERY
-        self.pruned += len(ids)
-        return len(ids)
-
 
 class OutboxRelay(BackgroundLoop):
     """Runs a Relay in the background of a service container, woken by every commit of
@@ -530,9 +511,7 @@ class OutboxRelay(BackgroundLoop):
         _relays_to_wake[self.db_name].add(self.wake)
 
     def work(self) -> bool:
-        busy = self.relay.relay_pending() >= RELAY_BATCH  # whole batches: it may pass it
-        self.relay.prune()
-        return busy
+        return self.relay.relay_pending() >= RELAY_BATCH  # whole batches: it may pass it
 
     def stop(self):
         if hasattr(self, "db_name"):

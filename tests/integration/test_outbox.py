@@ -1,7 +1,7 @@
 """The transactional outbox and its relay against the real broker and wire server."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import eventlet
 import pytest
@@ -23,6 +23,7 @@ from shared.outbox import (
     Relay,
     event_publisher,
 )
+from shared.pruning import PRUNE_HOUR, Pruning
 
 SERVICE = "ventures"
 
@@ -232,8 +233,9 @@ def test_a_broker_failure_mid_batch_leaves_the_unconfirmed_records_pending(
     calls = []
 
     def connection_lost_at_the_third_publish(producer, *args, **kwargs):
+        # Lost, and the broker still away when the relay reconnects at once.
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) in (3, 4):
             raise ConnectionResetError("connection lost")
         return publish(producer, *args, **kwargs)
 
@@ -252,6 +254,31 @@ def test_a_broker_failure_mid_batch_leaves_the_unconfirmed_records_pending(
     wait_until(lambda: relay.relay_pending() == 1, 15, "the lost record published later")
     published = [body["id"] for body in drain(amqp_uri, regulator_queue)]
     assert sorted(published) == sorted([first, second, other])
+
+
+def test_a_kept_connection_found_gone_is_replaced_at_once(
+    repository, amqp_uri, regulator_queue, monkeypatch
+):
+    """The broker restarted or dropped the idle connection since the last batch: the
+    next batch goes out on a new connection, not a retry later."""
+    first, second = commit_events(repository, 2)
+    relay = Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test")
+    publish = Producer.publish
+    calls = []
+
+    def connection_gone_at_the_third_publish(producer, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionResetError("connection reset by peer")
+        return publish(producer, *args, **kwargs)
+
+    monkeypatch.setattr(Producer, "publish", connection_gone_at_the_third_publish)
+    assert relay.relay_pending() == 2
+    [third] = commit_events(repository, 1)
+    assert relay.relay_pending() == 1
+    assert relay.failures == 0 and len(calls) == 4
+    published = [body["id"] for body in drain(amqp_uri, regulator_queue)]
+    assert sorted(published) == sorted([first, second, third])
 
 
 class RelayingService:
@@ -284,16 +311,14 @@ def test_sent_records_are_pruned_after_their_retention(repository, amqp_uri, reg
     relay = Relay(repository.db, event_publisher(amqp_uri, SERVICE), owner="test")
     assert relay.relay_pending() == 2
     record = repository.db.outbox.find_one({"_id": recent})
-    assert record["prune_hour"] >= record["sent_at"] + RETENTION
+    assert record[PRUNE_HOUR] >= record["sent_at"] + RETENTION
     [pending] = commit_events(repository, 1)
-    assert relay.prune() == 0  # nothing past its retention yet
-    # `old` was sent a retention ago.
-    past = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    repository.db.outbox.update_one({"_id": old}, {"$set": {"prune_hour": past}})
-    assert relay.prune() == 0  # looked a moment ago: not before PRUNE_EVERY
-    assert Relay(repository.db, relay.publisher, owner="restarted").prune() == 1
-    remaining = {doc["_id"]: doc["status"] for doc in repository.db.outbox.find()}
-    assert remaining == {recent: SENT, pending: PENDING}
+    pruning = Pruning(repository.db.outbox)
+    assert pruning.prune() == 0  # nothing past its retention yet
+    assert pruning.prune(record["sent_at"] + RETENTION - timedelta(minutes=1)) == 0
+    # An hour after the retention of both sent records, both go; the pending one stays.
+    assert pruning.prune_all(record["sent_at"] + RETENTION + timedelta(hours=1)) == 2
+    assert {doc["_id"]: doc["status"] for doc in repository.db.outbox.find()} == {pending: PENDING}
 
 
 def test_a_backlog_beyond_what_a_look_keeps_is_published_over_several_looks(
