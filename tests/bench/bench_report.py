@@ -253,18 +253,22 @@ replaced (the same day):
   200,000).
 
 What changed since (docs/architecture.md §5.1, §5.2): consumers de-duplicate by the
-projection's last applied sequence (two operations fewer per event and consumer, and
-no table growing with every event); the relay selects by equality and `$in` only,
-publishes a batch pipelined on one long-lived confirm channel, is woken by each commit
-and deletes sent records after 24 h; the gateway keeps verified API keys for 5 s
-(`JVREG_API_KEY_CACHE_SECONDS`: 0.08 key reads per registration) and sends RPC
-messages transient, replies unconfirmed (1.05 ms -> 0.41 / 0.15 ms per publish). The
-run above shows the history no longer dominating (registrations with 200,000 events
-stored within 1.08-1.38x of the empty registry, where they fell to a tenth before),
-and what is left: every event still costs each service that handles it a transaction
-of several operations on the one SecantusDB (producer's command key, state, outbox
-record; relay claim and mark; each consumer's projection and effect; each event-log
-write), which bounds registrations near 20 a second and decisions near 20-26 a second
-here, whatever the concurrency, and the relay's claim and mark (about 1 ms a record
-each) keep it far below kombu's own confirmed publish.
+projection's last applied sequence (two operations fewer per event and consumer, and no
+table growing with every event); the relay selects by equality and `$in` only, publishes
+a batch pipelined on one long-lived confirm channel and is woken by each commit; sent
+records (after 24 h) and command keys (after 7 days) are deleted by the hour they fall
+due in (`shared/pruning.py`), no longer by a TTL index, which SecantusDB serves by
+walking the whole collection every minute under its storage lock; the gateway keeps
+verified API keys for 5 s (`JVREG_API_KEY_CACHE_SECONDS`: 0.08 key reads per
+registration) and sends RPC messages transient, replies unconfirmed (1.05 ms -> 0.41 /
+0.15 ms per publish). The run above shows the history no longer dominating: with 200,000
+events stored, registrations stay within about 1.4x of the empty registry, where they
+fell to a tenth before; what still slows them with history (neither the relay's queries
+nor a TTL sweep any more) has not been profiled yet. And it shows what is left: every
+event still costs each service that handles it a transaction of several operations on
+the one SecantusDB (producer's command key, state, outbox record; relay claim and mark;
+each consumer's projection and effect; each event-log write), which bounds registrations
+near 20 a second and decisions near 20-26 a second here, whatever the concurrency, and
+the relay's claim and mark (about 1 ms a record each) keep it far below kombu's own
+confirmed publish.
 """
