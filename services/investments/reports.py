@@ -1,4 +1,4 @@
-"""Investment reports. MongoDB sums the flows per (group, currency, value date); here
+"""Investment reports. The read model sums the flows per (group, currency, value date); here
 those sums are converted into the reporting currency with the rate in force on each value
 date, added up exactly, and rounded once, at the end. Pure functions; no I/O.
 

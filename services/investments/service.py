@@ -1,6 +1,6 @@
 """The investments service: records the money partners commit and disburse, the exchange
 rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
-rules, persist (with the event); reports read sums that MongoDB computes."""
+rules, persist (with the event); reports read the totals kept with each flow (totals.py)."""
 
 from services.investments import contract, domain, reports
 from services.investments.contract import SERVICE
