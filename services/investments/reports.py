@@ -176,7 +176,10 @@ def accumulate(
             factor = factors.get((row.currency, row.value_date))
         if factor is None:
             continue
-        totals.setdefault(key(row), Totals()).add(row.sums, factor)
+        group = key(row)
+        if (found := totals.get(group)) is None:  # not setdefault: one Totals per key
+            found = totals[group] = Totals()
+        found.add(row.sums, factor)
     return totals
 
 

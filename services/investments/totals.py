@@ -157,8 +157,8 @@ def rows_of(doc: Mapping, group: Hashable) -> list[DayTotals]:
     year, currency = doc["year"], doc["currency"]
     rows = []
     for key, text in doc["days"].items():
-        entry = decode(text)
-        rows.append(DayTotals(group, currency, day_of(year, key), entry.sums))
+        sums = {t: Decimal(v) for t, v in zip(FLOW_TYPES, text.split(",")[1:], strict=True) if v}
+        rows.append(DayTotals(group, currency, day_of(year, key), sums))
     return rows
 
 
