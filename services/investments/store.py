@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, time
 from typing import TypeVar
 
 from bson import ObjectId
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection as MongoCollection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.investments import contract, domain, totals
 from services.investments.reports import DayTotals, Rates
@@ -38,6 +38,7 @@ REPORT_GROUPS = "report_groups"
 REPORT_META = "report_meta"
 REPORT_TOTALS = "report_totals"
 BUILD_BATCH = 1_000
+DUPLICATE_KEY = 11000
 FLOW_FACTS = dict.fromkeys(
     ("venture_id", "partner", "partner_country", "currency", "value_date", "type", "amount"), 1
 )
@@ -257,41 +258,54 @@ class InvestmentStore(Repository):
         doc_id, fields = totals.venture_bucket(
             flow.venture_id, flow.partner, flow.partner_country, flow.currency, year
         )
-        self._add_days(self.db[VENTURE_TOTALS], doc_id, fields, days, 1, session)
-        groups = totals.portfolio_groups(facts, venture.model_dump())
-        for view, group in groups.items():
+        self._add_days(self.db[VENTURE_TOTALS], {doc_id: (fields, days)}, 1, session)
+        portfolio: totals.Buckets = {}
+        for view, group in totals.portfolio_groups(facts, venture.model_dump()).items():
             doc_id, fields = totals.portfolio_bucket(view, group, flow.currency, year)
-            self._add_days(self.db[PORTFOLIO_TOTALS], doc_id, fields, days, 1, session)
+            portfolio[doc_id] = (fields, days)
+        self._add_days(self.db[PORTFOLIO_TOTALS], portfolio, 1, session)
 
     def _add_days(
         self,
         collection: MongoCollection,
-        doc_id: str,
-        fields: dict,
-        days: Mapping[str, totals.Entry],
+        buckets: Mapping[str, tuple[dict, Mapping[str, totals.Entry]]],
         sign: int,
         session: ClientSession,
     ) -> None:
-        """Add (sign 1) or take away (-1) `days`' entries in one totals document; reads
-        only those days of it, and writes them guarded by its version."""
-        shown = {"version": 1, **{f"days.{key}": 1 for key in days}}
-        doc = collection.find_one({"_id": doc_id}, shown, session=session)
-        current = doc.get("days", {}) if doc else {}
-        after = {key: totals.combined(current.get(key), entry, sign) for key, entry in days.items()}
-        if doc is None:
-            kept = {key: text for key, text in after.items() if text is not None}
-            collection.insert_one(
-                {"_id": doc_id, **fields, "version": 1, "days": kept}, session=session
-            )
+        """Add (sign 1) or take away (-1) the day entries of `buckets` (document id ->
+        its fields and days) in those totals documents: one read of just those days
+        ($in on the ids), then one bulk write of them, each guarded by its version."""
+        if not buckets:
             return
-        update: dict = {"$inc": {"version": 1}}
-        if changed := {f"days.{k}": text for k, text in after.items() if text is not None}:
-            update["$set"] = changed
-        if dropped := {f"days.{k}": "" for k, text in after.items() if text is None}:
-            update["$unset"] = dropped
-        guard = {"_id": doc_id, "version": doc["version"]}
-        if not collection.update_one(guard, update, session=session).matched_count:
-            raise LostRace(doc_id)
+        shown = {"version": 1, **{f"days.{key}": 1 for _, days in buckets.values() for key in days}}
+        found = {
+            doc["_id"]: doc
+            for doc in collection.find({"_id": {"$in": list(buckets)}}, shown, session=session)
+        }
+        writes: list[InsertOne | UpdateOne] = []
+        for doc_id, (fields, days) in buckets.items():
+            doc = found.get(doc_id)
+            current = doc.get("days", {}) if doc else {}
+            after = {k: totals.combined(current.get(k), entry, sign) for k, entry in days.items()}
+            if doc is None:
+                kept = {k: text for k, text in after.items() if text is not None}
+                writes.append(InsertOne({"_id": doc_id, **fields, "version": 1, "days": kept}))
+                continue
+            update: dict = {"$inc": {"version": 1}}
+            if changed := {f"days.{k}": text for k, text in after.items() if text is not None}:
+                update["$set"] = changed
+            if dropped := {f"days.{k}": "" for k, text in after.items() if text is None}:
+                update["$unset"] = dropped
+            writes.append(UpdateOne({"_id": doc_id, "version": doc["version"]}, update))
+        try:
+            result = collection.bulk_write(writes, session=session)
+        except BulkWriteError as error:
+            codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:  # another writer inserted one of them first
+                raise LostRace(f"{collection.name}: {error.details['writeErrors']}") from None
+            raise
+        if result.matched_count != len(found):
+            raise LostRace(f"{collection.name}: a version moved")
 
     def _refile(self, venture: Mapping, session: ClientSession) -> None:
         """Keep a venture's totals under the sector and province the projection now has:
@@ -313,12 +327,13 @@ class InvestmentStore(Repository):
             days = per_year.setdefault((doc["currency"], doc["year"]), {})
             for key, text in doc["days"].items():
                 days.setdefault(key, totals.Entry()).add(totals.decode(text))
-        portfolio = self.db[PORTFOLIO_TOTALS]
-        for view in moved:
-            for (currency, year), days in sorted(per_year.items()):
-                for group, sign in ((before[view], -1), (now[view], 1)):
-                    doc_id, fields = totals.portfolio_bucket(view, group, currency, year)
-                    self._add_days(portfolio, doc_id, fields, days, sign, session)
+        for group_of, sign in ((before, -1), (now, 1)):
+            buckets: totals.Buckets = {}
+            for view in moved:
+                for (currency, year), days in per_year.items():
+                    doc_id, fields = totals.portfolio_bucket(view, group_of[view], currency, year)
+                    buckets[doc_id] = (fields, days)
+            self._add_days(self.db[PORTFOLIO_TOTALS], buckets, sign, session)
 
     def report_totals_built(self) -> bool:
         return self.db[REPORT_META].find_one({"_id": REPORT_TOTALS}) is not None
