@@ -1,7 +1,7 @@
 """One worked example of investment flows: two ventures of one investor, flows from
 Pakistani and Chinese partners in PKR, CNY and USD (a commitment reduction among them),
 and rates set on several dates. The unit tests feed it to the report arithmetic, the
-integration tests through the service and MongoDB's aggregation, the end-to-end tests
+integration tests through the service and its report totals, the end-to-end tests
 through the gateway; docs/investments.md shows it.
 
 Every expected figure below was computed by hand (with `bc`, the products written out
@@ -253,8 +253,8 @@ MONTHLY_DISBURSEMENTS_USD = [
 
 
 def day_totals(flows: list[dict], group_of) -> list[tuple]:
-    """The flows summed per (group, currency, value date) and type, as MongoDB's
-    aggregation sums them: [(group, currency, date, {type: Decimal})]."""
+    """The flows summed per (group, currency, value date) and type, as the report
+    totals sum them: [(group, currency, date, {type: Decimal})]."""
     sums: dict[tuple, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for body in flows:
         key = (group_of(body), body["currency"], date.fromisoformat(body["value_date"]))

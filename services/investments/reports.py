@@ -1,4 +1,4 @@
-"""Investment reports. MongoDB sums the flows per (group, currency, value date); here
+"""Investment reports. The read model sums the flows per (group, currency, value date); here
 those sums are converted into the reporting currency with the rate in force on each value
 date, added up exactly, and rounded once, at the end. Pure functions; no I/O.
 
@@ -176,7 +176,10 @@ def accumulate(
             factor = factors.get((row.currency, row.value_date))
         if factor is None:
             continue
-        totals.setdefault(key(row), Totals()).add(row.sums, factor)
+        group = key(row)
+        if (found := totals.get(group)) is None:  # not setdefault: one Totals per key
+            found = totals[group] = Totals()
+        found.add(row.sums, factor)
     return totals
 
 

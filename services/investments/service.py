@@ -1,6 +1,6 @@
 """The investments service: records the money partners commit and disburse, the exchange
 rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
-rules, persist (with the event); reports read sums that MongoDB computes."""
+rules, persist (with the event); reports read the totals kept with each flow (totals.py)."""
 
 from services.investments import contract, domain, reports
 from services.investments.contract import SERVICE
@@ -22,6 +22,14 @@ def rates_for(store: InvestmentStore, rows: list[reports.DayTotals], reporting: 
         return reports.Rates([])
     currencies = {row.currency for row in rows} | {reporting}
     return store.rates_for(currencies, max(row.value_date for row in rows))
+
+
+def venture_summary(
+    store: InvestmentStore, venture_id: str, reporting: str
+) -> reports.VentureSummary:
+    """One venture's flows, by partner and by currency."""
+    rows = store.venture_day_totals(venture_id)
+    return reports.venture_summary(venture_id, rows, rates_for(store, rows, reporting), reporting)
 
 
 def portfolio_summary(
@@ -74,11 +82,7 @@ class InvestmentsService:
     @rpc
     def venture_summary(self, venture_id: str, query: dict) -> dict:
         reporting = validated(contract.SummaryQuery, query).currency
-        rows = self.store.venture_day_totals(venture_id)
-        summary = reports.venture_summary(
-            venture_id, rows, rates_for(self.store, rows, reporting), reporting
-        )
-        return summary.model_dump(mode="json")
+        return venture_summary(self.store, venture_id, reporting).model_dump(mode="json")
 
     @rpc
     def portfolio_summary(self, query: dict, owner: str | None = None) -> dict:

@@ -1,31 +1,47 @@
 """The investments service's repository over its own database: flows, the balances that
-enforce the disbursement rule, exchange rates, and the projection of ventures."""
+enforce the disbursement rule, exchange rates, the projection of ventures, and the
+report totals kept with each flow (the read model the reports answer from)."""
 
-from collections.abc import Callable, Collection, Hashable
+import logging
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
 from typing import TypeVar
 
 from bson import ObjectId
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.client_session import ClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.collection import Collection as MongoCollection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.investments import contract, domain
+from services.investments import contract, domain, totals
 from services.investments.reports import DayTotals, Rates
+from shared.clock import utcnow
 from shared.envelope import CloudEvent
 from shared.inbox import Projection
 from shared.mongo import Repository, UnitOfWork
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # A write that lost a race on a balance or rate is decided again on what won; each
 # retry sees a newer version, so a handful always suffices unless writers never stop.
 WRITE_ATTEMPTS = 10
-# Report groups that are properties of the venture, as the projection has them.
-VENTURE_GROUPS = ("sector", "province")
 # The projection of ventures (its documents keep the last applied `sequence`).
 VENTURE_VIEWS = "ventures"
+# The report read model (totals.py): a venture partner's totals per currency and year;
+# a portfolio group's per view, currency and year; the sector and province each
+# venture's totals are filed under; and the record that the model was built.
+VENTURE_TOTALS = "venture_totals"
+PORTFOLIO_TOTALS = "portfolio_totals"
+REPORT_GROUPS = "report_groups"
+REPORT_META = "report_meta"
+REPORT_TOTALS = "report_totals"
+BUILD_BATCH = 1_000
+DUPLICATE_KEY = 11000
+FLOW_FACTS = dict.fromkeys(
+    ("venture_id", "partner", "partner_country", "currency", "value_date", "type", "amount"), 1
+)
 
 
 class LostRace(Exception):
@@ -56,6 +72,18 @@ class InvestmentStore(Repository):
         db.flows.create_index([("currency", ASCENDING), ("value_date", ASCENDING)])
         db.fx_rates.create_index([("currency", ASCENDING), ("date", ASCENDING)], unique=True)
         db[VENTURE_VIEWS].create_index([("owner", ASCENDING), ("_id", ASCENDING)])
+        # Reports read totals by equality: a venture's (or $in over an owner's), a view's.
+        db[VENTURE_TOTALS].create_index([("venture_id", ASCENDING)])
+        db[PORTFOLIO_TOTALS].create_index([("view", ASCENDING)])
+        # Run by the service's MongoStore on start: a registry that held flows before the
+        # report totals existed has them built before the service answers a report.
+        cls.ensure_read_model(db)
+
+    @classmethod
+    def ensure_read_model(cls, db: Database) -> None:
+        """On start: the report totals, built from the flows if this database never had
+        them."""
+        cls(db.client, db).ensure_report_totals()
 
     @property
     def flows(self):
@@ -74,8 +102,13 @@ class InvestmentStore(Repository):
     # --- the projection of ventures.events --------------------------------------------
 
     def apply_venture_event(self, event: CloudEvent, venture: dict) -> bool:
-        """Keep the venture as the event shows it, once, in per-venture sequence order."""
-        return Projection(self.db[VENTURE_VIEWS]).apply(self, event, venture)
+        """Keep the venture as the event shows it, once, in per-venture sequence order,
+        and its report totals under the sector and province it now has."""
+
+        def refile(unit: UnitOfWork) -> None:
+            self._refile({**venture, "id": event.subject}, unit.session)
+
+        return Projection(self.db[VENTURE_VIEWS]).apply(self, event, venture, refile)
 
     def venture(self, venture_id: str, session: ClientSession | None = None):
         doc = self.db[VENTURE_VIEWS].find_one({"_id": venture_id}, session=session)
@@ -94,15 +127,18 @@ class InvestmentStore(Repository):
         ],
     ) -> contract.Flow:
         """Check the flow `decide` makes against the venture as projected now and the
-        partner's balance, and store it with its event, all in one transaction: of two
-        disbursements racing for the same commitment, the second is decided again on the
-        balance the first left."""
+        partner's balance, and store it with its event and its report totals, all in one
+        transaction: of two disbursements racing for the same commitment, the second is
+        decided again on the balance the first left."""
 
         def work(unit: UnitOfWork) -> contract.Flow:
-            flow, event = decide(self.venture(venture_id, unit.session))
+            venture = self.venture(venture_id, unit.session)
+            flow, event = decide(venture)
+            assert venture is not None  # decide refuses a venture it does not know
             if domain.counts_against_commitments(flow.type):
                 self._update_balance(flow, unit.session)
             self.flows.insert_one(self.document(flow), session=unit.session)
+            self._add_to_report_totals(flow, venture, unit.session)
             unit.publish(event)
             return flow
 
@@ -201,37 +237,218 @@ class InvestmentStore(Repository):
         )
         return Rates((doc["currency"], doc["date"].date(), doc["usd_per_unit"]) for doc in cursor)
 
-    # --- report inputs: sums computed by MongoDB --------------------------------------
+    # --- the report read model (services/investments/totals.py) ----------------------
+
+    def _add_to_report_totals(
+        self, flow: contract.Flow, venture: domain.VentureView, session: ClientSession
+    ) -> None:
+        """Add `flow` to its venture partner's totals and to its group's in each portfolio
+        view, in the flow's transaction: the reports then never read flows."""
+        facts = totals.FlowFacts(
+            flow.venture_id,
+            flow.partner,
+            flow.partner_country,
+            flow.currency,
+            flow.value_date,
+            flow.type,
+            flow.amount,
+        )
+        year, key = flow.value_date.year, totals.day_key(flow.value_date)
+        days = {key: totals.Entry.of_flow(flow.type, flow.amount)}
+        doc_id, fields = totals.venture_bucket(
+            flow.venture_id, flow.partner, flow.partner_country, flow.currency, year
+        )
+        self._add_days(self.db[VENTURE_TOTALS], {doc_id: (fields, days)}, 1, session)
+        portfolio: totals.Buckets = {}
+        for view, group in totals.portfolio_groups(facts, venture.model_dump()).items():
+            doc_id, fields = totals.portfolio_bucket(view, group, flow.currency, year)
+            portfolio[doc_id] = (fields, days)
+        self._add_days(self.db[PORTFOLIO_TOTALS], portfolio, 1, session)
+
+    def _add_days(
+        self,
+        collection: MongoCollection,
+        buckets: Mapping[str, tuple[dict, Mapping[str, totals.Entry]]],
+        sign: int,
+        session: ClientSession,
+    ) -> None:
+        """Add (sign 1) or take away (-1) the day entries of `buckets` (document id ->
+        its fields and days) in those totals documents: one read of just those days
+        ($in on the ids), then one bulk write of them, each guarded by its version."""
+        if not buckets:
+            return
+        shown = {"version": 1, **{f"days.{key}": 1 for _, days in buckets.values() for key in days}}
+        found = {
+            doc["_id"]: doc
+            for doc in collection.find({"_id": {"$in": list(buckets)}}, shown, session=session)
+        }
+        writes: list[InsertOne | UpdateOne] = []
+        for doc_id, (fields, days) in buckets.items():
+            doc = found.get(doc_id)
+            current = doc.get("days", {}) if doc else {}
+            after = {k: totals.combined(current.get(k), entry, sign) for k, entry in days.items()}
+            if doc is None:
+                kept = {k: text for k, text in after.items() if text is not None}
+                writes.append(InsertOne({"_id": doc_id, **fields, "version": 1, "days": kept}))
+                continue
+            update: dict = {"$inc": {"version": 1}}
+            if changed := {f"days.{k}": text for k, text in after.items() if text is not None}:
+                update["$set"] = changed
+            if dropped := {f"days.{k}": "" for k, text in after.items() if text is None}:
+                update["$unset"] = dropped
+            writes.append(UpdateOne({"_id": doc_id, "version": doc["version"]}, update))
+        try:
+            result = collection.bulk_write(writes, session=session)
+        except BulkWriteError as error:
+            codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:  # another writer inserted one of them first
+                raise LostRace(f"{collection.name}: {error.details['writeErrors']}") from None
+            raise
+        if result.matched_count != len(found):
+            raise LostRace(f"{collection.name}: a version moved")
+
+    def _refile(self, venture: Mapping, session: ClientSession) -> None:
+        """Keep a venture's totals under the sector and province the projection now has:
+        when either changed, its days move from the old group's totals to the new's (the
+        venture's own totals, read by venture id, say what to move)."""
+        venture_id = venture["id"]
+        now = {view: venture[view] for view in totals.VENTURE_GROUPS}
+        before = self.db[REPORT_GROUPS].find_one({"_id": venture_id}, session=session)
+        self.db[REPORT_GROUPS].replace_one(
+            {"_id": venture_id}, {"_id": venture_id, **now}, upsert=True, session=session
+        )
+        if before is None:  # a venture new to the projection has no flows yet
+            return
+        moved = [view for view in totals.VENTURE_GROUPS if before.get(view) != now[view]]
+        if not moved:
+            return
+        per_year: dict[tuple[str, int], dict[str, totals.Entry]] = {}
+        for doc in self.db[VENTURE_TOTALS].find({"venture_id": venture_id}, session=session):
+            days = per_year.setdefault((doc["currency"], doc["year"]), {})
+            for key, text in doc["days"].items():
+                days.setdefault(key, totals.Entry()).add(totals.decode(text))
+        for group_of, sign in ((before, -1), (now, 1)):
+            buckets: totals.Buckets = {}
+            for view in moved:
+                for (currency, year), days in per_year.items():
+                    doc_id, fields = totals.portfolio_bucket(view, group_of[view], currency, year)
+                    buckets[doc_id] = (fields, days)
+            self._add_days(self.db[PORTFOLIO_TOTALS], buckets, sign, session)
+
+    def report_totals_built(self) -> bool:
+        return self.db[REPORT_META].find_one({"_id": REPORT_TOTALS}) is not None
+
+    def build_report_totals(self) -> int:
+        """The read model computed from every stored flow and the ventures projection, in
+        one transaction (what was there before is replaced); returns the flows summed.
+        Run on start when it was never built (`ensure_report_totals`)."""
+
+        def work(session: ClientSession) -> int:
+            projected = {
+                doc["_id"]: doc
+                for doc in self.db[VENTURE_VIEWS].find(
+                    {}, dict.fromkeys(totals.VENTURE_GROUPS, 1), session=session
+                )
+            }
+            venture_buckets: totals.Buckets = {}
+            portfolio_buckets: totals.Buckets = {}
+            count = 0
+            for doc in self.flows.find({}, FLOW_FACTS, session=session):
+                facts = totals.FlowFacts(
+                    doc["venture_id"],
+                    doc["partner"],
+                    doc["partner_country"],
+                    doc["currency"],
+                    doc["value_date"].date(),
+                    doc["type"],
+                    doc["amount"],
+                )
+                venture = projected.get(facts.venture_id)
+                totals.add_flow(venture_buckets, portfolio_buckets, facts, venture)
+                count += 1
+            for name, buckets in (
+                (VENTURE_TOTALS, venture_buckets),
+                (PORTFOLIO_TOTALS, portfolio_buckets),
+            ):
+                self.db[name].delete_many({}, session=session)
+                documents = [
+                    {
+                        "_id": doc_id,
+                        **fields,
+                        "version": 1,
+                        "days": {key: totals.encode(entry) for key, entry in days.items()},
+                    }
+                    for doc_id, (fields, days) in buckets.items()
+                ]
+                for start in range(0, len(documents), BUILD_BATCH):
+                    self.db[name].insert_many(
+                        documents[start : start + BUILD_BATCH], session=session
+                    )
+            self.db[REPORT_GROUPS].delete_many({}, session=session)
+            groups = [
+                {"_id": venture_id, **{v: doc.get(v) for v in totals.VENTURE_GROUPS}}
+                for venture_id, doc in projected.items()
+            ]
+            if groups:
+                self.db[REPORT_GROUPS].insert_many(groups, session=session)
+            self.db[REPORT_META].replace_one(
+                {"_id": REPORT_TOTALS},
+                {"_id": REPORT_TOTALS, "flows": count, "built_at": utcnow()},
+                upsert=True,
+                session=session,
+            )
+            return count
+
+        return self.transaction(work)
+
+    def ensure_report_totals(self) -> int | None:
+        """Build the read model if this database never had it (a registry that held
+        flows before it existed); returns the flows summed, None when it was there."""
+        if self.report_totals_built():
+            return None
+        count = self.build_report_totals()
+        log.info("built the investment report totals from %d flow(s)", count)
+        return count
 
     def venture_day_totals(self, venture_id: str) -> list[DayTotals]:
-        """The venture's flows summed per (partner, partner's country, currency, day)."""
-        return self._day_totals(
-            {"venture_id": venture_id},
-            {"partner": "$partner", "country": "$partner_country"},
-            lambda key: (key["partner"], key["country"]),
-        )
+        """The venture's sums per (partner, partner's country, currency, value date)."""
+        return [
+            row
+            for doc in self.db[VENTURE_TOTALS].find({"venture_id": venture_id})
+            for row in totals.rows_of(doc, (doc["partner"], doc["country"]))
+        ]
 
     def portfolio_day_totals(
         self, group_by: str | None, venture_ids: list[str] | None = None
     ) -> list[DayTotals]:
-        """All flows (or those of `venture_ids`) summed per (group, currency, day).
-
-        A venture's sector and province are the projection's, so flows stay as recorded:
-        each group is one aggregation over the flows of its ventures, found through the
-        (venture_id, ...) index; together they read every flow once."""
-        only = {} if venture_ids is None else {"venture_id": {"$in": venture_ids}}
-        if group_by in VENTURE_GROUPS:
-            rows: list[DayTotals] = []
-            for group, ids in self._ventures_per(group_by, venture_ids).items():
-
-                def group_of(_key: dict, group: str = group) -> str:
-                    return group
-
-                rows += self._day_totals({"venture_id": {"$in": ids}}, {}, group_of)
-            return rows
-        if group_by == "partner_country":
-            return self._day_totals(only, {"group": "$partner_country"}, lambda k: k["group"])
-        return self._day_totals(only, {}, lambda _: None)
+        """Sums per (group, currency, value date) of every venture (the portfolio's totals
+        of the `group_by` view, by equality on it; ungrouped: the partner-country view,
+        which holds every flow once), or of `venture_ids` (their own totals, by $in, each
+        filed under the group the projection has now)."""
+        if venture_ids is None:
+            view = group_by or "partner_country"
+            return [
+                row
+                for doc in self.db[PORTFOLIO_TOTALS].find({"view": view})
+                for row in totals.rows_of(doc, doc["group"] if group_by else None)
+            ]
+        group_of: dict[str, str] | None = None
+        if group_by in totals.VENTURE_GROUPS:
+            query = {"_id": {"$in": venture_ids}}
+            shown = {group_by: 1}
+            group_of = {
+                doc["_id"]: doc[group_by] for doc in self.db[VENTURE_VIEWS].find(query, shown)
+            }
+        rows: list[DayTotals] = []
+        for doc in self.db[VENTURE_TOTALS].find({"venture_id": {"$in": venture_ids}}):
+            if group_of is not None:
+                if doc["venture_id"] not in group_of:
+                    continue  # not projected: in no sector or province
+                group: str | None = group_of[doc["venture_id"]]
+            else:
+                group = doc["country"] if group_by == "partner_country" else None
+            rows += totals.rows_of(doc, group)
+        return rows
 
     def flows_at(
         self, days: Collection[tuple[str, date]], venture_ids: list[str] | None = None
@@ -261,42 +478,4 @@ class InvestmentStore(Repository):
         return [
             (row["_id"]["venture"], row["_id"]["currency"], row["_id"]["day"].date())
             for row in self.flows.aggregate(pipeline)
-        ]
-
-    def _ventures_per(self, field: str, venture_ids: list[str] | None) -> dict[str, list[str]]:
-        query = {} if venture_ids is None else {"_id": {"$in": venture_ids}}
-        groups: dict[str, list[str]] = {}
-        for doc in self.db[VENTURE_VIEWS].find(query, {field: 1}):
-            groups.setdefault(doc[field], []).append(doc["_id"])
-        return groups
-
-    def _day_totals(
-        self, match: dict, group: dict, group_of: Callable[[dict], Hashable]
-    ) -> list[DayTotals]:
-        """One $group over the matching flows: an exact Decimal128 sum per group, currency,
-        value date and flow type, so what reaches Python grows with those combinations,
-        not with the number of flows. (One sum keyed by type is several times faster on
-        the wire server than one conditional sum per type.)"""
-        pipeline = [
-            {"$match": match},
-            {
-                "$group": {
-                    "_id": {
-                        **group,
-                        "currency": "$currency",
-                        "day": "$value_date",
-                        "type": "$type",
-                    },
-                    "amount": {"$sum": "$amount"},
-                }
-            },
-        ]
-        sums: dict[tuple, dict[str, Decimal]] = {}
-        for row in self.flows.aggregate(pipeline):
-            key = row["_id"]
-            day = (group_of(key), key["currency"], key["day"].date())
-            sums.setdefault(day, {})[key["type"]] = row["amount"]
-        return [
-            DayTotals(group, currency, value_date, by_type)
-            for (group, currency, value_date), by_type in sums.items()
         ]

@@ -1,29 +1,39 @@
-"""Benchmark: the portfolio investment report over 100,000 flows (`make bench`).
+"""Benchmark: the investment reports over 1,000 and 100,000 flows (`make bench`).
 
 Starts its own SecantusDB (as the tests do), loads the investments service's database
-with 200 ventures, monthly PKR and CNY rates and 100,000 flows spread over six years,
-then times the report the service answers `GET /v1/investments/summary` with: MongoDB
-sums the flows per (group, currency, value date), Python converts those sums. Not a
-test (pytest does not collect `bench_*.py`); it prints its figures.
+with 200 ventures, monthly PKR and CNY rates and random flows spread over six years,
+builds the report totals from them (as a start on a database without them does), then
+times the reports the service answers: the portfolio summary (`GET
+/v1/investments/summary`, every grouping), one investor's portfolio and one venture's
+summary, each read from the totals and converted in Python. Then it records flows
+through the service's store, timing what keeping the totals costs a write. `run(quick)`
+returns the figures as a dict (`--quick`: 1,000 and 10,000 flows), `--json PATH`
+writes them. Not a test (pytest does not collect `bench_*.py`).
 """
 
+import argparse
+import json
 import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from services.investments import contract, domain
-from services.investments.service import portfolio_summary
-from services.investments.store import InvestmentStore
+from services.investments.service import portfolio_summary, venture_summary
+from services.investments.store import PORTFOLIO_TOTALS, InvestmentStore
 
 from scratch import scratch_database
 
-FLOWS = 100_000
+SIZES = (1_000, 100_000)
+QUICK_SIZES = (1_000, 10_000)
 VENTURES = 200
 BATCH = 5_000
 RUNS = 3
+WRITES = 200
 FIRST_DAY, DAYS = date(2020, 1, 1), 6 * 365
 SECTORS = ("api_manufacturing", "finished_formulations", "medical_devices", "biologics_vaccines")
 PROVINCES = ("punjab", "sindh", "khyber_pakhtunkhwa", "balochistan")
@@ -105,49 +115,112 @@ def set_monthly_rates(store: InvestmentStore, rng: random.Random) -> None:
             )
 
 
-def load(store: InvestmentStore) -> None:
-    rng = random.Random(4)  # the same data on every run
-    projected = ventures(rng)
-    store.db.ventures.insert_many(projected)
-    set_monthly_rates(store, rng)
-    for start in range(0, FLOWS, BATCH):
-        store.flows.insert_many(flow_documents(rng, projected, min(BATCH, FLOWS - start)))
-        print(f"\r  loaded {start + BATCH:,} flows", end="", flush=True)
+def load(store: InvestmentStore, rng: random.Random, projected: list[dict], count: int) -> None:
+    """Add `count` flows, in batches, as stored flows (beside the service)."""
+    for start in range(0, count, BATCH):
+        store.flows.insert_many(flow_documents(rng, projected, min(BATCH, count - start)))
+        print(f"\r  loaded {min(start + BATCH, count):,} of {count:,} flows", end="", flush=True)
     print()
 
 
-def time_report(store: InvestmentStore, group_by: str | None) -> tuple[float, int, int, dict]:
-    query = contract.PortfolioQuery(currency="USD", group_by=group_by)
+def median_ms(work: Callable[[], object]) -> float:
     timings = []
     for _ in range(RUNS):
         started = time.perf_counter()
-        summary = portfolio_summary(store, query, None)
+        work()
         timings.append(time.perf_counter() - started)
-    rows = store.portfolio_day_totals(group_by)
-    documents = sum(len(row.sums) for row in rows)  # one per flow type present
-    return statistics.median(timings), len(rows), documents, summary.total.model_dump()
+    return round(statistics.median(timings) * 1000, 1)
 
 
-def main() -> int:
+def time_reports(store: InvestmentStore, projected: list[dict]) -> dict:
+    figures: dict = {"portfolio_summary_ms": {}}
+    for group_by in (None, "sector", "province", "partner_country"):
+        query = contract.PortfolioQuery(currency="USD", group_by=group_by)
+        figures["portfolio_summary_ms"][group_by or "none"] = median_ms(
+            lambda query=query: portfolio_summary(store, query, None)
+        )
+    owner = projected[0]["owner"]
+    query = contract.PortfolioQuery(currency="USD", group_by="sector")
+    figures["owner_portfolio_ms"] = median_ms(lambda: portfolio_summary(store, query, owner))
+    venture_id = projected[0]["_id"]
+    figures["venture_summary_ms"] = median_ms(lambda: venture_summary(store, venture_id, "USD"))
+    figures["portfolio_day_entries"] = len(store.portfolio_day_totals("sector"))
+    figures["portfolio_documents"] = store.db[PORTFOLIO_TOTALS].count_documents({})
+    summary = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)
+    figures["total_committed_usd"] = summary.total.committed
+    return figures
+
+
+def time_record_flow(store: InvestmentStore, projected: list[dict], count: int) -> float:
+    """Median ms of recording a commitment through the store: its transaction checks the
+    balance and adds it to the flows, the outbox and the report totals."""
+    timings = []
+    rng = random.Random(5)
+    for n in range(count):
+        venture = rng.choice(projected)
+        command = contract.RecordFlow(
+            type="commitment",
+            partner=venture["partners"][0]["name"],
+            currency=rng.choice(CURRENCIES),
+            amount=str(Decimal(rng.randrange(100, 100_000)).scaleb(-2)),
+            value_date=FIRST_DAY + timedelta(days=rng.randrange(DAYS)),
+        )
+
+        def decide(view, command=command, n=n, venture_id=venture["_id"]):
+            return domain.record(
+                view, venture_id, command, f"inv_bench_write_{n:05d}", ACTOR, datetime.now(UTC)
+            )
+
+        started = time.perf_counter()
+        store.record_flow(venture["_id"], decide)
+        timings.append(time.perf_counter() - started)
+    return round(statistics.median(timings) * 1000, 1)
+
+
+def run(quick: bool = False) -> dict:
+    sizes = QUICK_SIZES if quick else SIZES
+    figures: dict = {"runs": RUNS, "ventures": VENTURES, "sizes": {}}
     with scratch_database() as client:
         store = InvestmentStore(client, client["jvreg_bench_investments"])
         InvestmentStore.ensure_indexes(store.db)
-        print(f"loading {FLOWS:,} flows of {VENTURES} ventures into SecantusDB ...")
-        started = time.perf_counter()
-        load(store)
-        print(f"  took {time.perf_counter() - started:.1f} s")
-        print(f"portfolio report in USD over {store.flows.count_documents({}):,} flows")
+        rng = random.Random(4)  # the same data on every run
+        projected = ventures(rng)
+        store.db.ventures.insert_many(projected)
+        set_monthly_rates(store, rng)
+        loaded = 0
+        for size in sizes:
+            print(f"loading {size - loaded:,} more flows into SecantusDB ...")
+            started = time.perf_counter()
+            load(store, rng, projected, size - loaded)
+            loaded = size
+            print(f"  took {time.perf_counter() - started:.1f} s; building the report totals")
+            started = time.perf_counter()
+            store.build_report_totals()
+            at_size = {"build_totals_s": round(time.perf_counter() - started, 1)}
+            at_size.update(time_reports(store, projected))
+            figures["sizes"][str(size)] = at_size
+            print(f"  {size:,} flows: {json.dumps(at_size)}", flush=True)
+        figures["record_flow_ms"] = time_record_flow(store, projected, WRITES)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 and 10,000 flows")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    args = parser.parse_args()
+    figures = run(args.quick)
+    for size, at_size in figures["sizes"].items():
+        by_group = ", ".join(f"{g} {ms:.0f}" for g, ms in at_size["portfolio_summary_ms"].items())
         print(
-            f"(median of {RUNS} runs; documents = what the aggregation hands to Python, "
-            "one per group, currency, value date and flow type)"
+            f"{int(size):,} flows: portfolio summary ms ({by_group}) (goal < 500 at 100,000); "
+            f"an investor's {at_size['owner_portfolio_ms']:.0f} ms, a venture's "
+            f"{at_size['venture_summary_ms']:.0f} ms; totals built in "
+            f"{at_size['build_totals_s']:.1f} s"
         )
-        for group_by in (None, "sector", "province", "partner_country"):
-            seconds, rows, documents, total = time_report(store, group_by)
-            print(
-                f"  group_by={group_by or '-':16} {seconds:6.2f} s  {documents:7,} documents"
-                f"  {rows:7,} (group, currency, day) rows"
-            )
-        print(f"  total committed {total['committed']} USD, disbursed {total['disbursed']}")
+    print(f"recording a flow: {figures['record_flow_ms']:.0f} ms (median)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,75 @@
+"""The report totals' entries: exact decimal strings that add, take away and vanish when
+they sum no flow any more."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from services.investments.totals import (
+    Entry,
+    FlowFacts,
+    add_flow,
+    combined,
+    day_key,
+    day_of,
+    decode,
+    encode,
+    rows_of,
+)
+
+
+def test_an_entry_is_a_count_and_exact_sums_per_type():
+    entry = Entry(2, {"commitment": Decimal("1250000.005"), "loan": Decimal("-0.10")})
+    assert encode(entry) == "2,1250000.005,,,,-0.10,"
+    assert decode(encode(entry)) == entry
+
+
+def test_adding_and_taking_away_is_exact_and_drops_an_empty_day():
+    one = Entry.of_flow("commitment", Decimal("0.1"))
+    text = combined(None, one, 1)
+    text = combined(text, Entry.of_flow("commitment", Decimal("0.2")), 1)
+    assert decode(text) == Entry(2, {"commitment": Decimal("0.3")})
+    assert decode(combined(text, one, -1)) == Entry(1, {"commitment": Decimal("0.2")})
+    assert (
+        combined(combined(text, one, -1), Entry.of_flow("commitment", Decimal("0.2")), -1) is None
+    )
+
+
+def test_taking_away_what_is_not_there_is_refused():
+    with pytest.raises(ValueError, match="-1 flows"):
+        combined(None, Entry.of_flow("loan", Decimal("5")), -1)
+
+
+def test_days_are_keyed_within_their_year():
+    assert day_key(date(2024, 2, 29)) == "02-29"
+    assert day_of(2024, "02-29") == date(2024, 2, 29)
+    assert day_of(1, "01-01") == date(1, 1, 1)
+
+
+def test_a_flow_is_added_to_its_partner_and_to_each_portfolio_view():
+    ventures, portfolio = {}, {}
+    flow = FlowFacts(
+        "jv_1", "Indus", "PK", "PKR", date(2025, 1, 15), "disbursement", Decimal("5.25")
+    )
+    add_flow(ventures, portfolio, flow, {"sector": "biologics_vaccines", "province": "sindh"})
+    add_flow(ventures, portfolio, flow, None)  # a venture the projection does not know
+    [(fields, days)] = ventures.values()
+    assert fields["partner"] == "Indus" and days == {
+        "01-15": Entry(2, {"disbursement": Decimal("10.50")})
+    }
+    views = {
+        fields["view"]: (fields["group"], days["01-15"].count)
+        for fields, days in portfolio.values()
+    }
+    assert views == {
+        "partner_country": ("PK", 2),
+        "sector": ("biologics_vaccines", 1),
+        "province": ("sindh", 1),
+    }
+    [row] = rows_of({"year": 2025, "currency": "PKR", "days": {"01-15": "2,,10.50,,,,"}}, "PK")
+    assert (row.group, row.value_date, row.sums) == (
+        "PK",
+        date(2025, 1, 15),
+        {"disbursement": Decimal("10.50")},
+    )
