@@ -23,7 +23,7 @@ from typing import Any
 
 import tantivy
 
-from services.search.contract import DOCUMENT_TYPES, FACETS, FILTERS, SORTS
+from services.search.contract import DOCUMENT_TYPES, FACETS, FILTERS, SORTS, SOURCES
 
 # Hits a facet count names at most (openFDA's `count=` answers 100 by default, 1000 at most).
 FACET_LIMIT = 1000
@@ -55,6 +55,14 @@ class Page:
     next_after: str | None
     counts: list[dict] | None = None
     total: int = 0
+
+
+def change_of(source: str, subject: str, sequence: int, payload: Any) -> Change:
+    """The document an event of `source` leaves: its aggregate after the change (the
+    payload model of its producer's contract)."""
+    aggregate, doctype = SOURCES[source]
+    resource = getattr(payload, aggregate).model_dump(mode="json")
+    return Change(doctype, subject, sequence, resource, source)
 
 
 # --- the schema ------------------------------------------------------------------------
