@@ -27,7 +27,7 @@ from shared.inbox import (
     when_in_order,
 )
 from shared.logs import current_correlation_id
-from shared.messaging import consumer_queue
+from shared.messaging import instance_queue
 
 log = logging.getLogger(__name__)
 CURSOR_SEPARATOR = "~"
@@ -41,6 +41,7 @@ class InstanceEventHandler(CloudEventHandler):
         instance = SearchSettings.from_config(self.container.config).search_instance
         self.queue_name = (self.queue_name or "").format(instance=instance)
         super().setup()
+        self.queue = instance_queue(self.queue.name, self.source_service, self.pattern)
 
 
 def instance_event_handler(subscription: Subscription):
@@ -140,7 +141,7 @@ class SearchService:
             channel = connection.channel()
             for subscription in contract.SUBSCRIPTIONS:
                 name = contract.queue_of(subscription, settings.search_instance)
-                queue = consumer_queue(name, subscription.source, subscription.pattern)
+                queue = instance_queue(name, subscription.source, subscription.pattern)
                 try:
                     waiting[subscription.source] = queue(channel).queue_declare(passive=True)[1]
                 except Exception:

@@ -31,5 +31,6 @@ class SearchSettings(Settings):
 
     @property
     def index_root(self) -> Path:
-        """This instance's directory: generations of its index and the CURRENT pointer."""
-        return self.search_data_dir / self.search_instance
+        """This instance's directory: generations of its index and the CURRENT pointer.
+        Named by the databases' prefix too: the index is a read model of those."""
+        return self.search_data_dir / f"{self.db_prefix}-{self.search_instance}"
