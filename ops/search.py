@@ -13,7 +13,14 @@ from pathlib import Path
 
 import click
 from pymongo import MongoClient
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from services.search import contract
 from services.search.index import Change, SearchIndex, change_of
@@ -124,7 +131,7 @@ def rebuild(instance: str | None, data_dir: Path | None):
         TimeRemainingColumn(),
     )
     with Progress(*columns) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def advance(source: str, done: int, total: int) -> None:
             if source not in tasks:

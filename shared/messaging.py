@@ -67,9 +67,10 @@ def dead_letter_queue() -> Queue:
     return Queue(DEAD_LETTER_QUEUE, exchange=dead_letter_exchange(), routing_key="#", durable=True)
 
 
-def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
+def consumer_queue(name: str, source_service: str, pattern: str, **arguments) -> Queue:
     """A durable quorum queue with a delivery limit: a message that keeps killing its
-    consumer is dead-lettered by the broker rather than delivered forever."""
+    consumer is dead-lettered by the broker rather than delivered forever. `arguments`:
+    more queue arguments."""
     return Queue(
         name,
         exchange=events_exchange(source_service),
@@ -79,6 +80,7 @@ def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
             "x-queue-type": "quorum",
             "x-delivery-limit": BROKER_DELIVERY_LIMIT,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            **arguments,
         },
     )
 
@@ -91,9 +93,7 @@ INSTANCE_QUEUE_EXPIRES_MS = 7 * 24 * 3600 * 1000
 
 def instance_queue(name: str, source_service: str, pattern: str) -> Queue:
     """consumer_queue, for a queue of one instance of a service: it expires unused."""
-    queue = consumer_queue(name, source_service, pattern)
-    queue.queue_arguments = {**queue.queue_arguments, "x-expires": INSTANCE_QUEUE_EXPIRES_MS}
-    return queue
+    return consumer_queue(name, source_service, pattern, **{"x-expires": INSTANCE_QUEUE_EXPIRES_MS})
 
 
 def event_log_queue(service: str) -> Queue:

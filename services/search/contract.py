@@ -4,9 +4,9 @@ the gateway (each owner's filters, plus `q`, `sort` and `count`), what it answer
 of ventures, facilities and licensing, on queues of each instance's own
 (`search.<instance>.<source>`, docs/architecture.md §10). It publishes no events."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from services.facilities import contract as facilities
 from services.licensing import contract as licensing
@@ -32,21 +32,50 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "licence": ("owner", "status", "type", "facility_id", "venture_id"),
 }
 # What `count=` may count, per list.
-FACETS: dict[str, tuple[str, ...]] = {
-    "venture": ("sector", "province", "status", "partner_country", "owner"),
-    "facility": ("province", "kind", "status", "city", "venture_id", "owner"),
-    "licence": ("status", "type", "facility_id", "venture_id", "owner"),
-}
+VentureFacet = Literal["sector", "province", "status", "partner_country", "owner"]
+FacilityFacet = Literal["province", "kind", "status", "city", "venture_id", "owner"]
+LicenceFacet = Literal["status", "type", "facility_id", "venture_id", "owner"]
 # What `sort=` may sort by, per list (`-name`: descending). Ties are broken by id.
-SORTS: dict[str, tuple[str, ...]] = {
-    "venture": ("id", "name", "created_at", "updated_at"),
-    "facility": ("id", "name", "city", "created_at", "updated_at"),
-    "licence": ("id", "type", "created_at", "updated_at", "valid_until"),
+VentureSort = Literal[
+    "id", "-id", "name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"
+]
+FacilitySort = Literal[
+    "id",
+    "-id",
+    "name",
+    "-name",
+    "city",
+    "-city",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+]
+LicenceSort = Literal[
+    "id",
+    "-id",
+    "type",
+    "-type",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "valid_until",
+    "-valid_until",
+]
+FACETS: dict[str, tuple[str, ...]] = {
+    "venture": get_args(VentureFacet),
+    "facility": get_args(FacilityFacet),
+    "licence": get_args(LicenceFacet),
 }
-
-
-def _either_way(names: tuple[str, ...]) -> Any:
-    return Literal[tuple(value for name in names for value in (name, f"-{name}"))]  # type: ignore[valid-type]
+SORTS: dict[str, tuple[str, ...]] = {
+    doctype: tuple(value for value in get_args(sorts) if not value.startswith("-"))
+    for doctype, sorts in (
+        ("venture", VentureSort),
+        ("facility", FacilitySort),
+        ("licence", LicenceSort),
+    )
+}
 
 
 Words = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -59,13 +88,6 @@ COUNT_DESCRIPTION = (
     "`counts` holds each value with its number of items, most first"
 )
 
-VentureSort = _either_way(SORTS["venture"])
-FacilitySort = _either_way(SORTS["facility"])
-LicenceSort = _either_way(SORTS["licence"])
-VentureFacet = Literal[FACETS["venture"]]  # type: ignore[valid-type]
-FacilityFacet = Literal[FACETS["facility"]]  # type: ignore[valid-type]
-LicenceFacet = Literal[FACETS["licence"]]  # type: ignore[valid-type]
-
 
 class VentureQuery(ventures.VentureFilters):
     """Query parameters of the venture list: the filters, `q` (words of the venture's,
@@ -73,8 +95,8 @@ class VentureQuery(ventures.VentureFilters):
     `count`."""
 
     q: Words | None = Field(None, description="words of the names to find, e.g. `indus api`")
-    sort: VentureSort = Field("id", description=SORT_DESCRIPTION)  # type: ignore[valid-type]
-    count: VentureFacet | None = Field(None, description=COUNT_DESCRIPTION)  # type: ignore[valid-type]
+    sort: VentureSort = Field("id", description=SORT_DESCRIPTION)
+    count: VentureFacet | None = Field(None, description=COUNT_DESCRIPTION)
 
 
 class FacilityQuery(facilities.FacilityFilters):
@@ -82,8 +104,8 @@ class FacilityQuery(facilities.FacilityFilters):
     name, city or SEZ), `sort` and `count`."""
 
     q: Words | None = Field(None, description="words of the name or city, e.g. `nowshera`")
-    sort: FacilitySort = Field("id", description=SORT_DESCRIPTION)  # type: ignore[valid-type]
-    count: FacilityFacet | None = Field(None, description=COUNT_DESCRIPTION)  # type: ignore[valid-type]
+    sort: FacilitySort = Field("id", description=SORT_DESCRIPTION)
+    count: FacilityFacet | None = Field(None, description=COUNT_DESCRIPTION)
 
 
 class LicenceQuery(licensing.LicenceFilters):
@@ -91,8 +113,8 @@ class LicenceQuery(licensing.LicenceFilters):
     product), `sort` and `count`."""
 
     q: Words | None = Field(None, description="words of the product, e.g. `amoxicillin`")
-    sort: LicenceSort = Field("id", description=SORT_DESCRIPTION)  # type: ignore[valid-type]
-    count: LicenceFacet | None = Field(None, description=COUNT_DESCRIPTION)  # type: ignore[valid-type]
+    sort: LicenceSort = Field("id", description=SORT_DESCRIPTION)
+    count: LicenceFacet | None = Field(None, description=COUNT_DESCRIPTION)
 
 
 QUERIES: dict[str, type[BaseModel]] = {
@@ -110,17 +132,23 @@ class TermCount(BaseModel):
 def search_page_of(model: type[BaseModel], example_count: dict[str, Any]) -> type[BaseModel]:
     """`{"items": [...], "next_cursor": ..., "counts": [...]}`: a list's page, with the
     counts of `count=` when it was asked."""
-    examples = [{"items": examples_of(model)[:1], "next_cursor": None, "counts": [example_count]}]
+    examples: list[Any] = [
+        {"items": examples_of(model)[:1], "next_cursor": None, "counts": [example_count]}
+    ]
 
-    class SearchPage(page_of(model)):  # type: ignore[misc,valid-type]  # a model made at run time
+    class WithExamples(page_of(model)):  # type: ignore[misc,valid-type]  # a model made at run time
         model_config = ConfigDict(json_schema_extra={"examples": examples})
 
-        counts: list[TermCount] | None = Field(
-            None, description="with `count=`: each value and its number of items, most first"
-        )
-
-    SearchPage.__name__ = SearchPage.__qualname__ = f"{model.__name__}Page"
-    return SearchPage
+    return create_model(
+        f"{model.__name__}Page",
+        __base__=WithExamples,
+        counts=(
+            list[TermCount] | None,
+            Field(
+                None, description="with `count=`: each value and its number of items, most first"
+            ),
+        ),
+    )
 
 
 VenturePage = search_page_of(ventures.Venture, {"term": "api_manufacturing", "count": 12})

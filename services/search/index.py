@@ -306,7 +306,8 @@ class SearchIndex:
     def count(self, doctype: str | None = None) -> int:
         searcher = self.index.searcher()
         query = tantivy.Query.all_query() if doctype is None else _term("doctype", doctype)
-        return searcher.search(query, 1, count=True).count or 0
+        # tantivy's stub lacks SearchResult.count, which the binding has (count=True).
+        return searcher.search(query, 1, count=True).count or 0  # type: ignore[attr-defined]
 
     def get(self, document_id: str) -> dict | None:
         searcher = self.index.searcher()

@@ -29,6 +29,12 @@ class SearchSettings(Settings):
             raise ValueError("lower-case letters, digits and '-', at most 63 characters")
         return value
 
+    @classmethod
+    def from_config(cls, config) -> "SearchSettings":
+        settings = super().from_config(config)
+        assert isinstance(settings, SearchSettings)
+        return settings
+
     @property
     def index_root(self) -> Path:
         """This instance's directory: generations of its index and the CURRENT pointer.
