@@ -72,6 +72,9 @@ REPEATS = {False: 30, True: 5}
 def venture(number: int, rng: random.Random) -> dict:
     resource = copy.deepcopy(VENTURE_EXAMPLE)
     name = f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(KINDS)} {number}"
+    # Partners of names of their own: `q=indus` then finds about two ventures in five.
+    for partner in resource["partners"]:
+        partner["name"] = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {number} {partner['country']}"
     resource.update(
         id=f"jv_{number:024x}",
         name=name,
