@@ -18,6 +18,8 @@ from pathlib import Path
 
 import eventlet
 from eventlet.event import Event
+from eventlet.semaphore import Semaphore
+from eventlet.timeout import with_timeout
 from nameko.extensions import DependencyProvider
 
 from services.search.index import Change, EarlyChange, SearchIndex, remove
@@ -64,7 +66,7 @@ class LiveIndex:
         self.root = settings.index_root
         self.generation = current_generation(self.root)
         self.index = SearchIndex(self.generation)
-        self.lock = eventlet.semaphore.Semaphore()
+        self.lock = Semaphore()
         self.batch = Event()
         self.pending = 0
         self.wake = Event()
@@ -129,10 +131,7 @@ class LiveIndex:
                 if self.index.committed_sequence(document_id) >= version:
                     continue
                 left = deadline - time.monotonic()
-                if (
-                    left <= 0
-                    or eventlet.timeout.with_timeout(left, event.wait, timeout_value=None) is None
-                ):
+                if left <= 0 or with_timeout(left, event.wait, timeout_value=None) is None:
                     return False
             finally:
                 waiting = self.waiters.get(document_id, [])

@@ -169,3 +169,9 @@ def test_an_instance_rebuilds_its_index_from_the_event_logs(
         i["id"] for i in proxy.list("venture", {}, None, 10, {"jv_new": 1})["items"]
     ]
     json.dumps(proxy.lag())
+
+
+def test_a_list_waiting_for_a_version_that_never_comes_answers_with_what_it_has(search):
+    _, proxy = search
+    answer = proxy.list("venture", {}, None, 10, {"jv_never": 1, "fac_other_doctype": 5})
+    assert answer == {"items": [], "next_cursor": None}
