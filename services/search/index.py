@@ -54,7 +54,6 @@ class Page:
     items: list[dict]
     next_after: str | None
     counts: list[dict] | None = None
-    total: int = 0
 
 
 def change_of(source: str, subject: str, sequence: int, payload: Any) -> Change:

@@ -4,12 +4,14 @@ and its message is acknowledged, only once its change is durable), readers wait
 (bounded) for a version they were told of, and a rebuilt generation of the index
 (`jvreg search rebuild`) replaces the one in use without stopping the instance.
 
-Generations. The instance's directory (`JVREG_SEARCH_DATA_DIR/<instance>`) holds
+Generations. The instance's directory (`JVREG_SEARCH_DATA_DIR/<prefix>-<instance>`) holds
 `gen-*` directories and `CURRENT`, naming the one in use. A rebuild writes
 `REBUILDING` (its start), builds a new generation from the event logs, then points
 `CURRENT` at it. The instance notices within a second, replays into the new
 generation every change it applied since a minute before the rebuild started (kept in
-memory: the event logs may not have had them yet), and swaps."""
+memory: the event logs may not have had them yet), and swaps. The changes kept for
+that: the last JOURNAL_SECONDS always, and while a rebuild runs every change since a
+minute before it started."""
 
 import logging
 import time
@@ -33,10 +35,10 @@ CATCH_UP_SECONDS = 2.0
 # How often the instance looks for a rebuilt generation.
 SWAP_POLL_SECONDS = 1.0
 # Changes kept to replay into a rebuilt generation: those applied since this long
-# before the rebuild started.
+# before the rebuild started. Outside a rebuild the instance keeps the last
+# JOURNAL_SECONDS of changes; during one, every change since its start less the margin.
 REPLAY_MARGIN_SECONDS = 60.0
-JOURNAL_SECONDS = 15 * 60
-JOURNAL_LIMIT = 200_000
+JOURNAL_SECONDS = 2 * REPLAY_MARGIN_SECONDS
 # A commit gathers the changes staged while the previous one ran, and waits this long
 # for more once one is staged.
 GATHER_SECONDS = 0.002
@@ -71,7 +73,8 @@ class LiveIndex:
         self.pending = 0
         self.wake = Event()
         self.waiters: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-        self.journal: deque[tuple[float, Change]] = deque(maxlen=JOURNAL_LIMIT)
+        self.journal: deque[tuple[float, Change]] = deque()
+        self.rebuild_started: float | None = None
         self.applied: dict[str, int] = defaultdict(int)
         self.duplicates: dict[str, int] = defaultdict(int)
         self.last_event_time: dict[str, str | None] = {}
@@ -88,6 +91,7 @@ class LiveIndex:
                 batch = self.batch
                 self.pending += 1
                 self.journal.append((time.time(), change))
+                self._forget_old_changes()
                 if not self.wake.ready():
                     self.wake.send()
         if not staged:
@@ -97,6 +101,13 @@ class LiveIndex:
         self.applied[change.source] += 1
         self.last_event_time[change.source] = event_time
         return True
+
+    def _forget_old_changes(self) -> None:
+        keep_since = time.time() - JOURNAL_SECONDS
+        if self.rebuild_started is not None:
+            keep_since = min(keep_since, self.rebuild_started - REPLAY_MARGIN_SECONDS)
+        while self.journal and self.journal[0][0] < keep_since:
+            self.journal.popleft()
 
     def committer(self) -> None:
         while True:
@@ -153,6 +164,7 @@ class LiveIndex:
         while True:
             eventlet.sleep(SWAP_POLL_SECONDS)
             try:
+                self.rebuild_started = self._rebuild_started()
                 wanted = self.root / (self.root / CURRENT).read_text().strip()
                 if wanted != self.generation:
                     self.swap_to(wanted)
@@ -160,7 +172,7 @@ class LiveIndex:
                 log.exception("could not take up the rebuilt index")
 
     def swap_to(self, generation: Path) -> None:
-        started = self._rebuild_started()
+        started = self._rebuild_started() or time.time() - JOURNAL_SECONDS
         with self.lock:
             # Commit what is staged: handlers wait for it.
             while self.pending:
@@ -181,7 +193,8 @@ class LiveIndex:
             old, self.index, self.generation = self.index, rebuilt, generation
         old.close()
         del old
-        remove(self.root / REBUILDING)
+        (self.root / REBUILDING).unlink(missing_ok=True)
+        self.rebuild_started = None
         for stale in self.root.glob("gen-*"):
             if stale != generation:
                 remove(stale)
@@ -194,11 +207,12 @@ class LiveIndex:
             early,
         )
 
-    def _rebuild_started(self) -> float:
+    def _rebuild_started(self) -> float | None:
+        """When the rebuild under way started (epoch seconds), None when none is."""
         try:
             return float((self.root / REBUILDING).read_text().strip())
         except (OSError, ValueError):
-            return time.time() - JOURNAL_SECONDS
+            return None
 
     def start(self) -> None:
         self.threads = [eventlet.spawn(self.committer), eventlet.spawn(self.watch_generations)]
