@@ -161,13 +161,19 @@ def test_an_instance_rebuilds_its_index_from_the_event_logs(
     assert [i["id"] for i in proxy.list("venture", {}, None, 10, {"jv_live": 1})["items"]] == [
         "jv_live"
     ]
+    # One event both applied live and logged: the rebuilt document is the same.
+    both = venture_event("venture.registered", "jv_both", 1, name="Both Works")
+    publish(both)
+    log.keep(both)
+    live = proxy.list("venture", {"q": "both"}, None, 10, {"jv_both": 1})["items"]
 
     settings = SearchSettings.from_config(search_config)
     report = rebuild_index(settings, mongo, progress=None)
-    assert report["documents"] == 3 and report["events"] == 4
-    wait_until(lambda: len(listed(proxy)) == 4, 20, "the rebuilt index taken up")
+    assert report["documents"] == 4 and report["events"] == 5
+    wait_until(lambda: len(listed(proxy)) == 5, 20, "the rebuilt index taken up")
     names = {item["id"]: item["name"] for item in proxy.list("venture", {}, None, 10)["items"]}
     assert names["jv_old0"] == "Old Renamed" and names["jv_live"] == "Live Works"
+    assert proxy.list("venture", {"q": "both"}, None, 10)["items"] == live
     assert not (settings.index_root / "REBUILDING").exists()
     assert len(list(settings.index_root.glob("gen-*"))) == 1
     # It goes on following events.
