@@ -122,6 +122,11 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     signal.signal(signal.SIGTERM, request_stop)
 
     env = {"JVREG_OPS_KEY": ops_key, "JVREG_AMQP_URI": settings.amqp_uri}
+    # The search service's index lives beside the data (`jvreg search rebuild` finds it
+    # there with the same JVREG_SEARCH_DATA_DIR, or its default var/search).
+    env.setdefault(
+        "JVREG_SEARCH_DATA_DIR", os.environ.get("JVREG_SEARCH_DATA_DIR", str(data_dir / "search"))
+    )
     mongo = None
     if "JVREG_MONGO_URI" not in os.environ:
         if port_open("127.0.0.1", mongo_port):

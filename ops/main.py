@@ -13,6 +13,7 @@ from ops.dlq import dlq  # noqa: E402
 from ops.keys import keys  # noqa: E402
 from ops.reconcile import reconcile_command  # noqa: E402
 from ops.regulators import regulators  # noqa: E402
+from ops.search import search  # noqa: E402
 from ops.watch import watch  # noqa: E402
 
 
@@ -27,6 +28,7 @@ cli.add_command(dlq)
 cli.add_command(keys)
 cli.add_command(reconcile_command)
 cli.add_command(regulators)
+cli.add_command(search)
 cli.add_command(watch)
 
 if __name__ == "__main__":

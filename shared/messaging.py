@@ -41,7 +41,15 @@ BROKER_DELIVERY_LIMIT = 20
 RETURNS_BEFORE_REFRESH = 10
 RETURN_LIMIT = 50
 # Every registry process, each connecting to the broker as a user of its own.
-SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications", "gateway")
+SERVICES = (
+    "ventures",
+    "facilities",
+    "licensing",
+    "investments",
+    "notifications",
+    "search",
+    "gateway",
+)
 # The broker user of `jvreg dlq` (ops), which may send dead letters back to any queue.
 OPS = "ops"
 
@@ -59,9 +67,10 @@ def dead_letter_queue() -> Queue:
     return Queue(DEAD_LETTER_QUEUE, exchange=dead_letter_exchange(), routing_key="#", durable=True)
 
 
-def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
+def consumer_queue(name: str, source_service: str, pattern: str, **arguments) -> Queue:
     """A durable quorum queue with a delivery limit: a message that keeps killing its
-    consumer is dead-lettered by the broker rather than delivered forever."""
+    consumer is dead-lettered by the broker rather than delivered forever. `arguments`:
+    more queue arguments."""
     return Queue(
         name,
         exchange=events_exchange(source_service),
@@ -71,8 +80,20 @@ def consumer_queue(name: str, source_service: str, pattern: str) -> Queue:
             "x-queue-type": "quorum",
             "x-delivery-limit": BROKER_DELIVERY_LIMIT,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            **arguments,
         },
     )
+
+
+# An instance's own queue (the search service's, `search.<instance>.<source>`) is
+# deleted by the broker after a week without a consumer: an instance gone for good
+# leaves no queue filling up, and one back after that long rebuilds its index anyway.
+INSTANCE_QUEUE_EXPIRES_MS = 7 * 24 * 3600 * 1000
+
+
+def instance_queue(name: str, source_service: str, pattern: str) -> Queue:
+    """consumer_queue, for a queue of one instance of a service: it expires unused."""
+    return consumer_queue(name, source_service, pattern, **{"x-expires": INSTANCE_QUEUE_EXPIRES_MS})
 
 
 def event_log_queue(service: str) -> Queue:

@@ -98,6 +98,7 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
         "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
         "JVREG_RELAY_POLL_SECONDS": "0.2",
         "JVREG_RPC_TIMEOUT_SECONDS": "5",
+        "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
         **settings,
     }
     stack = Stack(env, log_dir=log_dir, amqp_uris=amqp_uris)

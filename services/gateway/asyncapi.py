@@ -24,6 +24,7 @@ from services.facilities import contract as facilities
 from services.investments import contract as investments
 from services.licensing import contract as licensing
 from services.notifications import contract as notifications
+from services.search import contract as search
 from services.ventures import contract as ventures
 from shared import messaging
 from shared.contract import EventPayload, Subscription
@@ -69,7 +70,17 @@ class Contract(Protocol):
     def SUBSCRIPTIONS(self) -> Sequence[Subscription]: ...
 
 
-CONTRACTS: tuple[Contract, ...] = (ventures, facilities, licensing, investments, notifications)
+CONTRACTS: tuple[Contract, ...] = (
+    ventures,
+    facilities,
+    licensing,
+    investments,
+    notifications,
+    search,
+)
+# A queue of each instance of its service (the search service's): the name's
+# `{instance}` is the instance's JVREG_SEARCH_INSTANCE.
+INSTANCE = "{instance}"
 
 
 @cache
@@ -300,7 +311,16 @@ def receive(
 
 
 def consume(document: dict[str, Any], consumer: str, subscription: Subscription) -> None:
-    queue = messaging.consumer_queue(subscription.queue, subscription.source, subscription.pattern)
+    per_instance = INSTANCE in subscription.queue
+    declare = messaging.instance_queue if per_instance else messaging.consumer_queue
+    queue = declare(subscription.queue, subscription.source, subscription.pattern)
+    instances = (
+        f" Each instance of {consumer} has a queue of its own (`{INSTANCE}` is its "
+        "JVREG_SEARCH_INSTANCE), so that each gets every event; the broker deletes one "
+        "unused for a week."
+        if per_instance
+        else ""
+    )
     receive(
         document,
         consumer,
@@ -313,8 +333,12 @@ def consume(document: dict[str, Any], consumer: str, subscription: Subscription)
         f"skips an event at or below it. A message whose handler "
         f"failed {messaging.DELIVERY_LIMIT} times, or that is not a valid event of "
         f"{subscription.source}'s contract, or was not published by its broker user, "
-        f"goes to `{messaging.DEAD_LETTER_QUEUE}` with the error.",
+        f"goes to `{messaging.DEAD_LETTER_QUEUE}` with the error." + instances,
     )
+    if per_instance:
+        document["channels"][queue.name]["parameters"] = {
+            "instance": {"description": "the instance's name, JVREG_SEARCH_INSTANCE"}
+        }
 
 
 def log_events(document: dict[str, Any], service: Contract) -> None:

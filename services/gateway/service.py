@@ -12,6 +12,7 @@ from services.gateway.clients import ServiceClient
 from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
+from services.gateway.lists import Remembering
 from services.gateway.openapi import openapi_document
 
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
@@ -26,7 +27,14 @@ from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
 from shared.settings import Settings
 
-BACKEND_SERVICES = ("ventures", "facilities", "licensing", "investments", "notifications")
+BACKEND_SERVICES = (
+    "ventures",
+    "facilities",
+    "licensing",
+    "investments",
+    "notifications",
+    "search",
+)
 HEALTH_TIMEOUT_SECONDS = 3
 
 
@@ -46,6 +54,14 @@ class Health(BaseModel):
     checks: dict[str, str]
 
 
+class RememberingServiceClient(ServiceClient):
+    """The client of a service owning ventures, facilities or licences: the versions it
+    answers are remembered a moment, for lists to wait for (read your writes, §10)."""
+
+    def get_dependency(self, worker_ctx):
+        return Remembering(super().get_dependency(worker_ctx))
+
+
 class GatewayService(
     api_key_routes.ApiKeyRoutes,
     venture_routes.VentureRoutes,
@@ -60,9 +76,10 @@ class GatewayService(
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     throttle = Throttle()
-    ventures = ServiceClient("ventures")
-    facilities = ServiceClient("facilities")
-    licensing = ServiceClient("licensing")
+    ventures = RememberingServiceClient("ventures")
+    facilities = RememberingServiceClient("facilities")
+    licensing = RememberingServiceClient("licensing")
+    search = ServiceClient("search")
     investments = ServiceClient("investments")
     notifications = ServiceClient("notifications")
 

@@ -44,6 +44,8 @@ MODULES = {
     "licensing": "services.licensing.service",
     "investments": "services.investments.service",
     "notifications": "services.notifications.service",
+    # The gateway's lists are the search service's, and its /health asks it.
+    "search": "services.search.service",
     "chaos_tally": TALLY,
 }
 # The consumers of licensing.events whose effects the suite checks, by queue.
@@ -51,6 +53,7 @@ LICENCE_CONSUMER_QUEUES = (
     "chaos_tally.tally",
     "facilities.follow_licence",
     "notifications.queue_webhook_deliveries",
+    "search.chaos.licensing",  # the search instance's own (JVREG_SEARCH_INSTANCE=chaos)
 )
 WEBHOOK_PATH = "/drap"
 # How long a process runs at least before a fault may kill it (its hook is armed then,
@@ -448,6 +451,8 @@ class ChaosRegistry:
             "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
             "JVREG_RELAY_POLL_SECONDS": "0.2",
             "JVREG_RPC_TIMEOUT_SECONDS": "3",
+            "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
+            "JVREG_SEARCH_INSTANCE": "chaos",
         }
         counts = {name: 1 for name in MODULES} | (instances or {})
         self.processes = [

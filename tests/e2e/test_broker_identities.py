@@ -81,8 +81,8 @@ def test_a_forged_licence_decision_changes_nothing_and_is_dead_lettered(
         return letters
 
     # Every consumer of licensing.events refused both: the plant's projection,
-    # the webhooks, licensing's own event log.
-    consumers = {"facilities", "notifications", "licensing"}
+    # the webhooks, licensing's own event log, the search index.
+    consumers = {"facilities", "notifications", "licensing", "search"}
     wait_until(
         lambda: all(queues == consumers for queues in dead_letters().values()),
         30,

@@ -3,6 +3,7 @@ URL and the ops key, stops everything on Ctrl-C, and keeps the data for next tim
 
 import json
 import subprocess
+from pathlib import Path
 
 from kombu import Connection
 
@@ -67,7 +68,9 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
     try:
         dev.wait_for("bootstrap ops key:")
         ops = Api(dev.value_after("is up at"), dev.value_after("bootstrap ops key:"))
-        assert ops.post("/v1/ventures", json=venture_body()).status_code == 201
+        created_venture = ops.post("/v1/ventures", json=venture_body())
+        assert created_venture.status_code == 201
+        created_id = created_venture.json()["id"]
 
         reports = []
 
@@ -78,6 +81,29 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
 
         wait_until(reconciled, 30, "jvreg reconcile without drift")
         assert "facilities' projection of ventures: 1 compared" in reports[-1], reports[-1]
+
+        # The search instance's index, rebuilt from the event logs while it runs.
+        search_env = {**ops_env, "JVREG_SEARCH_DATA_DIR": str(tmp_path / "search")}
+        rebuilds = []
+
+        def rebuilt() -> bool:
+            run = jvreg(search_env, "search", "rebuild")
+            rebuilds.append(run.stdout + run.stderr)
+            return run.returncode == 0 and "from 1 events: 1 documents" in run.stdout
+
+        wait_until(rebuilt, 30, "jvreg search rebuild from the logged event")
+        generation = rebuilds[-1].rsplit("(", 1)[1].rstrip(")\n")
+
+        def taken_up() -> bool:
+            # The instance swaps to the new generation, then deletes the one it used.
+            pointers = list((tmp_path / "search").glob("*/CURRENT"))
+            return len(pointers) == 1 and [
+                path.name for path in pointers[0].parent.glob("gen-*")
+            ] == [pointers[0].read_text().strip()] == [Path(generation).name]
+
+        wait_until(taken_up, 30, "the running instance answering from the rebuilt index")
+        listed = ops.get("/v1/ventures").json()["items"]
+        assert [venture["id"] for venture in listed] == [created_id]
 
         assert jvreg(ops_env, "dlq", "list").stdout.strip() == "no dead letters"
         # A producer's bug: an event of a CloudEvents version the registry does not speak.
@@ -96,8 +122,9 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
             lines = jvreg(ops_env, "dlq", "list", "--json").stdout.splitlines()
             return [json.loads(line) for line in lines]
 
-        # Every consumer of ventures.events refuses it: facilities, investments, the log.
-        wait_until(lambda: len(dead_letters()) == 3, 30, "three dead letters")
+        # Every consumer of ventures.events refuses it: facilities, investments, search,
+        # the log.
+        wait_until(lambda: len(dead_letters()) == 4, 30, "four dead letters")
         letters = dead_letters()
         assert {letter["event_id"] for letter in letters} == {poison.id}
         assert all("specversion" in letter["error"] for letter in letters), letters
@@ -105,14 +132,14 @@ def test_ops_commands_work_against_a_running_dev_stack(dev_env, tmp_path, amqp_u
 
         assert jvreg(ops_env, "dlq", "requeue").returncode == 2  # --id or --all
         requeued = jvreg(ops_env, "dlq", "requeue", "--id", poison.id)
-        assert requeued.stdout.strip() == "requeued 3 dead letter(s)", requeued
+        assert requeued.stdout.strip() == "requeued 4 dead letter(s)", requeued
         # Still not a valid CloudEvent: each consumer dead-letters it again.
-        wait_until(lambda: len(dead_letters()) == 3, 30, "the three dead letters back")
+        wait_until(lambda: len(dead_letters()) == 4, 30, "the four dead letters back")
         assert jvreg(ops_env, "dlq", "requeue", "--id", "no-such-event").returncode == 1
 
         # It never will be valid: ops throw it away, with a record of what it was.
         discarded = jvreg(ops_env, "dlq", "discard", "--id", poison.id).stdout.splitlines()
-        assert discarded[-1] == "discarded 3 dead letter(s)", discarded
+        assert discarded[-1] == "discarded 4 dead letter(s)", discarded
         records = [json.loads(line) for line in discarded[:-1]]
         assert {json.loads(record["body"])["subject"] for record in records} == {poison.subject}
         assert jvreg(ops_env, "dlq", "list").stdout.strip() == "no dead letters"

@@ -25,6 +25,7 @@ REGISTRY_SERVICES = (
     "licensing",
     "investments",
     "notifications",
+    "search",
 )
 BACKENDS = ("mongo", "rabbitmq")
 

@@ -167,14 +167,15 @@ def test_investors_may_not_change_a_ventures_status():
 
 def test_an_investor_lists_only_its_own_organisations_ventures():
     service = gateway_as("investor")
-    service.ventures.list_ventures.return_value = []
+    service.search.list.return_value = {"items": [], "next_cursor": None}
     builder = EnvironBuilder(
         method="GET", path="/v1/ventures", query_string="owner=Someone+Else&sector=telemedicine"
     )
     service.list_ventures(Request(builder.get_environ()))
-    filters, after, limit = service.ventures.list_ventures.call_args.args
+    doctype, filters, cursor, limit, _ = service.search.list.call_args.args
+    assert doctype == "venture"
     assert filters == {"owner": "Lahore Pharma", "sector": "telemedicine"}
-    assert (after, limit) == (None, 51)
+    assert (cursor, limit) == (None, 50)
 
 
 def test_an_update_needs_if_match_before_reaching_the_service():

@@ -161,21 +161,22 @@ def test_an_investor_sees_neither_another_organisations_licence_nor_its_history(
 
 
 def test_an_investor_lists_only_its_own_organisations_facilities_and_licences():
+    """Lists are the search service's (docs/architecture.md §10), scoped as before."""
     service = gateway_as("investor")
-    service.facilities.list_facilities.return_value = []
-    service.licensing.list_licenses.return_value = []
+    service.search.list.return_value = {"items": [], "next_cursor": None}
     query = "owner=Someone+Else&status=granted&limit=10"
     service.list_facilities(request("GET", "/v1/facilities", query=query))
     service.list_licenses(request("GET", "/v1/licenses", query=query))
-    for client in (service.facilities.list_facilities, service.licensing.list_licenses):
-        filters, after, limit = client.call_args.args
+    asked = [call.args for call in service.search.list.call_args_list]
+    assert [args[0] for args in asked] == ["facility", "licence"]
+    for _, filters, cursor, limit, _ in asked:
         assert filters == {"owner": OWNER, "status": "granted"}
-        assert (after, limit) == (None, 11)
+        assert (cursor, limit) == (None, 10)
 
 
 def test_a_regulator_lists_everyone_s():
     service = gateway_as("regulator", owner="DRAP Licensing Division")
-    service.licensing.list_licenses.return_value = []
+    service.search.list.return_value = {"items": [], "next_cursor": None}
     service.list_licenses(request("GET", "/v1/licenses", query="venture_id=jv_1"))
-    filters, _, _ = service.licensing.list_licenses.call_args.args
+    _, filters, _, _, _ = service.search.list.call_args.args
     assert filters == {"venture_id": "jv_1"}

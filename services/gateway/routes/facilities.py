@@ -3,21 +3,14 @@ service."""
 
 from typing import Any
 
-from services.facilities.contract import Facility, FacilityFilters, RegisterFacility
+from services.facilities.contract import Facility, RegisterFacility
 from services.gateway.http import etag, json_response, read_json_body
+from services.gateway.lists import search_list
 from services.gateway.routing import route
+from services.search.contract import FacilityPage, FacilityQuery
 from shared.errors import NotFound
-from shared.pagination import filters_in, page_of, paged
 
 TAG = "facilities"
-
-
-def list_filters(request, principal) -> dict:
-    """The query's filters; an investor's list is always limited to its own."""
-    filters = filters_in(request.args)
-    if principal.role == "investor":
-        filters["owner"] = principal.owner
-    return filters
 
 
 class FacilityRoutes:
@@ -25,6 +18,7 @@ class FacilityRoutes:
     (from VentureRoutes) `_visible_venture`."""
 
     facilities: Any  # a nameko dependency of the gateway service
+    search: Any  # the search service, which answers the lists
 
     def _visible_facility(self, principal, facility_id: str, field: str | None = None) -> dict:
         """The facility, if the caller may see it. `field` names the input that gave its id."""
@@ -66,20 +60,14 @@ class FacilityRoutes:
     @route(
         "GET",
         "/v1/facilities",
-        summary="List facilities",
+        summary="List, search and count facilities",
         tag=TAG,
-        query=FacilityFilters,
+        query=FacilityQuery,
         paged=True,
-        response=page_of(Facility),
+        response=FacilityPage,
     )
     def list_facilities(self, request, principal):
-        filters = list_filters(request, principal)
-        return json_response(
-            paged(
-                lambda after, limit: self.facilities.list_facilities(filters, after, limit),
-                request.args,
-            )
-        )
+        return json_response(search_list(self.search, "facility", request, principal))
 
     @route(
         "GET",

@@ -5,18 +5,18 @@ import logging
 from typing import Any
 
 from services.gateway.http import etag, json_response, read_json_body
-from services.gateway.routes.facilities import list_filters
+from services.gateway.lists import search_list
 from services.gateway.routing import route
 from services.licensing.contract import (
     ApplyForLicence,
     HistoryEntry,
     Licence,
-    LicenceFilters,
     RequestTransition,
 )
+from services.search.contract import LicencePage, LicenceQuery
 from shared.consistency import CATCH_UP_SECONDS
 from shared.errors import NotFound, ServiceUnavailable
-from shared.pagination import decode_cursor, page, page_of, paged, parse_limit
+from shared.pagination import decode_cursor, page, page_of, parse_limit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class LicenceRoutes:
 
     licensing: Any  # nameko dependencies of the gateway service
     facilities: Any
+    search: Any
 
     def _visible_licence(self, principal, license_id: str) -> dict:
         licence = self.licensing.get_license(license_id)
@@ -77,20 +78,14 @@ class LicenceRoutes:
     @route(
         "GET",
         "/v1/licenses",
-        summary="List licences",
+        summary="List, search and count licences",
         tag=TAG,
-        query=LicenceFilters,
+        query=LicenceQuery,
         paged=True,
-        response=page_of(Licence),
+        response=LicencePage,
     )
     def list_licenses(self, request, principal):
-        filters = list_filters(request, principal)
-        return json_response(
-            paged(
-                lambda after, limit: self.licensing.list_licenses(filters, after, limit),
-                request.args,
-            )
-        )
+        return json_response(search_list(self.search, "licence", request, principal))
 
     @route(
         "GET",

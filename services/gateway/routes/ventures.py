@@ -6,23 +6,21 @@ from pydantic import ConfigDict, Field
 
 from services.facilities.contract import FACILITY_EXAMPLE, Facility
 from services.gateway.http import etag, expected_version, json_response, read_json_body
+from services.gateway.lists import search_list
 from services.gateway.routing import route
 from services.investments.contract import VENTURE_SUMMARY_EXAMPLE, VentureSummary
 from services.licensing.contract import LICENCE_EXAMPLE, Licence
+from services.search.contract import VenturePage, VentureQuery
 from services.ventures.contract import (
     VENTURE_EXAMPLE,
     ChangeVentureStatus,
     RegisterVenture,
     UpdateVenture,
     Venture,
-    VentureFilters,
 )
 from shared.errors import NotFound
 from shared.pagination import (
     every_item,
-    filters_in,
-    page_of,
-    paged,
 )
 
 TAG = "ventures"
@@ -56,6 +54,7 @@ class VentureRoutes:
     InvestmentRoutes) `venture_investment_summary`."""
 
     ventures: Any  # a nameko dependency of the gateway service
+    search: Any  # the search service, which answers the lists
 
     def _visible_venture(self, principal, venture_id: str) -> dict:
         venture = self.ventures.get_venture(venture_id)
@@ -87,22 +86,14 @@ class VentureRoutes:
     @route(
         "GET",
         "/v1/ventures",
-        summary="List ventures",
+        summary="List, search and count ventures",
         tag=TAG,
-        query=VentureFilters,
+        query=VentureQuery,
         paged=True,
-        response=page_of(Venture),
+        response=VenturePage,
     )
     def list_ventures(self, request, principal):
-        filters = filters_in(request.args)
-        if principal.role == "investor":
-            filters["owner"] = principal.owner
-        return json_response(
-            paged(
-                lambda after, limit: self.ventures.list_ventures(filters, after, limit),
-                request.args,
-            )
-        )
+        return json_response(search_list(self.search, "venture", request, principal))
 
     @route(
         "GET",

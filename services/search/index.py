@@ -1,0 +1,374 @@
+"""The search service's rules over its embedded index (tantivy): what each kind of
+document (venture, facility, licence) keeps for search, filters, sorts and facet counts,
+the order in which changes of one aggregate are applied, and the queries that answer
+the gateway's lists. No broker, no database: a directory of the instance's own.
+
+Why tantivy: the owners' MongoDB (SecantusDB locally) answers a sorted or ranged page by
+scanning every document; an inverted index with column ("fast") fields answers the
+same filtered, sorted page, a word search and a facet count from its term dictionary
+and columns, whatever the number of documents (docs/architecture.md §10).
+
+Order. Each document keeps the `sequence` of the last event applied to it. A change
+whose sequence is at or below it is a duplicate and changes nothing; the next one is
+applied; one further ahead is early (`EarlyChange`, shared.inbox's rule), so the
+consumer holds it back until its predecessor arrives."""
+
+import json
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tantivy
+
+from services.search.contract import DOCUMENT_TYPES, FACETS, FILTERS, SORTS, SOURCES
+
+# Hits a facet count names at most (openFDA's `count=` answers 100 by default, 1000 at most).
+FACET_LIMIT = 1000
+# The separator of a sort key's value and the id that breaks its ties: below every
+# character of a value (hex digits and the ids' [a-z0-9_]), so "ab" sorts before "abc".
+TIE = "."
+WRITER_HEAP_BYTES = 50_000_000
+
+
+class EarlyChange(Exception):
+    """A change that comes before its predecessor: it cannot be applied yet."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event's effect on the index: `resource` (the aggregate after the event, as
+    its owner's contract shows it) is document `id` of `doctype` at `sequence`."""
+
+    doctype: str
+    id: str
+    sequence: int
+    resource: Mapping[str, Any]
+    source: str = ""
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    next_after: str | None
+    counts: list[dict] | None = None
+
+
+def change_of(source: str, subject: str, sequence: int, payload: Any) -> Change:
+    """The document an event of `source` leaves: its aggregate after the change (the
+    payload model of its producer's contract)."""
+    aggregate, doctype = SOURCES[source]
+    resource = getattr(payload, aggregate).model_dump(mode="json")
+    return Change(doctype, subject, sequence, resource, source)
+
+
+# --- the schema ------------------------------------------------------------------------
+
+# Raw (untokenized) fields: filters and facets, their values as the resource holds them.
+RAW_FIELDS = sorted(
+    {name for fields in FILTERS.values() for name in fields}
+    | {name for fields in FACETS.values() for name in fields}
+    | {"owner", "valid_until"}
+)
+SORT_FIELDS = sorted({f"s_{name}" for sorts in SORTS.values() for name in sorts})
+
+
+def schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, tokenizer_name="raw", fast=True)
+    builder.add_text_field("doctype", tokenizer_name="raw", fast=True)
+    builder.add_integer_field("sequence", stored=True, indexed=False, fast=False)
+    builder.add_text_field("text", tokenizer_name="default", index_option="basic")
+    for name in RAW_FIELDS:
+        builder.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
+    for name in SORT_FIELDS:
+        builder.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
+    builder.add_bytes_field("resource", stored=True, indexed=False, fast=False)
+    return builder.build()
+
+
+SCHEMA = schema()
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` as the index's default tokenizer makes them (runs of letters
+    and digits, lower case)."""
+    return [word.lower() for word in re.findall(r"[^\W_]+", text)]
+
+
+def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
+    """What `q=` searches: names, products and cities."""
+    parts: list[Any] = [resource.get("name")]
+    if doctype == "venture":
+        parts += [partner.get("name") for partner in resource.get("partners") or []]
+        parts.append(resource.get("sez"))
+    elif doctype == "facility":
+        parts += [resource.get("city"), resource.get("sez")]
+    elif doctype == "licence":
+        parts += [resource.get("product")]
+    return " ".join(str(part) for part in parts if part)
+
+
+def _raw_values(doctype: str, resource: Mapping[str, Any]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name in RAW_FIELDS:
+        if name == "partner_country":
+            found = sorted(
+                {p["country"] for p in resource.get("partners") or [] if p.get("country")}
+            )
+        else:
+            value = resource.get(name)
+            found = [] if value is None else [str(value)]
+        if found:
+            values[name] = found
+    return values
+
+
+def _hex(text: str) -> str:
+    """A text as a key that sorts as its lower-case UTF-8 bytes, in [0-9a-f] only."""
+    return text.casefold().encode().hex()
+
+
+def sort_key(doctype: str, sort: str, resource: Mapping[str, Any]) -> str:
+    """The value a document sorts by under `sort`, its id breaking ties: unique, so a
+    page ends at one key and the next page starts right after it."""
+    identifier = str(resource["id"])
+    if sort == "id":
+        return identifier
+    value = resource.get(sort)
+    text = "" if value is None else _hex(str(value))
+    return f"{text}{TIE}{identifier}"
+
+
+def document(change: Change) -> tantivy.Document:
+    resource = change.resource
+    fields: dict[str, Any] = {
+        "id": change.id,
+        "doctype": change.doctype,
+        "sequence": change.sequence,
+        "text": _text_of(change.doctype, resource),
+        "resource": json.dumps(resource, separators=(",", ":")).encode(),
+    }
+    fields.update(_raw_values(change.doctype, resource))
+    for sort in SORTS[change.doctype]:
+        fields[f"s_{sort}"] = sort_key(change.doctype, sort, resource)
+    return tantivy.Document(**fields)
+
+
+# --- queries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list asks: its doctype, equality filters (field -> value), the words of
+    `q`, `expiring_before` (licences), a sort (`name` or `-name`), where the page starts
+    (`after`, a sort key), how many and which facet to count."""
+
+    doctype: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+    q: str | None = None
+    expiring_before: str | None = None
+    sort: str = "id"
+    after: str | None = None
+    limit: int = 50
+    count: str | None = None
+
+
+def _term(name: str, value: str) -> tantivy.Query:
+    return tantivy.Query.term_query(SCHEMA, name, value)
+
+
+def _text_range(index: tantivy.Index, name: str, lower: str | None, upper: str | None):
+    """Terms of `name` strictly between `lower` and `upper` (None: unbounded). The
+    query parser is the only way tantivy's Python binding offers a range over text;
+    the bounds are made of [0-9a-z_.-] only (sort keys, ids, dates), so they need no
+    quoting."""
+    for bound in (lower, upper):
+        if bound is not None and not re.fullmatch(r"[0-9A-Za-z_.\-]+", bound):
+            raise ValueError(f"not a key this index makes: {bound!r}")
+    low = "*" if lower is None else lower
+    high = "*" if upper is None else upper
+    return index.parse_query(f"{name}:{{{low} TO {high}}}", [name])
+
+
+def query_of(index: tantivy.Index, query: ListQuery) -> tantivy.Query:
+    """The filter part of `query` (no paging): doctype, equality filters, words, dates."""
+    must = [_term("doctype", query.doctype)]
+    for name, value in sorted(query.filters.items()):
+        must.append(_term(name, value))
+    for word in words(query.q or ""):
+        # Each word of `q` begins a word of the document's text (names, products, cities).
+        must.append(tantivy.Query.regex_query(SCHEMA, "text", re.escape(word) + ".*"))
+    if query.expiring_before is not None:
+        must.append(_text_range(index, "valid_until", None, query.expiring_before))
+    return tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in must])
+
+
+def split_sort(sort: str) -> tuple[str, bool]:
+    """`name` -> ("name", ascending); `-name` -> ("name", descending)."""
+    return (sort[1:], False) if sort.startswith("-") else (sort, True)
+
+
+class SearchIndex:
+    """One instance's index in `path`: its documents, the sequence each has reached,
+    and the queries of the lists. One writer per index (tantivy locks the directory):
+    changes are staged, then committed together, and a reader sees them once committed."""
+
+    def __init__(self, path: Path, writer_threads: int = 1):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
+        self.writer = self.index.writer(WRITER_HEAP_BYTES * max(writer_threads, 1), writer_threads)
+        self.index.reload()
+        # Staged, not yet committed: id -> sequence (what the next change of it follows).
+        self.staged: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.writer.wait_merging_threads()
+
+    # -- order --
+
+    def committed_sequence(self, document_id: str) -> int:
+        searcher = self.index.searcher()
+        hits = searcher.search(_term("id", document_id), 1, count=False).hits
+        if not hits:
+            return 0
+        return int(searcher.doc(hits[0][1])["sequence"][0])
+
+    def sequence_of(self, document_id: str) -> int:
+        """The last sequence applied (or staged) of a document; 0 when it has none."""
+        if document_id in self.staged:
+            return self.staged[document_id]
+        return self.committed_sequence(document_id)
+
+    def stage(self, change: Change) -> bool:
+        """Stage `change` if it is its document's next: True when staged, False for a
+        duplicate; EarlyChange when it comes before its predecessor."""
+        last = self.sequence_of(change.id)
+        if change.sequence <= last:
+            return False
+        if change.sequence > last + 1:
+            raise EarlyChange(
+                f"{change.doctype} {change.id} sequence {change.sequence} arrived before {last + 1}"
+            )
+        self.writer.delete_documents_by_term("id", change.id)
+        self.writer.add_document(document(change))
+        self.staged[change.id] = change.sequence
+        return True
+
+    def commit(self) -> None:
+        """Make every staged change visible to readers, durably."""
+        if not self.staged:
+            return
+        try:
+            self.writer.commit()
+        except Exception:
+            self.writer.rollback()
+            self.staged.clear()
+            raise
+        self.staged.clear()
+        self.index.reload()
+
+    def rollback(self) -> None:
+        self.writer.rollback()
+        self.staged.clear()
+
+    def apply(self, changes: Iterable[Change]) -> list[bool]:
+        """Stage and commit `changes` in order (tests, rebuilds): whether each applied."""
+        try:
+            applied = [self.stage(change) for change in changes]
+        except Exception:
+            self.rollback()
+            raise
+        self.commit()
+        return applied
+
+    def load(self, changes: Iterable[Change]) -> int:
+        """Put the latest state of many documents into an empty index, without the order
+        checks (a rebuild: each change is the last event of its aggregate). Returns how
+        many were loaded."""
+        loaded = 0
+        for change in changes:
+            self.writer.add_document(document(change))
+            loaded += 1
+        self.writer.commit()
+        self.index.reload()
+        return loaded
+
+    # -- reads --
+
+    def count(self, doctype: str | None = None) -> int:
+        searcher = self.index.searcher()
+        query = tantivy.Query.all_query() if doctype is None else _term("doctype", doctype)
+        # tantivy's stub lacks SearchResult.count, which the binding has (count=True).
+        return searcher.search(query, 1, count=True).count or 0  # type: ignore[attr-defined]
+
+    def get(self, document_id: str) -> dict | None:
+        searcher = self.index.searcher()
+        hits = searcher.search(_term("id", document_id), 1, count=False).hits
+        if not hits:
+            return None
+        return json.loads(bytes(searcher.doc(hits[0][1])["resource"][0]))
+
+    def search(self, query: ListQuery) -> Page:
+        """The page `query` asks for: `limit` documents in its sort order from just after
+        `query.after`, the key to start the next page after (None on the last page), and
+        the facet counts of `query.count` over every matching document."""
+        sort, ascending = split_sort(query.sort)
+        if sort not in SORTS[query.doctype]:
+            raise ValueError(f"{query.doctype} documents do not sort by {sort}")
+        sort_field = f"s_{sort}"
+        matching = query_of(self.index, query)
+        paged = matching
+        if query.after is not None:
+            lower, upper = (query.after, None) if ascending else (None, query.after)
+            paged = tantivy.Query.boolean_query(
+                [
+                    (tantivy.Occur.Must, matching),
+                    (tantivy.Occur.Must, _text_range(self.index, sort_field, lower, upper)),
+                ]
+            )
+        searcher = self.index.searcher()
+        result = searcher.search(
+            paged,
+            query.limit + 1,
+            count=False,
+            order_by_field=sort_field,
+            order=tantivy.Order.Asc if ascending else tantivy.Order.Desc,
+        )
+        hits = result.hits[: query.limit]
+        items = [json.loads(bytes(searcher.doc(address)["resource"][0])) for _, address in hits]
+        next_after = str(hits[-1][0]) if len(result.hits) > query.limit and hits else None
+        counts = None
+        if query.count is not None:
+            counts = self.facet(searcher, matching, query.doctype, query.count)
+        return Page(items=items, next_after=next_after, counts=counts)
+
+    def facet(self, searcher, matching, doctype: str, name: str) -> list[dict]:
+        if name not in FACETS[doctype]:
+            raise ValueError(f"{doctype} documents have no facet {name}")
+        answer = searcher.aggregate(
+            matching, {"counts": {"terms": {"field": name, "size": FACET_LIMIT}}}
+        )
+        buckets = answer["counts"]["buckets"]
+        return [
+            {"term": bucket["key"], "count": bucket["doc_count"]}
+            for bucket in sorted(buckets, key=lambda b: (-b["doc_count"], str(b["key"])))
+        ]
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def doctype_of(resource_id: str) -> str:
+    """The doctype of an aggregate by its id's prefix (`jv_`, `fac_`, `lic_`)."""
+    for doctype, prefix in DOCUMENT_TYPES.items():
+        if resource_id.startswith(prefix):
+            return doctype
+    raise ValueError(f"{resource_id} is not a venture, facility or licence id")

@@ -1,0 +1,179 @@
+"""The search service: answers the gateway's lists of ventures, facilities and licences
+(filters, words, sorts, facet counts) from an embedded index of its own instance, kept
+from the owners' events (docs/architecture.md §10). Entrypoints are thin: validate the
+query, ask the index; turn each event into the change of one document and apply it in
+sequence order."""
+
+import logging
+from functools import wraps
+
+from kombu import Connection
+from nameko.dependency_providers import Config
+
+from services.search import contract
+from services.search.contract import SERVICE
+from services.search.index import EarlyChange, ListQuery, change_of, doctype_of
+from services.search.live import Index, LiveIndex
+from services.search.settings import SearchSettings
+from shared.contract import Subscription
+from shared.entrypoints import rpc
+from shared.envelope import CloudEvent
+from shared.errors import field_error, validated
+from shared.inbox import (
+    CloudEventHandler,
+    EventOutOfOrder,
+    parse_cloud_event,
+    payload_of,
+    when_in_order,
+)
+from shared.logs import current_correlation_id
+from shared.messaging import instance_queue
+
+log = logging.getLogger(__name__)
+CURSOR_SEPARATOR = "~"
+
+
+class InstanceEventHandler(CloudEventHandler):
+    """The registry's event handler on a queue of this instance's own: the
+    subscription's queue names `{instance}` (JVREG_SEARCH_INSTANCE)."""
+
+    def setup(self):
+        instance = SearchSettings.from_config(self.container.config).search_instance
+        self.queue_name = (self.queue_name or "").format(instance=instance)
+        super().setup()
+        self.queue = instance_queue(self.queue.name, self.source_service, self.pattern)
+
+
+def instance_event_handler(subscription: Subscription):
+    """shared.inbox.cloud_event_handler, on the instance's own queue."""
+
+    def decorator(method):
+        @wraps(method)
+        def handle(self, body):
+            event = parse_cloud_event(body)
+            if event.correlationid:
+                current_correlation_id.set(event.correlationid)
+            payload = payload_of(subscription, event)
+            return when_in_order(lambda: method(self, event, payload))
+
+        return InstanceEventHandler.decorator(
+            subscription.source, subscription.pattern, subscription.queue
+        )(handle)
+
+    return decorator
+
+
+def list_query(doctype: str, query: dict, cursor: str | None, limit: int) -> ListQuery:
+    """The index's query for a list's parameters (validated: a wrong one is invalid
+    input naming it) and the cursor of the page before."""
+    parsed = validated(contract.QUERIES[doctype], query)
+    fields = parsed.model_dump(exclude_none=True, mode="json")
+    filters = {name: fields[name] for name in contract.FILTERS[doctype] if name in fields}
+    after = None
+    if cursor:
+        sort, _, after = cursor.partition(CURSOR_SEPARATOR)
+        if sort != fields["sort"] or not after:
+            raise field_error(["cursor"], "not a cursor of this list and sort")
+    return ListQuery(
+        doctype=doctype,
+        filters=filters,
+        q=fields.get("q"),
+        expiring_before=fields.get("expiring_before"),
+        sort=fields["sort"],
+        after=after,
+        limit=limit,
+        count=fields.get("count"),
+    )
+
+
+class SearchService:
+    name = SERVICE
+
+    config = Config()
+    index: LiveIndex = Index()
+
+    @rpc
+    def ping(self) -> dict:
+        return {"service": self.name, "documents": self.index.index.count()}
+
+    @rpc
+    def list(
+        self,
+        doctype: str,
+        query: dict,
+        cursor: str | None,
+        limit: int,
+        wait_for: dict[str, int] | None = None,
+    ) -> dict:
+        """A page of `doctype` ("venture", "facility", "licence") documents matching
+        `query` (the list's query parameters but paging), after `cursor` (the previous
+        page's `next_cursor`, decoded): `{"items", "next_cursor", "counts"}`.
+        `wait_for` ({id: version}) are versions the caller knows of (its own writes):
+        the answer waits, bounded, until the index has them (read your writes)."""
+        if doctype not in contract.QUERIES:
+            raise field_error(["doctype"], f"one of {', '.join(contract.QUERIES)}")
+        asked = list_query(doctype, query, cursor, limit)
+        if wait_for:
+            mine = {key: version for key, version in wait_for.items() if doctype_of(key) == doctype}
+            if mine and not self.index.wait_for(mine):
+                log.info("answering a %s list before the index caught up with %s", doctype, mine)
+        try:
+            page = self.index.index.search(asked)
+        except ValueError as error:  # a cursor's key this index could not make
+            raise field_error(["cursor"], str(error)) from None
+        answer: dict = {
+            "items": page.items,
+            "next_cursor": (
+                f"{asked.sort}{CURSOR_SEPARATOR}{page.next_after}" if page.next_after else None
+            ),
+        }
+        if page.counts is not None:
+            answer["counts"] = page.counts
+        return answer
+
+    @rpc
+    def lag(self) -> dict:
+        """How far behind this instance is: documents, events applied and skipped per
+        source, the time of the last one, and messages waiting in its queues."""
+        settings = SearchSettings.from_config(self.config)
+        waiting: dict[str, int | None] = {}
+        with Connection(settings.amqp_uri, connect_timeout=3) as connection:
+            channel = connection.channel()
+            for subscription in contract.SUBSCRIPTIONS:
+                name = contract.queue_of(subscription, settings.search_instance)
+                queue = instance_queue(name, subscription.source, subscription.pattern)
+                try:
+                    waiting[subscription.source] = queue(channel).queue_declare(passive=True)[1]
+                except Exception:
+                    waiting[subscription.source] = None
+                    channel = connection.channel()
+        live = self.index
+        return contract.Lag(
+            instance=settings.search_instance,
+            documents={doctype: live.index.count(doctype) for doctype in contract.FILTERS},
+            applied=dict(live.applied),
+            duplicates=dict(live.duplicates),
+            last_event_time=dict(live.last_event_time),
+            waiting=waiting,
+        ).model_dump(mode="json")
+
+    def _apply(self, event: CloudEvent, payload) -> None:
+        try:
+            self.index.apply(
+                change_of(payload.service, event.subject, event.sequence, payload),
+                event.time.isoformat(),
+            )
+        except EarlyChange as error:
+            raise EventOutOfOrder(str(error)) from None
+
+    @instance_event_handler(contract.FOLLOWS_VENTURES)
+    def follow_ventures(self, event: CloudEvent, payload) -> None:
+        self._apply(event, payload)
+
+    @instance_event_handler(contract.FOLLOWS_FACILITIES)
+    def follow_facilities(self, event: CloudEvent, payload) -> None:
+        self._apply(event, payload)
+
+    @instance_event_handler(contract.FOLLOWS_LICENCES)
+    def follow_licences(self, event: CloudEvent, payload) -> None:
+        self._apply(event, payload)
