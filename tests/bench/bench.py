@@ -11,10 +11,15 @@ then measures:
 - the registry: venture registrations over HTTP at 1, 8 and 32 clients, and licence
   decisions until their event is on a regulator's queue at 10, 50 and 100 a second
   offered; then the same after storing 200,000 events of history (history.py);
-- the outbox relay against kombu's confirmed publish (bench_relay.py).
+- the outbox relay against kombu's confirmed publish (bench_relay.py);
+- the read side (issue 13): the investment reports over 1,000 and 100,000 flows
+  (bench_investments.py) and the search service's lists at 1,000 to 1,000,000 stored
+  documents, at the gateway too, and its index rebuild (bench_search.py).
 
-Prints a table with the ratios the issue asks for, writes bench/results.json and
-docs/performance.md. `--quick` runs every part at tiny sizes (for `make test`).
+Prints a table with the ratios the issues ask for, writes bench/results.json and
+docs/performance.md. `--quick` runs every part at tiny sizes (for `make test`);
+`--parts reports,search` runs only those parts and keeps the others' figures from the
+last results.json, each part saying when it was measured.
 """
 
 import argparse
@@ -29,8 +34,10 @@ from ops.processes import ROOT
 from shared.mongo import connect
 from shared.settings import Settings
 
+import bench_investments
 import bench_relay
 import bench_report
+import bench_search
 import history
 import product
 import raw
@@ -43,6 +50,8 @@ CLIENTS = (1, 8, 32)
 RATES = (10, 50, 100)
 FULL = {"seconds": 10.0, "licences": 200, "history_events": 200_000}
 QUICK = {"seconds": 0.5, "licences": 20, "history_events": 1_000}
+# The parts of a run, each measured on servers of its own.
+PARTS = ("write", "relay", "reports", "search")
 
 
 STARTED = time.monotonic()
@@ -64,9 +73,11 @@ def product_figures(running: dict, investors: list, regulator, queue, licences, 
     }
 
 
-def run(quick: bool, log_dir: Path) -> dict:
+def write_path(quick: bool, log_dir: Path) -> dict:
+    """The raw limits, and the registry's registrations and decisions, empty and with
+    history."""
     size = QUICK if quick else FULL
-    results: dict = {"quick": quick, "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    results: dict = {}
     with (
         scratch_server() as server,
         product.registry(server.uri, AMQP_URI, MANAGEMENT_URL, log_dir) as running,
@@ -113,8 +124,24 @@ def run(quick: bool, log_dir: Path) -> dict:
         finally:
             queue.close()
             client.close()
-    say("the outbox relay…")
-    results["relay"] = bench_relay.run(quick)
+    return results
+
+
+def run(quick: bool, log_dir: Path, parts: tuple[str, ...] = PARTS) -> dict:
+    """The figures of `parts`, and when and how each was measured."""
+    results: dict = {"measured": {}}
+    for part in parts:
+        measured = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick}
+        say(f"{part}…")
+        if part == "write":
+            results.update(write_path(quick, log_dir))
+        elif part == "relay":
+            results["relay"] = bench_relay.run(quick)
+        elif part == "reports":
+            results["reports"] = bench_investments.run(quick)
+        elif part == "search":
+            results["search"] = bench_search.run(quick, log_dir)
+        results["measured"][part] = measured
     return results
 
 
@@ -130,19 +157,31 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="measure nothing: print the table and write the page of this results.json",
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated, of {', '.join(PARTS)}; the others' figures are kept from "
+        "the last results.json in --out",
+    )
     args = parser.parse_args(argv)
+    parts = tuple(part for part in args.parts.split(",") if part)
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"no such part: {', '.join(sorted(unknown))}")
     if args.page_from:
         results = json.loads(args.page_from.read_text())
         print(bench_report.table(results))
         args.doc.write_text(bench_report.page(results))
         return 0
+    stored = args.out / "results.json"
+    kept = json.loads(stored.read_text()) if set(parts) != set(PARTS) and stored.exists() else {}
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-logs-") as logs:
-        results = run(args.quick, Path(logs))
+        measured = run(args.quick, Path(logs), parts)
+    results = {**kept, **measured, "measured": {**kept.get("measured", {}), **measured["measured"]}}
     results["machine"] = bench_report.machine(MANAGEMENT_URL)
     results["checks"] = bench_report.checks(results)
     print(bench_report.table(results))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    stored.write_text(json.dumps(results, indent=2) + "\n")
     args.doc.write_text(bench_report.page(results))
     return 0
 

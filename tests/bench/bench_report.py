@@ -1,5 +1,6 @@
-"""What `make bench` prints and writes: the machine it ran on, the ratios the issue
-sets as goals (issue 12), a plain-text table and docs/performance.md."""
+"""What `make bench` prints and writes: the machine it ran on, the goals the issues set
+(12: the write and event path; 13: the read side), plain-text tables and
+docs/performance.md. Each part is rendered only when the results hold it."""
 
 import os
 import platform
@@ -13,7 +14,24 @@ GOALS = {
     "decision_p99": "decision -> regulator queue p99 <= 50 ms at 50/s offered",
     "decision_rate": "100 decisions/s offered achieved (>= 95/s)",
     "history": "with 200k events of history within 1.2 x of the empty registry",
+    "search_index": "list, search and facet pages at 100k and 1M within 1.5 x of 1k",
+    "search_gateway": "list, search and facet pages under 50 ms at the gateway",
+    "portfolio": "portfolio summary over 100k flows < 500 ms",
 }
+# The part of the results each goal is checked on.
+GOAL_PARTS = {
+    "registrations": "write",
+    "relay": "relay",
+    "decision_p99": "write",
+    "decision_rate": "write",
+    "history": "write",
+    "search_index": "search",
+    "search_gateway": "search",
+    "portfolio": "reports",
+}
+# The sizes the read-side goals are set at.
+LARGE_SIZES = ("100000", "1000000")
+PORTFOLIO_SIZE = "100000"
 
 
 QUICK_NOTE = " (--quick: tiny sizes, not figures)"
@@ -51,13 +69,28 @@ def ratio(numerator: float, denominator: float) -> float:
 
 
 def checks(results: dict) -> dict:
-    """Each goal's figures and whether it is met."""
+    """Each goal's figures and whether it is met, for the parts the results hold."""
+    found: dict = {}
+    if "raw" in results:
+        found.update(write_checks(results))
+    if "relay" in results:
+        relay = results["relay"]
+        found["relay"] = {"ratio": relay["ratio"], "met": relay["ratio"] >= 0.5}
+    if "search" in results:
+        found.update(search_checks(results["search"]))
+    if "reports" in results:
+        at_size = results["reports"]["sizes"].get(PORTFOLIO_SIZE)
+        slowest = max(at_size["portfolio_summary_ms"].values()) if at_size else None
+        found["portfolio"] = {"slowest_ms": slowest, "met": slowest is not None and slowest < 500}
+    return found
+
+
+def write_checks(results: dict) -> dict:
     raw, empty, history = results["raw"], results["empty"], results["history"]
     registrations = {
         n: ratio(figures["per_s"], raw["durable_write"][n]["per_s"])
         for n, figures in empty["registrations"].items()
     }
-    relay = results["relay"]
     slowdown = {
         f"registrations_{n}": ratio(figures["per_s"], history["registrations"][n]["per_s"])
         for n, figures in empty["registrations"].items()
@@ -67,7 +100,6 @@ def checks(results: dict) -> dict:
     }
     return {
         "registrations": {"ratios": registrations, "met": min(registrations.values()) >= 0.5},
-        "relay": {"ratio": relay["ratio"], "met": relay["ratio"] >= 0.5},
         "decision_p99": {
             "p99_ms": [empty["decisions"]["50"]["p99_ms"], history["decisions"]["50"]["p99_ms"]],
             "met": max(empty["decisions"]["50"]["p99_ms"], history["decisions"]["50"]["p99_ms"])
@@ -82,14 +114,78 @@ def checks(results: dict) -> dict:
     }
 
 
+def search_checks(search: dict) -> dict:
+    """The index's ratios at the large sizes run (a quick run has none of them), and the
+    gateway's slowest median."""
+    ratios = {
+        f"{size}_{key}": value
+        for size in LARGE_SIZES
+        for key, value in search["index"].get(size, {}).items()
+        if key.endswith("_ratio")
+    }
+    gateway_ms = [
+        value
+        for figures in search["gateway"].values()
+        for key, value in figures.items()
+        if key.endswith("_ms")
+    ]
+    return {
+        "search_index": {"ratios": ratios, "met": bool(ratios) and max(ratios.values()) <= 1.5},
+        "search_gateway": {"slowest_ms": max(gateway_ms), "met": max(gateway_ms) < 50},
+    }
+
+
 def rate_and_latency(figures: dict) -> str:
     """`20.7 (47.3/84.9)`: per second, and p50/p99 in milliseconds."""
     return f"{figures['per_s']} ({figures['p50_ms']}/{figures['p99_ms']})"
 
 
-def _rows(results: dict) -> list[tuple[str, ...]]:
-    raw, empty, history = results["raw"], results["empty"], results["history"]
+def write_rows(results: dict) -> list[tuple[str, ...]]:
+    """Registrations, decisions and the raw limits (the write part), and the relay."""
     rows = [("measure", "load", "empty registry", "with history", "raw limit", "ratio")]
+    if "raw" in results:
+        rows += registration_and_decision_rows(results)
+    if relay := results.get("relay"):
+        rows.append(
+            (
+                "outbox relay events/s",
+                "one relay",
+                str(relay["relay_per_s"]),
+                "",
+                f"{relay['raw_publish_per_s']} (kombu confirmed publish)",
+                f"{relay['ratio']}x",
+            )
+        )
+    if "raw" in results:
+        raw = results["raw"]
+        for n, figures in raw["confirmed_publish"].items():
+            rows.append(
+                (
+                    "raw: kombu confirmed publish/s",
+                    f"{n} clients",
+                    "",
+                    "",
+                    str(figures["per_s"]),
+                    "",
+                )
+            )
+        for n, figures in raw["rpc_round_trip"].items():
+            rows.append(
+                (
+                    "raw: nameko RPC round trips/s (p50/p99 ms)",
+                    f"{n} clients",
+                    "",
+                    "",
+                    rate_and_latency(figures),
+                    "",
+                )
+            )
+    return rows
+
+
+def registration_and_decision_rows(results: dict) -> list[tuple[str, ...]]:
+    raw, empty, history = results["raw"], results["empty"], results["history"]
+    rows = []
     for n, figures in empty["registrations"].items():
         limit = raw["durable_write"][n]
         rows.append(
@@ -103,71 +199,143 @@ def _rows(results: dict) -> list[tuple[str, ...]]:
             )
         )
     for rate, figures in empty["decisions"].items():
-        with_history = history["decisions"][rate]
         rows.append(
             (
                 "decision -> regulator queue: achieved/s (p50/p99 ms)",
                 f"{rate}/s offered",
                 rate_and_latency(figures),
-                rate_and_latency(with_history),
+                rate_and_latency(history["decisions"][rate]),
                 "",
-                "",
-            )
-        )
-    relay = results["relay"]
-    rows.append(
-        (
-            "outbox relay events/s",
-            "one relay",
-            str(relay["relay_per_s"]),
-            "",
-            f"{relay['raw_publish_per_s']} (kombu confirmed publish)",
-            f"{relay['ratio']}x",
-        )
-    )
-    for n, figures in raw["confirmed_publish"].items():
-        rows.append(
-            ("raw: kombu confirmed publish/s", f"{n} clients", "", "", str(figures["per_s"]), "")
-        )
-    for n, figures in raw["rpc_round_trip"].items():
-        rows.append(
-            (
-                "raw: nameko RPC round trips/s (p50/p99 ms)",
-                f"{n} clients",
-                "",
-                "",
-                rate_and_latency(figures),
                 "",
             )
         )
     return rows
 
 
-def table(results: dict) -> str:
-    rows = _rows(results)
+def reports_rows(reports: dict) -> list[tuple[str, ...]]:
+    """Median milliseconds of each report at each number of flows."""
+    sizes = list(reports["sizes"])
+    rows = [("report (median ms)", *(f"{int(size):,} flows" for size in sizes))]
+    at = reports["sizes"]
+    for group in at[sizes[0]]["portfolio_summary_ms"]:
+        rows.append(
+            (
+                f"portfolio summary, {group}",
+                *(str(at[size]["portfolio_summary_ms"][group]) for size in sizes),
+            )
+        )
+    rows.append(("one investor's portfolio", *(str(at[s]["owner_portfolio_ms"]) for s in sizes)))
+    rows.append(("one venture's summary", *(str(at[s]["venture_summary_ms"]) for s in sizes)))
+    rows.append(("totals built from the flows (s)", *(str(at[s]["build_totals_s"]) for s in sizes)))
+    return rows
+
+
+def search_rows(search: dict) -> list[tuple[str, ...]]:
+    """Median milliseconds of each list query, in the index and at the gateway, at each
+    number of stored ventures, with the ratio to the smallest size."""
+    sizes = sorted({*search["index"], *search["gateway"]}, key=int)
+    rows = [("list query (median ms, x of 1k)", "answered by", *(f"{int(s):,}" for s in sizes))]
+    names = [*search["queries"], "next_page"]
+    for where in ("index", "gateway"):
+        figures = search[where]
+        for name in names:
+            if f"{name}_ms" not in figures[sizes[0]]:
+                continue
+            cells = []
+            for size in sizes:
+                at_size = figures.get(size, {})
+                ms, times = at_size.get(f"{name}_ms"), at_size.get(f"{name}_ratio")
+                cells.append("" if ms is None else f"{ms}" + (f" ({times}x)" if times else ""))
+            rows.append((query_label(search, name), where, *cells))
+    return rows
+
+
+def query_label(search: dict, name: str) -> str:
+    if name == "next_page":
+        return "the page after the filtered, sorted one"
+    params = "&".join(f"{key}={value}" for key, value in search["queries"][name].items())
+    return f"{name.replace('_', ' ')} (`{params}`)"
+
+
+def rebuild_line(search: dict) -> str:
+    rebuild = search["rebuild"]
+    return (
+        f"Index rebuild (`jvreg search rebuild`'s work) from {rebuild['events']:,} logged "
+        f"events: {rebuild['seconds']} s ({rebuild['events_per_s']:,} events/s, "
+        f"{rebuild['documents']:,} documents)."
+    )
+
+
+def text_table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    lines.append("")
-    for name, goal in GOALS.items():
-        lines.append(f"{'met' if results['checks'][name]['met'] else 'NOT MET':8} {goal}")
     return "\n".join(lines)
 
 
-def page(results: dict) -> str:
-    """docs/performance.md: the table of the last `make bench` and what it ran on."""
-    rows = _rows(results)
-    machine = results["machine"]
-    stored = results["history_stored"]
-    markdown = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    markdown += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    goals = [
-        f"- {'met' if results['checks'][name]['met'] else '**not met**'}: {goal}"
+def markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
+
+
+def tables(results: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """(heading, rows) of each table the results hold."""
+    found = []
+    if "raw" in results or "relay" in results:
+        found.append(("The write and event path (issue 12)", write_rows(results)))
+    if "reports" in results:
+        found.append(("Investment reports (issue 13)", reports_rows(results["reports"])))
+    if "search" in results:
+        found.append(
+            ("Lists answered by the search service (issue 13)", search_rows(results["search"]))
+        )
+    return found
+
+
+def goal_lines(results: dict, met: str, not_met: str) -> list[str]:
+    return [
+        f"{met if results['checks'][name]['met'] else not_met}{goal}"
         for name, goal in GOALS.items()
+        if name in results["checks"]
     ]
+
+
+def table(results: dict) -> str:
+    lines = []
+    for heading, rows in tables(results):
+        lines += [heading, text_table(rows), ""]
+    if "search" in results:
+        lines += [rebuild_line(results["search"]), ""]
+    lines += goal_lines(results, "met      ", "NOT MET  ")
+    return "\n".join(lines)
+
+
+def when(results: dict) -> list[str]:
+    """When each part was measured (a run of some parts keeps the others' figures)."""
+    return [
+        f"- {part}: {measured['at']}{QUICK_NOTE if measured['quick'] else ''}"
+        for part, measured in results["measured"].items()
+    ]
+
+
+def page(results: dict) -> str:
+    """docs/performance.md: the tables of the last `make bench` and what it ran on."""
+    machine = results["machine"]
+    sections = []
+    for heading, rows in tables(results):
+        sections += [f"## {heading}", "", *markdown_table(rows), ""]
+        if heading.startswith("The write") and "history_stored" in results:
+            stored = results["history_stored"]
+            sections += [
+                f"History: {stored['events']:,} events stored ({stored['documents']:,} "
+                f"documents, {stored['seconds']} s).",
+                "",
+            ]
+        if heading.startswith("Lists"):
+            sections += [rebuild_line(results["search"]), ""]
     return "\n".join(
         [
             "# Performance",
@@ -176,19 +344,16 @@ def page(results: dict) -> str:
             "measures and how: [the benchmark's docstrings](../tests/bench/bench.py), and",
             "[the notes below](#how-it-is-measured).",
             "",
-            f"Last run: {results['started_at']}{QUICK_NOTE if results['quick'] else ''}, "
-            f"on {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+            f"On {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
             f"RabbitMQ {machine['rabbitmq']}, SecantusDB {machine['secantusdb']} "
-            f"(`--sync-on-commit`), {machine['os']}.",
+            f"(`--sync-on-commit`), {machine['os']}. Each part as measured:",
             "",
-            *markdown,
+            *when(results),
             "",
-            f"History: {stored['events']:,} events stored ({stored['documents']:,} documents, "
-            f"{stored['seconds']} s).",
+            *sections,
+            "## Goals",
             "",
-            "## Goals (issue 12)",
-            "",
-            *goals,
+            *goal_lines(results, "- met: ", "- **not met**: "),
             "",
             NOTES,
         ]
@@ -223,6 +388,16 @@ NOTES = """## How it is measured
   with the services stopped (started again afterwards, as after a restore).
 - **Relay**: `tests/bench/bench_relay.py`, against kombu publishing the same
   persistent messages with confirms.
+- **Investment reports** (`tests/bench/bench_investments.py`): a SecantusDB of its own
+  holding 200 ventures, monthly PKR and CNY rates and random flows over six years; the
+  report totals built from them, then the median of three of every report the service
+  answers, read from the totals and converted, at 1,000 and 100,000 flows.
+- **Lists** (`tests/bench/bench_search.py`): synthetic ventures loaded into a search
+  index of the run's own (1,000, 100,000 and 1,000,000), the median of repeated queries
+  against the index; then a registry as `make dev` runs it whose search instance takes
+  up an index of 1,000 and then 100,000 ventures as `jvreg search rebuild` hands one
+  over, and the same queries over HTTP with an ops key. The rebuild: its work from
+  ventures' events in an event log of a SecantusDB of its own.
 
 ## Where the time goes
 

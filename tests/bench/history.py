@@ -31,7 +31,9 @@ AGGREGATE_ID = re.compile(rb"\b(?:jv|fac|lic)_[0-9a-f]{24}\b")
 EVENT_ID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 COMMAND_KEY = re.compile(rb"\breq:[0-9a-f]{32}\b")
 VENTURE_NAME = re.compile(rb"(?<=[Vv]enture )00000000")
-NOT_HISTORY = {"api_keys", "idempotency_records"}
+# Not copied: what is one per registry (keys, the note that the report totals were
+# built), not one per round of work.
+NOT_HISTORY = {"api_keys", "idempotency_records", "report_meta"}
 BATCH = 5_000
 
 

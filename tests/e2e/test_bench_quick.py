@@ -31,13 +31,26 @@ def test_make_bench_quick_runs_every_part_and_writes_its_results(tmp_path):
         for rate, figures in results[registry]["decisions"].items():
             assert figures["done"] > 0 and not figures["refused"], (registry, rate, figures)
     assert results["relay"]["relay_per_s"] > 0 and results["relay"]["raw_publish_per_s"] > 0
+    for flows, figures in results["reports"]["sizes"].items():
+        assert all(ms > 0 for ms in figures["portfolio_summary_ms"].values()), (flows, figures)
+    search = results["search"]
+    for where in ("index", "gateway"):
+        for size, figures in search[where].items():
+            assert all(figures[f"{name}_ms"] > 0 for name in search["queries"]), (where, size)
+    assert search["rebuild"]["documents"] > 0
     assert set(results["checks"]) == {
         "registrations",
         "relay",
         "decision_p99",
         "decision_rate",
         "history",
+        "search_index",
+        "search_gateway",
+        "portfolio",
     }
+    assert set(results["measured"]) == {"write", "relay", "reports", "search"}
     text = page.read_text()
     assert "| measure | load | empty registry | with history | raw limit | ratio |" in text
+    assert "| report (median ms) | 1,000 flows | 10,000 flows |" in text
+    assert "| list query (median ms, x of 1k) | answered by | 1,000 | 10,000 |" in text
     assert results["machine"]["secantusdb"] in text
