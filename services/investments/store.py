@@ -264,18 +264,20 @@ class InvestmentStore(Repository):
             flow.venture_id, flow.partner, flow.partner_country, flow.currency, year
         )
         self._add_days(self.db[VENTURE_TOTALS], {doc_id: (fields, {key: entry})}, 1, session)
-        self.db[PORTFOLIO_PENDING].insert_one(
-            {
-                "_id": flow.id,
-                "venture_id": flow.venture_id,
-                "country": flow.partner_country,
-                "currency": flow.currency,
-                "year": year,
-                "day": key,
-                "entry": totals.encode(entry),
-            },
-            session=session,
-        )
+        self.db[PORTFOLIO_PENDING].insert_one(self.pending_entry(flow), session=session)
+
+    @staticmethod
+    def pending_entry(flow: contract.Flow) -> dict:
+        """A flow's entry pending for the portfolio's totals (its id is the flow's)."""
+        return {
+            "_id": flow.id,
+            "venture_id": flow.venture_id,
+            "country": flow.partner_country,
+            "currency": flow.currency,
+            "year": flow.value_date.year,
+            "day": totals.day_key(flow.value_date),
+            "entry": totals.encode(totals.Entry.of_flow(flow.type, flow.amount)),
+        }
 
     def _add_days(
         self,
