@@ -4,7 +4,6 @@ report totals (the read model the reports answer from): a venture's kept with ea
 the portfolio's folded in from pending entries in the background (`fold_pending`)."""
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, time
 from typing import TypeVar
@@ -386,17 +385,7 @@ class InvestmentStore(Repository):
                     {"_id": {"$in": venture_ids}}, session=session
                 )
             }
-            buckets: totals.Buckets = {}
-            for doc in entries:
-                groups = {"partner_country": doc["country"]}
-                if venture := filed.get(doc["venture_id"]):
-                    groups.update({view: venture[view] for view in totals.VENTURE_GROUPS})
-                for view, group in groups.items():
-                    doc_id, fields = totals.portfolio_bucket(
-                        view, group, doc["currency"], doc["year"]
-                    )
-                    days = buckets.setdefault(doc_id, (fields, {}))[1]
-                    days.setdefault(doc["day"], totals.Entry()).add(totals.decode(doc["entry"]))
+            buckets = totals.fold_buckets(entries, filed)
             self._add_days(self.db[PORTFOLIO_TOTALS], buckets, 1, session)
             if filed:  # conflicts with a move of these ventures (the invariant above)
                 self.db[REPORT_GROUPS].update_many(
@@ -537,10 +526,6 @@ class InvestmentStore(Repository):
         snapshot: a fold committing meanwhile is seen whole or not at all, so no entry
         is counted twice or missed, and a flow is in the reports once it is recorded."""
         view = group_by or "partner_country"
-
-        def group(name: str) -> str | None:
-            return name if group_by else None
-
         with self.client.start_session() as session, session.start_transaction():
             stored = list(self.db[PORTFOLIO_TOTALS].find({"view": view}, session=session))
             pending = list(self.db[PORTFOLIO_PENDING].find({}, session=session))
@@ -548,24 +533,15 @@ class InvestmentStore(Repository):
             if pending and view in totals.VENTURE_GROUPS:
                 venture_ids = sorted({doc["venture_id"] for doc in pending})
                 found = self.db[REPORT_GROUPS].find(
-                    {"_id": {"$in": venture_ids}}, {view: 1}, session=session
+                    {"_id": {"$in": venture_ids}},
+                    dict.fromkeys(totals.VENTURE_GROUPS, 1),
+                    session=session,
                 )
                 filed = {doc["_id"]: doc for doc in found}
-        rows = [row for doc in stored for row in totals.rows_of(doc, group(doc["group"]))]
-        unfolded: dict[tuple[str, str, int, str], totals.Entry] = defaultdict(totals.Entry)
-        for doc in pending:
-            if view in totals.VENTURE_GROUPS:
-                if doc["venture_id"] not in filed:
-                    continue  # not projected: in no sector or province (as when folded)
-                name = filed[doc["venture_id"]][view]
-            else:
-                name = doc["country"]
-            key = (name, doc["currency"], doc["year"], doc["day"])
-            unfolded[key].add(totals.decode(doc["entry"]))
-        for (name, currency, year, day), entry in unfolded.items():
-            value_date = totals.day_of(year, day)
-            rows.append(DayTotals(group(name), currency, value_date, entry.sums))
-        return rows
+        rows = [
+            row for doc in stored for row in totals.rows_of(doc, doc["group"] if group_by else None)
+        ]
+        return rows + totals.pending_rows(pending, filed, view, group_by is not None)
 
     def flows_at(
         self, days: Collection[tuple[str, date]], venture_ids: list[str] | None = None
