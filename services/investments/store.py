@@ -401,9 +401,6 @@ class InvestmentStore(Repository):
         except (LostRace, DuplicateKeyError):
             return 0
 
-    def pending_count(self) -> int:
-        return self.db[PORTFOLIO_PENDING].count_documents({})
-
     def report_totals_built(self) -> bool:
         return self.db[REPORT_META].find_one({"_id": REPORT_TOTALS}) is not None
 
