@@ -1,9 +1,11 @@
 """The investments service: records the money partners commit and disburse, the exchange
 rates ops sets, and reports on both. Entrypoints are thin: parse, apply the domain
-rules, persist (with the event); reports read the totals kept with each flow (totals.py)."""
+rules, persist (with the event); reports read the totals kept with each flow (totals.py),
+the portfolio's folded in by a background loop (folder.py)."""
 
 from services.investments import contract, domain, reports
 from services.investments.contract import SERVICE
+from services.investments.folder import PortfolioFolder
 from services.investments.store import VENTURE_VIEWS, InvestmentStore, new_flow_id
 from services.ventures.contract import VentureEvent
 from shared.clock import utcnow
@@ -52,6 +54,8 @@ class InvestmentsService:
 
     store: InvestmentStore = MongoStore(InvestmentStore)
     relay = OutboxRelay()
+    # Folds the entries each flow leaves pending into the portfolio's report totals.
+    folder = PortfolioFolder()
     ventures_seen: ProjectionWatch = ProjectionWatch(VENTURE_VIEWS, "venture")
 
     @rpc

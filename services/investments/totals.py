@@ -129,6 +129,48 @@ def portfolio_groups(flow: FlowFacts, venture: Mapping[str, str] | None) -> dict
 Buckets = dict[str, tuple[dict, dict[str, Entry]]]
 
 
+def pending_groups(pending: Mapping, filed: Mapping[str, Mapping]) -> dict[str, str]:
+    """The group, in each portfolio view, of a pending entry (a flow not yet folded into
+    the portfolio's totals): its partner country, and the sector and province its venture
+    is filed under now (`filed`: report_groups documents by venture id; a venture not
+    there is in no sector or province, as `portfolio_groups` says)."""
+    groups = {"partner_country": pending["country"]}
+    if (venture := filed.get(pending["venture_id"])) is not None:
+        groups.update({view: venture[view] for view in VENTURE_GROUPS})
+    return groups
+
+
+def fold_buckets(entries: Iterable[Mapping], filed: Mapping[str, Mapping]) -> Buckets:
+    """The portfolio totals' days that folding `entries` adds: each entry to its day in
+    its group of every view (`pending_groups`)."""
+    buckets: Buckets = {}
+    for pending in entries:
+        entry = decode(pending["entry"])
+        for view, group in pending_groups(pending, filed).items():
+            doc_id, fields = portfolio_bucket(view, group, pending["currency"], pending["year"])
+            days = buckets.setdefault(doc_id, (fields, {}))[1]
+            days.setdefault(pending["day"], Entry()).add(entry)
+    return buckets
+
+
+def pending_rows(
+    entries: Iterable[Mapping], filed: Mapping[str, Mapping], view: str, grouped: bool
+) -> list[DayTotals]:
+    """The report rows of `entries` not yet folded, in `view` (as `grouped` by it, or
+    not): summed per group, currency and day, each under its group now."""
+    sums: dict[tuple[str, str, int, str], Entry] = {}
+    for pending in entries:
+        group = pending_groups(pending, filed).get(view)
+        if group is None:
+            continue  # a venture in no sector or province
+        key = (group, pending["currency"], pending["year"], pending["day"])
+        sums.setdefault(key, Entry()).add(decode(pending["entry"]))
+    return [
+        DayTotals(group if grouped else None, currency, day_of(year, day), entry.sums)
+        for (group, currency, year, day), entry in sums.items()
+    ]
+
+
 def add_flow(
     venture_buckets: Buckets,
     portfolio_buckets: Buckets,

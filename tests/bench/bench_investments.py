@@ -5,8 +5,11 @@ with 200 ventures, monthly PKR and CNY rates and random flows spread over six ye
 builds the report totals from them (as a start on a database without them does), then
 times the reports the service answers: the portfolio summary (`GET
 /v1/investments/summary`, every grouping), one investor's portfolio and one venture's
-summary, each read from the totals and converted in Python. Then it records flows
-through the service's store, timing what keeping the totals costs a write. `run(quick)`
+summary, each read from the totals and converted in Python. At the largest size it
+then adds flows whose portfolio entries are left pending (as flows recorded faster than
+the folder folds them), times the portfolio summary that adds them to the totals, and
+times folding them. Then it records flows through the service's store, timing what
+keeping the totals costs a write. `run(quick)`
 returns the figures as a dict (`--quick`: 1,000 and 10,000 flows), `--json PATH`
 writes them. Not a test (pytest does not collect `bench_*.py`).
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from services.investments import contract, domain
 from services.investments.service import portfolio_summary, venture_summary
-from services.investments.store import PORTFOLIO_TOTALS, InvestmentStore
+from services.investments.store import PORTFOLIO_PENDING, PORTFOLIO_TOTALS, InvestmentStore
 
 from scratch import scratch_database
 
@@ -34,6 +37,9 @@ VENTURES = 200
 BATCH = 5_000
 RUNS = 3
 WRITES = 200
+# Flows left pending (not yet folded into the portfolio's totals) for the summary timed
+# with them.
+PENDING = 5_000
 FIRST_DAY, DAYS = date(2020, 1, 1), 6 * 365
 SECTORS = ("api_manufacturing", "finished_formulations", "medical_devices", "biologics_vaccines")
 PROVINCES = ("punjab", "sindh", "khyber_pakhtunkhwa", "balochistan")
@@ -72,9 +78,13 @@ def ventures(rng: random.Random) -> list[dict]:
 def flow_documents(rng: random.Random, projected: list[dict], count: int) -> list[dict]:
     """Random flows stored as the service stores them. They bypass the disbursement rule
     (checked per write, not part of what is timed here)."""
+    return [InvestmentStore.document(flow) for flow in random_flows(rng, projected, count)]
+
+
+def random_flows(rng: random.Random, projected: list[dict], count: int) -> list[contract.Flow]:
     types, weights = zip(*TYPE_WEIGHTS.items(), strict=True)
     recorded_at = datetime.now(UTC)
-    documents = []
+    flows: list[contract.Flow] = []
     for _ in range(count):
         venture = rng.choice(projected)
         partner = rng.choice(venture["partners"])
@@ -83,7 +93,7 @@ def flow_documents(rng: random.Random, projected: list[dict], count: int) -> lis
         if flow_type == "commitment" and rng.random() < 0.05:
             amount = -amount  # a reduction
         flow = contract.Flow(
-            id=f"inv_bench_{len(documents):07d}_{rng.getrandbits(32):08x}",
+            id=f"inv_bench_{len(flows):07d}_{rng.getrandbits(32):08x}",
             venture_id=venture["_id"],
             type=flow_type,
             partner=partner["name"],
@@ -94,8 +104,8 @@ def flow_documents(rng: random.Random, projected: list[dict], count: int) -> lis
             recorded_at=recorded_at,
             recorded_by=ACTOR,
         )
-        documents.append(InvestmentStore.document(flow))
-    return documents
+        flows.append(flow)
+    return flows
 
 
 def set_monthly_rates(store: InvestmentStore, rng: random.Random) -> None:
@@ -151,6 +161,31 @@ def time_reports(store: InvestmentStore, projected: list[dict]) -> dict:
     return figures
 
 
+def time_with_pending(store: InvestmentStore, rng: random.Random, projected: list[dict]) -> dict:
+    """The portfolio summary with PENDING flows not yet folded into the portfolio's
+    totals (stored with their pending entries, as recorded flows leave them), then how
+    long the folder takes to fold them, batch by batch."""
+    flows = random_flows(rng, projected, PENDING)
+    store.flows.insert_many([InvestmentStore.document(flow) for flow in flows])
+    store.db[PORTFOLIO_PENDING].insert_many([InvestmentStore.pending_entry(f) for f in flows])
+    figures: dict = {"pending": PENDING, "portfolio_summary_ms": {}}
+    for group_by in (None, "sector"):
+        query = contract.PortfolioQuery(currency="USD", group_by=group_by)
+        figures["portfolio_summary_ms"][group_by or "none"] = median_ms(
+            lambda query=query: portfolio_summary(store, query, None)
+        )
+    summary = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)
+    started = time.perf_counter()
+    while store.fold_pending():
+        pass
+    elapsed = time.perf_counter() - started
+    figures["fold_s"] = round(elapsed, 2)
+    figures["folded_per_s"] = round(PENDING / elapsed)
+    after = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)
+    figures["same_summary_after_folding"] = after == summary
+    return figures
+
+
 def time_record_flow(store: InvestmentStore, projected: list[dict], count: int) -> float:
     """Median ms of recording a commitment through the store: its transaction checks the
     balance and adds it to the flows, the outbox and the report totals."""
@@ -200,6 +235,8 @@ def run(quick: bool = False) -> dict:
             at_size.update(time_reports(store, projected))
             figures["sizes"][str(size)] = at_size
             print(f"  {size:,} flows: {json.dumps(at_size)}", flush=True)
+        figures["with_pending"] = time_with_pending(store, rng, projected)
+        print(f"  with pending entries: {json.dumps(figures['with_pending'])}", flush=True)
         figures["record_flow_ms"] = time_record_flow(store, projected, WRITES)
     return figures
 
@@ -218,6 +255,12 @@ def main() -> int:
             f"{at_size['venture_summary_ms']:.0f} ms; totals built in "
             f"{at_size['build_totals_s']:.1f} s"
         )
+    pending = figures["with_pending"]
+    by_group = ", ".join(f"{g} {ms:.0f}" for g, ms in pending["portfolio_summary_ms"].items())
+    print(
+        f"with {pending['pending']:,} flows pending: portfolio summary ms ({by_group}); "
+        f"folded in {pending['fold_s']:.1f} s ({pending['folded_per_s']:,} entries/s)"
+    )
     print(f"recording a flow: {figures['record_flow_ms']:.0f} ms (median)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

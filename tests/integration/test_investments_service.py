@@ -1,6 +1,7 @@
 """The investments service in a real nameko container beside the ventures service: its
-projection of ventures events, the disbursement rule under concurrent writers, and
-reports read from the totals each flow updates in its transaction."""
+projection of ventures events, the disbursement rule under concurrent writers, reports
+read from the totals each flow updates in its transaction, and the portfolio folder
+folding the entries flows leave pending into the portfolio's totals."""
 
 import json
 from datetime import datetime
@@ -15,7 +16,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from ops.processes import wait_until
 from services.investments.service import InvestmentsService
-from services.investments.store import InvestmentStore
+from services.investments.store import PORTFOLIO_PENDING, PORTFOLIO_TOTALS, InvestmentStore
 from services.ventures.service import VenturesService
 from shared.errors import Conflict, InvalidInput, NotFound, RuleViolated
 
@@ -220,6 +221,25 @@ def test_reports_summed_by_the_wire_server_equal_the_hand_computed_figures(regis
 
     everyone = registry.investments.portfolio_summary(USD, None)
     assert everyone["total"]["committed"] == "5680600.00"  # 5680500.00 + 100.00
+
+
+def test_the_service_folds_the_entries_flows_leave_pending(registry):
+    """Each flow leaves a pending portfolio entry; the service's folder, woken by the
+    commit, folds it into the portfolio's totals, and the report says the same before
+    and after."""
+    a = register(registry, venture_a())
+    recorded = [record(registry, a["id"], commitment(f"{n}00.00")) for n in range(1, 4)]
+    wait_until(
+        lambda: registry.db[PORTFOLIO_PENDING].count_documents({}) == 0,
+        20,
+        "the pending entries folded",
+    )
+    by_sector = registry.db[PORTFOLIO_TOTALS].find_one({"view": "sector", "currency": "USD"})
+    assert by_sector["group"] == venture_a()["sector"]
+    assert by_sector["days"] == {"01-15": "3,600.00,,,,,"}
+    assert len(recorded) == 3
+    portfolio = registry.investments.portfolio_summary({**USD, "group_by": "sector"}, None)
+    assert portfolio["groups"][0]["committed"] == "600.00"
 
 
 def test_a_ventures_flows_follow_it_to_another_sector_in_the_portfolio(registry):

@@ -15,6 +15,9 @@ from services.investments.totals import (
     day_of,
     decode,
     encode,
+    fold_buckets,
+    pending_rows,
+    portfolio_bucket,
     rows_of,
 )
 
@@ -73,3 +76,49 @@ def test_a_flow_is_added_to_its_partner_and_to_each_portfolio_view():
         date(2025, 1, 15),
         {"disbursement": Decimal("10.50")},
     )
+
+
+def pending(flow_id: str, venture_id: str, amount: str, day: str = "01-15") -> dict:
+    entry = encode(Entry.of_flow("commitment", Decimal(amount)))
+    return {
+        "_id": flow_id,
+        "venture_id": venture_id,
+        "country": "PK",
+        "currency": "USD",
+        "year": 2025,
+        "day": day,
+        "entry": entry,
+    }
+
+
+FILED = {"jv_a": {"sector": "biologics_vaccines", "province": "sindh"}}
+
+
+def test_a_fold_adds_each_entry_to_the_groups_its_venture_is_filed_under_now():
+    entries = [pending("f1", "jv_a", "1.5"), pending("f2", "jv_a", "2"), pending("f3", "jv_x", "4")]
+    buckets = fold_buckets(entries, FILED)
+    days = {doc_id: {k: encode(e) for k, e in d.items()} for doc_id, (_, d) in buckets.items()}
+    assert days == {
+        portfolio_bucket("partner_country", "PK", "USD", 2025)[0]: {"01-15": "3,7.5,,,,,"},
+        portfolio_bucket("sector", "biologics_vaccines", "USD", 2025)[0]: {"01-15": "2,3.5,,,,,"},
+        portfolio_bucket("province", "sindh", "USD", 2025)[0]: {"01-15": "2,3.5,,,,,"},
+    }  # jv_x is filed nowhere: by partner country only, as a flow of it would be
+
+
+def test_pending_entries_are_report_rows_under_their_groups_now():
+    entries = [
+        pending("f1", "jv_a", "1.5"),
+        pending("f2", "jv_a", "2"),
+        pending("f3", "jv_a", "4", "01-16"),
+        pending("f4", "jv_x", "8"),
+    ]
+    by_sector = pending_rows(entries, FILED, "sector", grouped=True)
+    assert sorted((r.group, r.value_date, r.sums["commitment"]) for r in by_sector) == [
+        ("biologics_vaccines", date(2025, 1, 15), Decimal("3.5")),
+        ("biologics_vaccines", date(2025, 1, 16), Decimal("4")),
+    ]
+    ungrouped = pending_rows(entries, {}, "partner_country", grouped=False)
+    assert sorted((r.group, r.value_date, r.sums["commitment"]) for r in ungrouped) == [
+        (None, date(2025, 1, 15), Decimal("11.5")),
+        (None, date(2025, 1, 16), Decimal("4")),
+    ]
