@@ -11,7 +11,9 @@ and columns, whatever the number of documents (docs/architecture.md §10).
 Order. Each document keeps the `sequence` of the last event applied to it. A change
 whose sequence is at or below it is a duplicate and changes nothing; the next one is
 applied; one further ahead is early (`EarlyChange`, shared.inbox's rule), so the
-consumer holds it back until its predecessor arrives."""
+consumer holds it back until its predecessor arrives. Each document also counts the
+changes applied to it in this index (`applications`; a rebuild loads one), so that an
+event applied twice shows (the chaos suite checks it equals the sequence)."""
 
 import json
 import re
@@ -80,6 +82,7 @@ def schema() -> tantivy.Schema:
     builder.add_text_field("id", stored=True, tokenizer_name="raw", fast=True)
     builder.add_text_field("doctype", tokenizer_name="raw", fast=True)
     builder.add_integer_field("sequence", stored=True, indexed=False, fast=False)
+    builder.add_integer_field("applications", stored=True, indexed=False, fast=False)
     builder.add_text_field("text", tokenizer_name="default", index_option="basic")
     for name in RAW_FIELDS:
         builder.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
@@ -145,12 +148,13 @@ def sort_key(doctype: str, sort: str, resource: Mapping[str, Any]) -> str:
     return f"{text}{TIE}{identifier}"
 
 
-def document(change: Change) -> tantivy.Document:
+def document(change: Change, applications: int) -> tantivy.Document:
     resource = change.resource
     fields: dict[str, Any] = {
         "id": change.id,
         "doctype": change.doctype,
         "sequence": change.sequence,
+        "applications": applications,
         "text": _text_of(change.doctype, resource),
         "resource": json.dumps(resource, separators=(",", ":")).encode(),
     }
@@ -225,31 +229,39 @@ class SearchIndex:
         self.index = tantivy.Index(SCHEMA, path=str(self.path), reuse=True)
         self.writer = self.index.writer(WRITER_HEAP_BYTES * max(writer_threads, 1), writer_threads)
         self.index.reload()
-        # Staged, not yet committed: id -> sequence (what the next change of it follows).
+        # Staged, not yet committed: id -> sequence (what the next change of it follows),
+        # and id -> the changes applied to it, that one included.
         self.staged: dict[str, int] = {}
+        self.staged_applications: dict[str, int] = {}
 
     def close(self) -> None:
         self.writer.wait_merging_threads()
 
     # -- order --
 
-    def committed_sequence(self, document_id: str) -> int:
+    def committed(self, document_id: str) -> tuple[int, int]:
+        """The sequence a document has reached and the changes applied to it, as
+        committed; (0, 0) when it has none."""
         searcher = self.index.searcher()
         hits = searcher.search(_term("id", document_id), 1, count=False).hits
         if not hits:
-            return 0
-        return int(searcher.doc(hits[0][1])["sequence"][0])
+            return 0, 0
+        stored = searcher.doc(hits[0][1])
+        return int(stored["sequence"][0]), int(stored["applications"][0])
 
     def sequence_of(self, document_id: str) -> int:
         """The last sequence applied (or staged) of a document; 0 when it has none."""
+        return self._state(document_id)[0]
+
+    def _state(self, document_id: str) -> tuple[int, int]:
         if document_id in self.staged:
-            return self.staged[document_id]
-        return self.committed_sequence(document_id)
+            return self.staged[document_id], self.staged_applications[document_id]
+        return self.committed(document_id)
 
     def stage(self, change: Change) -> bool:
         """Stage `change` if it is its document's next: True when staged, False for a
         duplicate; EarlyChange when it comes before its predecessor."""
-        last = self.sequence_of(change.id)
+        last, applications = self._state(change.id)
         if change.sequence <= last:
             return False
         if change.sequence > last + 1:
@@ -257,8 +269,9 @@ class SearchIndex:
                 f"{change.doctype} {change.id} sequence {change.sequence} arrived before {last + 1}"
             )
         self.writer.delete_documents_by_term("id", change.id)
-        self.writer.add_document(document(change))
+        self.writer.add_document(document(change, applications + 1))
         self.staged[change.id] = change.sequence
+        self.staged_applications[change.id] = applications + 1
         return True
 
     def commit(self) -> None:
@@ -268,15 +281,18 @@ class SearchIndex:
         try:
             self.writer.commit()
         except Exception:
-            self.writer.rollback()
-            self.staged.clear()
+            self.rollback()
             raise
-        self.staged.clear()
+        self._forget_staged()
         self.index.reload()
 
     def rollback(self) -> None:
         self.writer.rollback()
+        self._forget_staged()
+
+    def _forget_staged(self) -> None:
         self.staged.clear()
+        self.staged_applications.clear()
 
     def apply(self, changes: Iterable[Change]) -> list[bool]:
         """Stage and commit `changes` in order (tests, rebuilds): whether each applied."""
@@ -294,7 +310,7 @@ class SearchIndex:
         many were loaded."""
         loaded = 0
         for change in changes:
-            self.writer.add_document(document(change))
+            self.writer.add_document(document(change, 1))
             loaded += 1
         self.writer.commit()
         self.index.reload()

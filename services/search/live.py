@@ -134,12 +134,12 @@ class LiveIndex:
         was, False when `timeout` passed first."""
         deadline = time.monotonic() + timeout
         for document_id, version in versions.items():
-            if self.index.committed_sequence(document_id) >= version:
+            if self.index.committed(document_id)[0] >= version:
                 continue
             event = Event()
             self.waiters[document_id].append((version, event))
             try:
-                if self.index.committed_sequence(document_id) >= version:
+                if self.index.committed(document_id)[0] >= version:
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0 or with_timeout(left, event.wait, timeout_value=None) is None:

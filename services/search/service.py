@@ -132,6 +132,19 @@ class SearchService:
         return answer
 
     @rpc
+    def applications(self, document_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Of each document: the sequence it has reached and how many changes were
+        applied to it in this index (ops and the chaos suite: an event applied twice, or
+        one lost, shows as a count other than the sequence)."""
+        states = {
+            document_id: self.index.index.committed(document_id) for document_id in document_ids
+        }
+        return {
+            document_id: {"sequence": sequence, "applications": applications}
+            for document_id, (sequence, applications) in states.items()
+        }
+
+    @rpc
     def lag(self) -> dict:
         """How far behind this instance is: documents, events applied and skipped per
         source, the time of the last one, and messages waiting in its queues."""

@@ -22,6 +22,7 @@ import requests
 from eventlet.event import Event
 from eventlet.semaphore import Semaphore
 from kombu import Connection, Queue
+from nameko.standalone.rpc import ClusterRpcProxy
 from pymongo import MongoClient
 
 from ops.processes import ROOT, free_port, wait_until
@@ -595,6 +596,25 @@ class ChaosRegistry:
             for doc in self.db("licensing").licences.find({}, {"version": 1})
         }
 
+    def search_violations(self) -> list[str]:
+        """The search index has every licence at its version, each of its events applied
+        once: a lost event leaves it behind, one applied twice counts more changes than
+        its sequence."""
+        versions = {
+            doc["_id"]: doc["version"]
+            for doc in self.db("licensing").licences.find({}, {"version": 1})
+        }
+        try:
+            with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=10) as rpc:
+                indexed = rpc.search.applications(list(versions))
+        except Exception as error:  # down or restarting: asked again at the next look
+            return [f"search: not answering ({error!r})"]
+        for licence_id, version in versions.items():
+            state = indexed[licence_id]
+            if state != {"sequence": version, "applications": version}:
+                return [f"search: {licence_id} at version {version}, index has {state}"]
+        return []
+
     def violations(self, measurement: "Measurement", expected_dead_letters: int) -> list[str]:
         """Every invariant that does not hold (yet); empty once converged."""
         found = measurement.violations()
@@ -606,6 +626,7 @@ class ChaosRegistry:
             if applied != list(range(1, version + 1)):
                 found.append(f"{licence_id}: version {version}, tally applied {applied}")
                 break
+        found += self.search_violations()
         for check in reconcile(self.settings):
             if check.drift:
                 found.append(f"reconcile: {check.name}: {check.drift[:3]}")

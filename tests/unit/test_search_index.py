@@ -38,7 +38,28 @@ def test_changes_of_one_document_apply_in_sequence_order_once(index):
     assert index.apply([change({**first, "status": "dissolved"}, 3)]) == [True]
     assert index.get(first["id"])["status"] == "dissolved"
     assert index.sequence_of(first["id"]) == 3
+    assert index.committed(first["id"]) == (3, 3)  # three changes, each applied once
     assert index.count("venture") == 1
+
+
+def test_staged_changes_count_once_each_and_a_rolled_back_one_not_at_all(index):
+    first = venture(1)
+    assert index.stage(change(first, 1)) and index.stage(change(first, 2))
+    assert not index.stage(change(first, 2))
+    index.commit()
+    assert index.committed(first["id"]) == (2, 2)
+    assert index.stage(change(first, 3))
+    index.rollback()
+    assert index.committed(first["id"]) == (2, 2)
+    assert index.apply([change(first, 3)]) == [True]
+    assert index.committed(first["id"]) == (3, 3)
+    assert index.committed("jv_unknown") == (0, 0)
+
+
+def test_a_rebuild_loads_each_document_as_one_change(index):
+    first = venture(1)
+    index.load([change(first, 7)])
+    assert index.committed(first["id"]) == (7, 1)
 
 
 def test_a_staged_change_is_the_predecessor_of_the_next_before_the_commit(index):
