@@ -5,6 +5,7 @@ query, ask the index; turn each event into the change of one document and apply 
 sequence order."""
 
 import logging
+from collections.abc import Collection
 from functools import wraps
 
 from kombu import Connection
@@ -132,7 +133,7 @@ class SearchService:
         return answer
 
     @rpc
-    def applications(self, document_ids: list[str]) -> dict[str, dict[str, int]]:
+    def applications(self, document_ids: Collection[str]) -> dict[str, dict[str, int]]:
         """Of each document: the sequence it has reached and how many changes were
         applied to it in this index (ops and the chaos suite: an event applied twice, or
         one lost, shows as a count other than the sequence)."""
