@@ -380,12 +380,15 @@ def payload_of(subscription: Subscription, event: CloudEvent) -> BaseModel:
         ) from None
 
 
-def cloud_event_handler(subscription: Subscription):
+def cloud_event_handler(
+    subscription: Subscription, entrypoint: type[CloudEventHandler] = CloudEventHandler
+):
     """Decorate `method(self, event: CloudEvent, payload)`, the consumer of
     `subscription` (its queue, bound with its pattern to its source's exchange): the
     message body is validated as a CloudEvent of a known type, and its data as the
     producer's payload model of that type, before the method sees it; an invalid one is
-    dead-lettered at once instead of reaching domain code."""
+    dead-lettered at once instead of reaching domain code. `entrypoint`: a subclass that
+    consumes from another queue (the search service's per-instance ones)."""
 
     def decorator(method):
         @wraps(method)
@@ -397,9 +400,9 @@ def cloud_event_handler(subscription: Subscription):
             payload = payload_of(subscription, event)
             return when_in_order(lambda: method(self, event, payload))
 
-        return CloudEventHandler.decorator(
-            subscription.source, subscription.pattern, subscription.queue
-        )(handle)
+        return entrypoint.decorator(subscription.source, subscription.pattern, subscription.queue)(
+            handle
+        )
 
     return decorator
 

@@ -25,16 +25,12 @@ from services.gateway.routes import ventures as venture_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
+from shared.messaging import SERVICES
 from shared.settings import Settings
 
-BACKEND_SERVICES = (
-    "ventures",
-    "facilities",
-    "licensing",
-    "investments",
-    "notifications",
-    "search",
-)
+GATEWAY = "gateway"
+# The services behind the gateway, whose health its own reports.
+BACKEND_SERVICES = tuple(service for service in SERVICES if service != GATEWAY)
 HEALTH_TIMEOUT_SECONDS = 3
 
 
@@ -70,7 +66,7 @@ class GatewayService(
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
 ):
-    name = "gateway"
+    name = GATEWAY
 
     config = Config()
     keys = ApiKeys()

@@ -6,7 +6,6 @@ sequence order."""
 
 import logging
 from collections.abc import Collection
-from functools import wraps
 
 from kombu import Connection
 from nameko.dependency_providers import Config
@@ -20,14 +19,7 @@ from shared.contract import Subscription
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
 from shared.errors import field_error, validated
-from shared.inbox import (
-    CloudEventHandler,
-    EventOutOfOrder,
-    parse_cloud_event,
-    payload_of,
-    when_in_order,
-)
-from shared.logs import current_correlation_id
+from shared.inbox import CloudEventHandler, EventOutOfOrder, cloud_event_handler
 from shared.messaging import instance_queue
 
 log = logging.getLogger(__name__)
@@ -47,21 +39,7 @@ class InstanceEventHandler(CloudEventHandler):
 
 def instance_event_handler(subscription: Subscription):
     """shared.inbox.cloud_event_handler, on the instance's own queue."""
-
-    def decorator(method):
-        @wraps(method)
-        def handle(self, body):
-            event = parse_cloud_event(body)
-            if event.correlationid:
-                current_correlation_id.set(event.correlationid)
-            payload = payload_of(subscription, event)
-            return when_in_order(lambda: method(self, event, payload))
-
-        return InstanceEventHandler.decorator(
-            subscription.source, subscription.pattern, subscription.queue
-        )(handle)
-
-    return decorator
+    return cloud_event_handler(subscription, InstanceEventHandler)
 
 
 def list_query(doctype: str, query: dict, cursor: str | None, limit: int) -> ListQuery:
