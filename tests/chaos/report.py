@@ -68,9 +68,10 @@ limits").
    when it can never be valid, after the delivery limit (5) when its handler keeps failing;
    no healthy event is held up or lost. Faults = poison messages published.
 6. **Random consumer kills.** Many licences with many transitions each while facilities,
-   notifications and the tally (two instances each) are SIGKILLed at random moments (a
-   process at least 3 s old, every 0.1–0.5 s). Afterwards `jvreg reconcile` finds no drift
-   and the sequence the tally applied per licence only ever increased, with no gap.
+   notifications and the tally (two instances each) and the search instance (one: its
+   index is its own directory) are SIGKILLed at random moments (a process at least 3 s
+   old, every 0.1–0.5 s). Afterwards `jvreg reconcile` finds no drift and the sequence
+   the tally applied per licence only ever increased, with no gap.
 
 ## The columns and the invariants every scenario checks
 
@@ -90,6 +91,9 @@ limits").
   once, the tally's sequences per licence exactly 1…version, `jvreg reconcile` clean
   (facility status and licences in force, the facilities and investments projections of
   ventures, licensing's projection of facilities, facilities' applied licence sequences),
+  the search index holding every licence at its version with as many changes applied to
+  it as its sequence (`search.applications`: one lost leaves it behind, one applied
+  twice counts more),
   the dead-letter queue empty (in scenario 5: exactly the expected dead letters), and no
   process exited other than by the injected SIGKILLs.
 
