@@ -468,4 +468,14 @@ each consumer's projection and effect; each event-log write), which bounds regis
 near 20 a second and decisions near 20-26 a second here, whatever the concurrency, and
 the relay's claim and mark (about 1 ms a record each) keep it far below kombu's own
 confirmed publish.
+
+On the read side (issue 13): the search index answers a page, a word search and a facet
+count by visiting every matching document (tantivy's collectors), so each grows with
+the number of matches, not with the page: at 1,000,000 ventures a filter matching a
+seventh of them, or a word in two in five, costs 9-15 ms in the index where 1,000 cost
+1.4-2 ms; at the gateway an RPC and HTTP round trip add 10-15 ms to each. Reaching 1.5x
+of the 1k figure at 1M would need work that does not visit every match (kept counters
+for facets, sort windows over the sort key's terms), which is not built. The portfolio
+summary reads the totals kept per day (about 26,000 entries at 100,000 flows), plus the
+flows the background folder has not folded yet, each one document read.
 """
