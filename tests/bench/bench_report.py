@@ -459,13 +459,15 @@ walking the whole collection every minute under its storage lock; the gateway ke
 verified API keys for 5 s (`JVREG_API_KEY_CACHE_SECONDS`: 0.08 key reads per
 registration) and sends RPC messages transient, replies unconfirmed (1.05 ms -> 0.41 /
 0.15 ms per publish). The run above shows the history no longer dominating: with 200,000
-events stored, registrations stay within about 1.4x of the empty registry, where they
+events stored, registrations stay within 1.22-1.25x of the empty registry, where they
 fell to a tenth before; what still slows them with history (neither the relay's queries
 nor a TTL sweep any more) has not been profiled yet. And it shows what is left: every
 event still costs each service that handles it a transaction of several operations on
 the one SecantusDB (producer's command key, state, outbox record; relay claim and mark;
 each consumer's projection and effect; each event-log write), which bounds registrations
-near 20 a second and decisions near 20-26 a second here, whatever the concurrency, and
+near 25-35 a second and decisions near 20-23 a second here, whatever the concurrency
+(the raw limits, measured in the same run, move with the machine's other load: the
+ratios are what compare), and
 the relay's claim and mark (about 1 ms a record each) keep it far below kombu's own
 confirmed publish.
 
