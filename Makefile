@@ -28,7 +28,7 @@ dlq: $(STAMP) ## list the dead-letter queue (jvreg dlq requeue --id ID | --all s
 	$(BIN)/jvreg dlq list
 
 test: $(STAMP) ## unit, integration, end-to-end and a reduced chaos run (real RabbitMQ, SecantusDB)
-	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos
+	$(BIN)/pytest --durations=30 tests/unit tests/integration tests/e2e tests/chaos
 
 test-unit: $(STAMP) ## tests that need no broker and no database
 	$(BIN)/pytest tests/unit
