@@ -369,14 +369,14 @@ def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -
             raise Conflict(
                 f"application {licence.id} for the {what} licence of this facility is "
                 f"still open ({licence.status}); it is decided before another is made",
-                extra={"open_application": licence.id, "status": licence.status},
+                extra={"open_application": licence.id, "application_status": licence.status},
             )
         if licence.status in IN_FORCE_STATUSES:
             raise Conflict(
                 f"licence {licence.id} ({what}) of this facility is {licence.status} until "
                 f"{rfc3339(licence.valid_until) if licence.valid_until else 'further notice'}; "
                 "renew it (a transition to renewed) instead of applying again",
-                extra={"licence_in_force": licence.id, "status": licence.status},
+                extra={"licence_in_force": licence.id, "licence_status": licence.status},
             )
 
 

@@ -302,7 +302,7 @@ def test_one_application_at_a_time_even_when_sent_at_once(licensing, facilities,
     accepted = [outcome for outcome in outcomes if isinstance(outcome, str)]
     assert len(accepted) == 1
     assert all(
-        o == {"open_application": accepted[0], "status": "submitted"}
+        o == {"open_application": accepted[0], "application_status": "submitted"}
         for o in outcomes
         if not isinstance(o, str)
     )
@@ -310,7 +310,7 @@ def test_one_application_at_a_time_even_when_sent_at_once(licensing, facilities,
     granted = grant(proxy, {"id": accepted[0]})
     with pytest.raises(Conflict) as in_force:
         apply(proxy, "fac_h")
-    assert in_force.value.extra == {"licence_in_force": granted["id"], "status": "granted"}
+    assert in_force.value.extra == {"licence_in_force": granted["id"], "licence_status": "granted"}
 
 
 def test_a_decommissioned_plant_ends_its_licences_in_force_exactly_once(licensing, facilities):

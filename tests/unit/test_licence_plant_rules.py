@@ -96,7 +96,10 @@ def test_each_cell_of_the_table(kind, licence_type):
 def test_one_open_application_per_plant_and_type(status):
     with pytest.raises(Conflict) as refused:
         submit(application(), same_type=[licence(status)])
-    assert refused.value.extra == {"open_application": f"lic_{status}", "status": status}
+    assert refused.value.extra == {
+        "open_application": f"lic_{status}",
+        "application_status": status,
+    }
     assert f"lic_{status}" in refused.value.detail
 
 
@@ -104,7 +107,7 @@ def test_one_open_application_per_plant_and_type(status):
 def test_no_new_application_while_a_licence_of_the_type_is_in_force(status):
     with pytest.raises(Conflict) as refused:
         submit(application(), same_type=[licence(status)])
-    assert refused.value.extra == {"licence_in_force": f"lic_{status}", "status": status}
+    assert refused.value.extra == {"licence_in_force": f"lic_{status}", "licence_status": status}
     assert "renew" in refused.value.detail
 
 
