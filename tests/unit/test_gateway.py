@@ -28,7 +28,7 @@ from services.gateway.problems import (
     problem_for,
 )
 from services.gateway.service import GatewayService
-from shared.errors import Forbidden, NotFound, PreconditionFailed, Unauthorized
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthorized
 
 
 def request(
@@ -122,6 +122,12 @@ def test_unexpected_errors_become_a_500_problem_without_internals():
     problem = problem_for(RemoteError("KeyError", "'secret internals'"), "/v1/ventures")
     assert problem["status"] == 500
     assert "secret" not in json.dumps(problem)
+
+
+def test_a_services_extra_members_never_replace_the_problems_own():
+    refusal = Conflict("already open", extra={"status": "submitted", "open_application": "lic_1"})
+    problem = problem_for(refusal, "/v1/licenses")
+    assert problem["status"] == 409 and problem["open_application"] == "lic_1"
 
 
 def test_routing_errors_become_problems():
