@@ -39,7 +39,7 @@ WAIT_TIMEOUT_SECONDS = 180.0
 WAIT_PAUSE_SECONDS = 1.0
 
 
-def test_mongo(base: dict[str, Any]) -> dict[str, Any]:
+def mongo_for_tests(base: dict[str, Any]) -> dict[str, Any]:
     """Production's MongoDB image as a single-member replica set without authentication
     (transactions need a set; the tests' clients log in as no one), initiated by its
     healthcheck, which is healthy only once the member is primary."""
@@ -67,12 +67,13 @@ def test_mongo(base: dict[str, Any]) -> dict[str, Any]:
 def backends_compose(base: dict[str, Any], docker_ip: str) -> dict[str, Any]:
     """A compose document with only the backends of `base`, on ephemeral host ports.
 
-    Derived rather than written twice so the tests run what production runs.
+    RabbitMQ is derived rather than written twice, so the tests run what production
+    runs; MongoDB is production's image without the keyfile and users (mongo_for_tests).
     Named volumes are dropped: the test data is thrown away by `down -v`.
     """
     # Loopback when Docker is local; a remote DOCKER_HOST is reached on its own address.
     bind = "127.0.0.1::" if docker_ip == "127.0.0.1" else ""
-    services = {"mongo": test_mongo(base), "rabbitmq": dict(base["services"]["rabbitmq"])}
+    services = {"mongo": mongo_for_tests(base), "rabbitmq": dict(base["services"]["rabbitmq"])}
     for name, service in services.items():
         service.pop("volumes", None)
         service.pop("container_name", None)
