@@ -107,41 +107,40 @@ def initiate(root_uri: str, replica_set: str, members: list[str]) -> None:
         print(f"replica set {replica_set}: initiated with {', '.join(members)}")
 
 
-def declare(admin, command: str, name: str, kind: str, **fields) -> None:
-    """Create `name` (a user or a role), or update it when it exists."""
+def declare(admin, kind: str, name: str, **fields) -> None:
+    """Create `name` (a "user" or a "role"), or update it when it exists."""
     exists = admin.command(f"{kind}sInfo", name)[f"{kind}s"]
     verb = "update" if exists else "create"
-    admin.command(f"{verb}{command}", name, **fields)
+    admin.command(f"{verb}{kind.capitalize()}", name, **fields)
     print(f"{kind} {name}: {verb}d")
 
 
 def main() -> None:
     settings = Settings()
-    replica_set = os.environ.get("JVREG_MONGO_REPLICA_SET", "rs0")
-    members = os.environ["JVREG_MONGO_MEMBERS"].split(",")
-    root = os.environ["JVREG_MONGO_ROOT_USER"]
-    password = Path(os.environ["JVREG_MONGO_ROOT_PASSWORD_FILE"]).read_text().strip()
-    root_uri = f"mongodb://{root}:{password}@{members[0]}/?authSource={ADMIN}"
-    initiate(root_uri, replica_set, members)
-
     declared = users(settings)
     if missing := [
         u.password_variable for u in declared if not os.environ.get(u.password_variable)
     ]:
         sys.exit("set " + ", ".join(missing))
-    set_uri = f"mongodb://{root}:{password}@{','.join(members)}/?replicaSet={replica_set}"
+    replica_set = os.environ.get("JVREG_MONGO_REPLICA_SET", "rs0")
+    members = os.environ["JVREG_MONGO_MEMBERS"].split(",")
+    root = os.environ["JVREG_MONGO_ROOT_USER"]
+    password = Path(os.environ["JVREG_MONGO_ROOT_PASSWORD_FILE"]).read_text().strip()
+    credentials = f"{root}:{password}"
+    initiate(f"mongodb://{credentials}@{members[0]}/?authSource={ADMIN}", replica_set, members)
+
+    set_uri = (
+        f"mongodb://{credentials}@{','.join(members)}/?replicaSet={replica_set}&authSource={ADMIN}"
+    )
     # Every command waits (up to the bound) for the primary the new set elects.
-    with MongoClient(
-        set_uri, authSource=ADMIN, serverSelectionTimeoutMS=PRIMARY_WAIT_SECONDS * 1000
-    ) as client:
+    with MongoClient(set_uri, serverSelectionTimeoutMS=PRIMARY_WAIT_SECONDS * 1000) as client:
         for role, privileges in custom_roles(settings).items():
-            declare(client.admin, "Role", role, "role", privileges=privileges, roles=[])
+            declare(client.admin, "role", role, privileges=privileges, roles=[])
         for user in declared:
             declare(
                 client.admin,
-                "User",
-                user.name,
                 "user",
+                user.name,
                 pwd=os.environ[user.password_variable],
                 roles=[{"role": role, "db": db} for role, db in user.roles],
             )
