@@ -22,6 +22,7 @@ from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
+from services.gateway.routes import web as web_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
 from shared.errors import Unauthorized
@@ -65,6 +66,7 @@ class GatewayService(
     investment_routes.InvestmentRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
+    web_routes.WebRoutes,
 ):
     name = GATEWAY
 
