@@ -40,9 +40,16 @@ def move(regulator: Api, licence_id: str, to: str, **fields) -> None:
 
 
 @pytest.fixture
+def investor(new_key) -> Api:
+    """An investor of its own (its pages show its ventures only), named like one."""
+    return new_key("investor", f"Indus Pharma Holdings {uuid.uuid4().hex[:4]}")
+
+
+@pytest.fixture
 def application(ops, investor, regulator) -> dict:
-    """An investor's venture with flows in PKR, CNY and USD, a plant, and a licence
-    application the regulator has taken to its inspection: awaiting the decision."""
+    """An investor's venture with flows in PKR, CNY and USD, a plant, a licence
+    application the regulator has taken to its inspection (awaiting the decision) and
+    another just submitted."""
     for currency, day, rate in RATES:
         answer = ops.put(f"/v1/fx-rates/{currency}/{day}", json={"usd_per_unit": rate})
         assert answer.status_code in (200, 201), answer.text
@@ -57,6 +64,8 @@ def application(ops, investor, regulator) -> dict:
     )
     move(regulator, licence["id"], "under_review")
     move(regulator, licence["id"], "inspection_scheduled", inspection_date=inspection_date())
+    product = {"type": "product_registration", "product": "Amoxicillin 500 mg capsules"}
+    created(investor, "/v1/licenses", {"facility_id": plant["id"], **product})
     return {"venture": venture, "plant": plant, "licence": licence}
 
 
@@ -104,15 +113,15 @@ def test_an_investor_and_a_regulator_use_the_pages_in_a_browser(
     assert cookie["value"] != scenario["investor_key"] and "jvk_" not in cookie["value"]
     assert investor_saw["venture_heading"] == application["venture"]["name"]
     assert investor_saw["venture_chart"] == ["Investment by partner (USD)"]
-    assert (investor_saw["plants"], investor_saw["licences"]) == (1, 1)
+    assert (investor_saw["plants"], investor_saw["licences"]) == (1, 2)
     assert investor_saw["charts"] == [
         "Investment by partner country (USD)",
         "Disbursements by month (USD)",
     ]
     # the figures of tests/investment_scenario.py, computed by hand
     by_country, by_month = investor_saw["chart_tables"]
-    assert by_country == ["CN\t3092500.00\t1362000.75", "PK\t1800000.00\t605094.44"]
-    assert by_month == ["2025-02\t444444.44", "2025-03\t1272650.00", "2025-04\t250000.75"]
+    assert by_country == ["CN\t3,092,500.00\t1,362,000.75", "PK\t1,800,000.00\t605,094.44"]
+    assert by_month == ["2025-02\t444,444.44", "2025-03\t1,272,650.00", "2025-04\t250,000.75"]
     assert investor_saw["chart_bars"] == 2 * 2 + 3
     assert investor_saw["signed_out_at"] == "/"
     assert investor_saw["after_sign_out"] == "/sign-in"

@@ -122,7 +122,6 @@ class Probe:
             "links => links.map(a => a.getAttribute('href'))"
         )
         seen["age_groups"] = inspection.locator("h3").all_inner_texts()
-        self.screenshot(page, "workbench")
 
         # The workbench stays open in a page of its own: its feed should show the grant.
         decision = page.context.new_page()
@@ -159,6 +158,8 @@ class Probe:
         fed = page.locator(f"#feed a[href='{licence_path}']")
         fed.wait_for(timeout=FEED_TIMEOUT_MS)
         seen["feed"] = page.locator("#feed li").first.inner_text()
+        page.reload()
+        self.screenshot(page, "workbench")
         return seen
 
     @staticmethod

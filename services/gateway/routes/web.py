@@ -258,7 +258,9 @@ class WebRoutes:
                 {"status": status, "sort": "updated_at", "limit": PAGE_SIZE},
                 session.principal,
             )
-            waiting.append((status, workbench.by_age(found["items"], now), found["next_cursor"]))
+            applications = found["items"]
+            grouped = workbench.by_age(applications, now)
+            waiting.append((status, len(applications), grouped, found["next_cursor"]))
         return render("workbench.html", session, waiting=waiting, feed=self._feed(session))
 
     @page("GET", "/workbench/feed")

@@ -12,6 +12,8 @@ ROW_GAP = 12
 TOP = 8
 # Room right of the longest bar for its figure.
 FIGURE_WIDTH = 120
+# What fits left of the bars at 12px; the table beside the chart has the whole label.
+LABEL_CHARS = 30
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class Row:
     label: str
     y: float  # of the row's label baseline
     bars: list[Bar]
+
+    @property
+    def short_label(self) -> str:
+        if len(self.label) <= LABEL_CHARS:
+            return self.label
+        return self.label[: LABEL_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ page (and a refusal as a page, not a problem document) and the headers every pag
 carries."""
 
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from importlib.resources import files
 
@@ -43,6 +44,11 @@ def when(moment: str | datetime | None) -> str:
     return moment.strftime("%d %b %Y %H:%M UTC")
 
 
+def money(figure: str | None) -> str:
+    """A report's decimal figure with its thousands separated: 3,092,500.00."""
+    return "—" if figure is None else f"{Decimal(figure):,}"
+
+
 def label(value: str | None) -> str:
     """A wire value (`under_review`, `khyber_pakhtunkhwa`) as words."""
     return "—" if value is None else value.replace("_", " ")
@@ -55,7 +61,7 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.filters.update(when=when, label=label)
+TEMPLATES.filters.update(when=when, label=label, money=money)
 TEMPLATES.globals["CSRF_FIELD"] = csrf.FIELD
 
 
