@@ -20,7 +20,7 @@ from services.gateway.web.pages import (
     see_other,
     static_file,
 )
-from services.gateway.web.sessions import COOKIE, SIGNED_IN_LIFETIME, WebSession, WebSessions
+from services.gateway.web.sessions import COOKIE, SIGNED_IN_LIFETIME, WebSession
 from shared.clock import utcnow
 from shared.errors import NotFound, RegistryError, Unauthorized
 from shared.refusals import log_refusal
@@ -47,11 +47,12 @@ def list_args(request: Request, **fixed: str) -> dict[str, str]:
 
 class WebRoutes:
     """Mixed into the gateway service, which provides the services' clients, `keys`,
-    `throttle`, `config`, and the other route mixins' `_venture_detail`,
-    `_visible_licence`, `_visible_facility` and `_plant_follows`."""
+    `throttle`, `config`, `sessions` (services/gateway/web/sessions.py), and the other
+    route mixins' `_venture_detail`, `_visible_licence`, `_visible_facility` and
+    `_plant_follows`."""
 
-    sessions = WebSessions()
-    config: Any  # nameko dependencies of the gateway service
+    sessions: Any  # nameko dependencies of the gateway service
+    config: Any
     keys: Any
     throttle: Any
     search: Any
@@ -121,8 +122,6 @@ class WebRoutes:
         form_session = csrf.check(self._session(request), request.form)
         raw_key = request.form.get("api_key", "").strip()
         try:
-            if not raw_key:
-                raise Unauthorized("no API key was entered")
             principal = self.keys.authenticate(f"Bearer {raw_key}")
         except Unauthorized as refused:
             self.throttle.failed_authentication(address)

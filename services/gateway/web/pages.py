@@ -105,6 +105,10 @@ class WebPage(ApiEndpoint):
                 ],
             )
 
+    def status_of(self, error: RegistryError) -> int:
+        # What the visitor is answered, for the refusal's log line.
+        return 303 if isinstance(error, SignInRequired) else status_of(error)
+
     def response_from_exception(self, exc):
         if isinstance(exc, SignInRequired):
             return see_other("/sign-in")
