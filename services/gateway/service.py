@@ -22,8 +22,10 @@ from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
+from services.gateway.routes import web as web_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
+from services.gateway.web.sessions import WebSessions
 from shared.errors import Unauthorized
 from shared.messaging import SERVICES
 from shared.settings import Settings
@@ -65,6 +67,7 @@ class GatewayService(
     investment_routes.InvestmentRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
+    web_routes.WebRoutes,
 ):
     name = GATEWAY
 
@@ -72,6 +75,7 @@ class GatewayService(
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     throttle = Throttle()
+    sessions = WebSessions()  # the web pages' (routes/web.py)
     ventures = RememberingServiceClient("ventures")
     facilities = RememberingServiceClient("facilities")
     licensing = RememberingServiceClient("licensing")

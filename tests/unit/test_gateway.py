@@ -18,6 +18,7 @@ from services.gateway.http import (
     expected_version,
     problem_response,
     read_json_body,
+    require_json_media_type,
 )
 from services.gateway.keys import Principal
 from services.gateway.problems import (
@@ -199,6 +200,9 @@ class Route:
 
     def handle_request(self, request):
         return self.answer
+
+    def require_media_type(self, request):
+        require_json_media_type(request)
 
 
 class Routes:
