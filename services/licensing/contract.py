@@ -53,6 +53,9 @@ TransitionTarget = Literal[LicenceStatus, "renewed"]
 # licence is granted or renewed for at most ten (DRAP grants five); a filter on expiry
 # dates beyond the furthest valid_until could select nothing more.
 INSPECTION_YEARS_AHEAD = 2
+# The expiry warnings (license.expiring), in days before valid_until: DRAP licences run
+# five years and are renewed on an application made in time.
+EXPIRY_WARNING_DAYS = (180, 90, 30)
 VALID_UNTIL_YEARS_AHEAD = 10
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]

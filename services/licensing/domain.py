@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.licensing.contract import (
+    EXPIRY_WARNING_DAYS,
     LICENCE_EVENTS,
     ApplyForLicence,
     Licence,
@@ -93,9 +94,6 @@ class Transition:
 DECISION = frozenset({"decision_ref"})
 # What a granted licence may go through and stay granted.
 STAYS_GRANTED = frozenset({"renewed", "expiring"})
-# The expiry warnings, in days before valid_until: DRAP licences run five years and are
-# renewed on an application made in time.
-EXPIRY_WARNING_DAYS = (180, 90, 30)
 TRANSITIONS: tuple[Transition, ...] = (
     Transition("submitted", "under_review", "under_review"),
     Transition("under_review", "deferred", "deferred"),
