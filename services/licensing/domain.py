@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.licensing.contract import (
+    EXPIRY_WARNING_DAYS,
     LICENCE_EVENTS,
     ApplyForLicence,
     Licence,
@@ -87,10 +88,12 @@ class Transition:
 
     @property
     def status(self) -> str:
-        return "granted" if self.to == "renewed" else self.to
+        return "granted" if self.to in STAYS_GRANTED else self.to
 
 
 DECISION = frozenset({"decision_ref"})
+# What a granted licence may go through and stay granted.
+STAYS_GRANTED = frozenset({"renewed", "expiring"})
 TRANSITIONS: tuple[Transition, ...] = (
     Transition("submitted", "under_review", "under_review"),
     Transition("under_review", "deferred", "deferred"),
@@ -115,6 +118,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("suspended", "revoked", "revoked", required=DECISION),
     Transition("granted", "renewed", "renewed", required=DECISION | {"valid_until"}),
     Transition("granted", "expired", "expired", automatic=True),
+    Transition("granted", "expiring", "expiring", automatic=True),
     # A decommissioned plant's licences end with it (docs/licensing.md).
     Transition("granted", "revoked", "revoked", automatic=True),
     Transition("suspended", "revoked", "revoked", automatic=True),
@@ -209,14 +213,15 @@ def change_licence(
 ) -> LicenceDecision:
     """The licence after `transition`, and the event that records the change (its
     history entry too)."""
-    changed = licence.model_copy(
-        update={
-            **fields,
-            "status": transition.status,
-            "version": licence.version + 1,
-            "updated_at": now,
-        }
-    )
+    update: dict[str, Any] = {
+        **fields,
+        "status": transition.status,
+        "version": licence.version + 1,
+        "updated_at": now,
+    }
+    if "valid_until" in fields:
+        update["expiry_warnings"] = []  # a new validity is warned of anew
+    changed = licence.model_copy(update=update)
     routing_key = f"license.{transition.event}"
     change = {
         "from": licence.status,
@@ -257,6 +262,7 @@ def decide(
 
 
 EXPIRY = next(t for t in TRANSITIONS if t.automatic and t.to == "expired")
+EXPIRY_WARNING = next(t for t in TRANSITIONS if t.automatic and t.to == "expiring")
 # The automatic revocation of a plant's licences in force, by their status.
 PLANT_ENDED = {t.source: t for t in TRANSITIONS if t.automatic and t.to == "revoked"}
 
@@ -267,6 +273,32 @@ def expire(licence: Licence, now: datetime) -> LicenceDecision:
         raise ValueError(f"licence {licence.id} is not due to expire")
     reason = f"valid_until {rfc3339(licence.valid_until)} passed"
     return change_licence(licence, EXPIRY, {}, reason, SYSTEM_ACTOR, now)
+
+
+def next_expiry_warning_at(licence: Licence) -> datetime | None:
+    """When the next expiry warning of a granted licence falls due (None: none left)."""
+    if licence.status != "granted" or licence.valid_until is None:
+        return None
+    for days in EXPIRY_WARNING_DAYS:
+        if days not in licence.expiry_warnings:
+            return licence.valid_until - timedelta(days=days)
+    return None
+
+
+def warn_of_expiry(licence: Licence, now: datetime) -> LicenceDecision:
+    """The nearest expiry warning now due (a licence granted with 20 days left is warned
+    once, of 30 days, not three times), recorded with the ones it makes moot."""
+    due_at = next_expiry_warning_at(licence)
+    if due_at is None or due_at > now or licence.valid_until is None or licence.valid_until <= now:
+        raise ValueError(f"licence {licence.id} has no expiry warning due")
+    left = licence.valid_until - now
+    days = min(d for d in EXPIRY_WARNING_DAYS if left <= timedelta(days=d))
+    sent = sorted({*licence.expiry_warnings, *(d for d in EXPIRY_WARNING_DAYS if d >= days)})
+    reason = f"valid_until {rfc3339(licence.valid_until)} is {days} days away or less"
+    changed, event = change_licence(
+        licence, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now
+    )
+    return changed.model_copy(update={"expiry_warnings": sent[::-1]}), event
 
 
 def end_with_plant(licence: Licence, facility_id: str, now: datetime) -> LicenceDecision:

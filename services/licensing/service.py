@@ -104,12 +104,20 @@ class LicensingService:
 
     @ExpirySweepTimer.decorator
     def expire_due_licences(self):
-        """Expire every granted licence past its valid_until. Each expiry is a conditional
-        update, so when several instances sweep at once each licence expires once."""
+        """Expire every granted licence past its valid_until, and warn of each expiry
+        180, 90 and 30 days ahead. Each change is a conditional update, so when several
+        instances sweep at once each licence expires, and each warning goes out, once."""
         now = utcnow()
         for licence in self.store.due_for_expiry(now, EXPIRY_BATCH):
             if self.store.commit(licence, domain.expire(licence, now)):
                 log.info("licence %s expired (valid until %s)", licence.id, licence.valid_until)
+        for licence in self.store.due_for_expiry_warning(now, EXPIRY_BATCH):
+            if licence.valid_until is not None and licence.valid_until <= now:
+                continue  # expired by the next sweep, not warned of
+            warning = domain.warn_of_expiry(licence, now)
+            if self.store.commit(licence, warning):
+                days = warning[1].change.fields["days_before"]
+                log.info("licence %s: warned of its expiry, %d days ahead", licence.id, days)
 
     @cloud_event_handler(contract.FOLLOWS_FACILITIES)
     def follow_facility(self, event: CloudEvent, changed: FacilityEvent):

@@ -13,6 +13,7 @@ from services.licensing.domain import (
     OPEN_STATUSES,
     FacilityView,
     LicenceDecision,
+    next_expiry_warning_at,
 )
 from shared.codec import to_jsonable
 from shared.envelope import CloudEvent
@@ -46,6 +47,7 @@ class LicenceStore(Repository):
         for field in ("owner", "status", "type", "facility_id", "venture_id", "valid_until"):
             licences.create_index([(field, ASCENDING), ("_id", ASCENDING)])
         licences.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
+        licences.create_index([("status", ASCENDING), ("next_expiry_warning_at", ASCENDING)])
         licences.create_index(
             [("facility_id", ASCENDING), ("type", ASCENDING), ("status", ASCENDING)]
         )
@@ -161,6 +163,12 @@ class LicenceStore(Repository):
         )
         return [self._licence(doc) for doc in cursor]
 
+    def due_for_expiry_warning(self, now: datetime, limit: int) -> list[Licence]:
+        cursor = self.licences.find(
+            {"status": "granted", "next_expiry_warning_at": {"$lte": now}}
+        ).limit(limit)
+        return [self._licence(doc) for doc in cursor]
+
     def get(self, licence_id: str) -> Licence:
         doc = self.licences.find_one({"_id": licence_id})
         if doc is None:
@@ -226,6 +234,8 @@ class LicenceStore(Repository):
     def _document(licence: Licence) -> dict:
         doc = licence.model_dump(exclude={"id"})
         doc["_id"] = licence.id
+        # Kept beside the licence so that the sweep finds the warnings due by an index.
+        doc["next_expiry_warning_at"] = next_expiry_warning_at(licence)
         return doc
 
     @staticmethod

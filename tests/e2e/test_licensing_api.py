@@ -422,3 +422,15 @@ def test_lists_page_with_a_cursor(ops, investor):
         422,
         ["query", "expiring_before"],
     )
+
+
+def test_regulators_are_warned_of_an_expiry_ahead(registry, investor, regulator):
+    licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
+    plant = plant_of(investor)
+    applied = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    granted = grant(regulator, applied, valid_until=rfc3339(utcnow() + timedelta(days=100)))
+    warning = licences.wait_for(granted["id"], 5)[4]
+    assert (warning["type"], warning["sequence"]) == ("jvreg.license.expiring", 5)
+    assert warning["data"]["change"]["fields"] == {"days_before": 180}
+    now = investor.get(f"/v1/licenses/{granted['id']}").json()
+    assert (now["status"], now["expiry_warnings"]) == ("granted", [180])

@@ -346,3 +346,36 @@ def test_a_decommissioned_plant_ends_its_licences_in_force_exactly_once(licensin
     with pytest.raises(Conflict) as refused:
         move(proxy, scheduled, "granted", decision_ref="DRAP/LIC/2026/0602")
     assert refused.value.errors[0]["loc"] == ["to"]
+
+
+def test_two_instances_send_each_expiry_warning_exactly_once(
+    licensing, config, container_factory, facilities
+):
+    first, proxy, db = licensing
+    second = container_factory(LicensingService, config)
+    second.start()
+    facilities(db, "fac_x")
+    soon = rfc3339(utcnow() + timedelta(days=20))
+    later = rfc3339(utcnow() + timedelta(days=100))
+    near = grant(proxy, apply(proxy, "fac_x"), valid_until=soon)
+    far = grant(proxy, apply(proxy, "fac_x", "dml_repacking"), valid_until=later)
+
+    def warned(licence: dict) -> bool:
+        return bool(db.licences.find_one({"_id": licence["id"]})["expiry_warnings"])
+
+    wait_until(lambda: warned(near) and warned(far), 30, "both licences warned of")
+    for container in (first, second, first, second):
+        with entrypoint_waiter(container, "expire_due_licences", timeout=10):
+            pass
+
+    for licence, days_before, sent in ((near, 30, [180, 90, 30]), (far, 180, [180])):
+        now = proxy.get_license(licence["id"])
+        assert (now["status"], now["version"]) == ("granted", licence["version"] + 1)
+        assert now["expiry_warnings"] == sent
+        warnings = list(
+            db.outbox.find({"subject": licence["id"], "routing_key": "license.expiring"})
+        )
+        assert len(warnings) == 1
+        history = proxy.license_history(licence["id"], None, 50)
+        assert history[-1]["event"] == "license.expiring"
+        assert history[-1]["fields"] == {"days_before": days_before}

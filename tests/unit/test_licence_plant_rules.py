@@ -163,3 +163,56 @@ def test_a_decommissioned_plant_is_licensed_no_more(status, to, fields):
     assert refused.value.errors[0]["loc"] == ["to"]
     # The same decision on a plant still in service is made.
     assert domain.decide(licence(status), request, INVESTOR, NOW, plant())[0].status == "granted"
+
+
+def granted_until(days_left: float, warned=()) -> contract.Licence:
+    return licence("granted").model_copy(
+        update={"valid_until": NOW + timedelta(days=days_left), "expiry_warnings": list(warned)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("days_left", "warned", "days_before", "sent"),
+    [
+        (180, (), 180, [180]),
+        (120, (), 180, [180]),
+        (90, (180,), 90, [180, 90]),
+        (29.5, (180, 90), 30, [180, 90, 30]),
+        # Granted with little time left: only the nearest warning, the others moot.
+        (20, (), 30, [180, 90, 30]),
+        (60, (), 90, [180, 90]),
+    ],
+)
+def test_an_expiry_warning_is_the_nearest_one_due(days_left, warned, days_before, sent):
+    before = granted_until(days_left, warned)
+    after, event = domain.warn_of_expiry(before, NOW)
+    assert event.routing_key == "license.expiring"
+    assert event.change.fields == {"days_before": days_before}
+    assert (after.status, after.version) == ("granted", before.version + 1)
+    assert after.expiry_warnings == sorted(sent, reverse=True)
+    assert after.valid_until == before.valid_until
+    assert domain.next_expiry_warning_at(after) != domain.next_expiry_warning_at(before)
+
+
+@pytest.mark.parametrize(
+    ("days_left", "warned"),
+    [(181, ()), (100, (180,)), (31, (180, 90)), (10, (180, 90, 30)), (-1, ())],
+)
+def test_no_expiry_warning_before_it_is_due_or_twice(days_left, warned):
+    with pytest.raises(ValueError):
+        domain.warn_of_expiry(granted_until(days_left, warned), NOW)
+
+
+def test_only_granted_licences_are_warned_of_and_a_renewal_starts_the_warnings_again():
+    assert domain.next_expiry_warning_at(licence("suspended")) is None
+    warned = granted_until(25, (180, 90, 30))
+    assert domain.next_expiry_warning_at(warned) is None
+    renewal = contract.RequestTransition(
+        to="renewed",
+        reason="renewal dossier approved",
+        decision_ref="DRAP/LIC/2026/0999",
+        valid_until=NOW + timedelta(days=5 * 365),
+    )
+    renewed, _ = domain.decide(warned, renewal, INVESTOR, NOW)
+    assert renewed.expiry_warnings == []
+    assert domain.next_expiry_warning_at(renewed) == renewed.valid_until - timedelta(days=180)

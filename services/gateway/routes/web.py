@@ -4,6 +4,7 @@ live feed. Every page asks the same RPCs, with the same owner scoping and roles,
 the API route that answers the same question."""
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -21,6 +22,7 @@ from services.gateway.web.pages import (
     static_file,
 )
 from services.gateway.web.sessions import COOKIE, SIGNED_IN_LIFETIME, WebSession
+from services.licensing.contract import EXPIRY_WARNING_DAYS
 from shared.clock import utcnow
 from shared.errors import NotFound, RegistryError, Unauthorized
 from shared.refusals import log_refusal
@@ -260,7 +262,27 @@ class WebRoutes:
             applications = found["items"]
             grouped = workbench.by_age(applications, now)
             waiting.append((status, len(applications), grouped, found["next_cursor"]))
-        return render("workbench.html", session, waiting=waiting, feed=self._feed(session))
+        # Licences in their expiry-warning window, the nearest first (license.expiring).
+        horizon = (now + timedelta(days=max(EXPIRY_WARNING_DAYS))).date().isoformat()
+        expiring = search_page(
+            self.search,
+            "licence",
+            {
+                "status": "granted",
+                "expiring_before": horizon,
+                "sort": "valid_until",
+                "limit": PAGE_SIZE,
+            },
+            session.principal,
+        )
+        return render(
+            "workbench.html",
+            session,
+            waiting=waiting,
+            expiring=expiring["items"],
+            more_expiring=bool(expiring["next_cursor"]),
+            feed=self._feed(session),
+        )
 
     @page("GET", "/workbench/feed")
     def decision_feed(self, request):
