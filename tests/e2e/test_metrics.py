@@ -2,35 +2,17 @@
 each service's figures (outbox backlog, queues, instances), a stopped service shown
 as down without failing the scrape."""
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from ops.processes import wait_until
 
-from support import Api, created, venture_body
+from support import created, sample_value, scrape, venture_body
 
 PUBLISHERS = ("ventures", "facilities", "licensing", "investments")
 BACKENDS = (*PUBLISHERS, "notifications", "search")
 
 
-def scrape(ops: Api) -> dict[tuple[str, frozenset], float]:
-    """Every sample of a scrape: (name, labels) -> value."""
-    response = ops.get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
 def requests_of(samples: dict, method: str, route: str, status: str) -> float:
     count = "jvreg_http_request_duration_seconds_count"
-    return value(samples, count, method=method, route=route, status=status) or 0
+    return sample_value(samples, count, method=method, route=route, status=status) or 0
 
 
 def test_metrics_are_for_ops_only(investor, regulator):
@@ -58,7 +40,7 @@ def test_requests_are_counted_per_route_template_and_status(ops, investor):
     # A raw path is never a label: one series per route, whatever the ids.
     raw_path = ("route", f"/v1/ventures/{venture['id']}")
     assert not [labels for _, labels in after if raw_path in labels]
-    bucket = value(
+    bucket = sample_value(
         after,
         "jvreg_http_request_duration_seconds_bucket",
         method="GET",
@@ -74,11 +56,13 @@ def test_every_service_reports_its_figures(ops, investor):
     samples = scrape(ops)
 
     for service in BACKENDS:
-        assert value(samples, "jvreg_service_up", service=service) == 1, service
-        assert value(samples, "jvreg_service_instances", service=service) == 1, service
+        assert sample_value(samples, "jvreg_service_up", service=service) == 1, service
+        assert sample_value(samples, "jvreg_service_instances", service=service) == 1, service
     for service in PUBLISHERS:
-        assert value(samples, "jvreg_outbox_pending_events", service=service) is not None, service
-    assert value(samples, "jvreg_outbox_pending_events", service="notifications") is None
+        assert sample_value(samples, "jvreg_outbox_pending_events", service=service) is not None, (
+            service
+        )
+    assert sample_value(samples, "jvreg_outbox_pending_events", service="notifications") is None
     # Every consumer queue, with its consuming service: depth, consumers, oldest event.
     for queue, service in (
         ("facilities.follow_venture", "facilities"),
@@ -88,19 +72,19 @@ def test_every_service_reports_its_figures(ops, investor):
         ("ventures.event-log", "ventures"),
     ):
         labels = {"queue": queue, "service": service}
-        assert value(samples, "jvreg_queue_messages", **labels) is not None, queue
-        assert value(samples, "jvreg_queue_consumers", **labels) == 1, queue
-        assert value(samples, "jvreg_queue_oldest_message_age_seconds", **labels) >= 0, queue
+        assert sample_value(samples, "jvreg_queue_messages", **labels) is not None, queue
+        assert sample_value(samples, "jvreg_queue_consumers", **labels) == 1, queue
+        assert sample_value(samples, "jvreg_queue_oldest_message_age_seconds", **labels) >= 0, queue
     search_queues = {
         dict(labels)["queue"]
         for name, labels in samples
         if name == "jvreg_queue_messages" and dict(labels)["service"] == "search"
     }
     assert len(search_queues) == 3 and all(q.startswith("search.") for q in search_queues)
-    assert value(samples, "jvreg_dead_letters") is not None
-    assert value(samples, "jvreg_broker_up") == 1
+    assert sample_value(samples, "jvreg_dead_letters") is not None
+    assert sample_value(samples, "jvreg_broker_up") == 1
     for outcome in ("pending", "retrying", "delivered", "failed", "cancelled"):
-        assert value(samples, "jvreg_webhook_deliveries", outcome=outcome) is not None
+        assert sample_value(samples, "jvreg_webhook_deliveries", outcome=outcome) is not None
 
 
 def test_a_stopped_service_is_down_and_its_queue_fills_while_the_scrape_answers(
@@ -111,26 +95,28 @@ def test_a_stopped_service_is_down_and_its_queue_fills_while_the_scrape_answers(
     investments.stop()
     try:
         wait_until(
-            lambda: value(scrape(ops), "jvreg_service_instances", service="investments") == 0,
+            lambda: (
+                sample_value(scrape(ops), "jvreg_service_instances", service="investments") == 0
+            ),
             30,
             "the stopped instance's consumer gone",
         )
         created(investor, "/v1/ventures", venture_body())  # an event it will miss for now
         wait_until(
-            lambda: value(scrape(ops), "jvreg_queue_messages", **queue) >= 1,
+            lambda: sample_value(scrape(ops), "jvreg_queue_messages", **queue) >= 1,
             30,
             "the venture's event waiting for investments",
         )
         samples = scrape(ops)
-        assert value(samples, "jvreg_service_up", service="investments") == 0
-        assert value(samples, "jvreg_queue_consumers", **queue) == 0
-        assert value(samples, "jvreg_service_up", service="ventures") == 1
+        assert sample_value(samples, "jvreg_service_up", service="investments") == 0
+        assert sample_value(samples, "jvreg_queue_consumers", **queue) == 0
+        assert sample_value(samples, "jvreg_service_up", service="ventures") == 1
     finally:
         investments.start()
     registry["stack"].wait_healthy(90)
     wait_until(
-        lambda: value(scrape(ops), "jvreg_queue_messages", **queue) == 0,
+        lambda: sample_value(scrape(ops), "jvreg_queue_messages", **queue) == 0,
         60,
         "investments catching up",
     )
-    assert value(scrape(ops), "jvreg_service_up", service="investments") == 1
+    assert sample_value(scrape(ops), "jvreg_service_up", service="investments") == 1

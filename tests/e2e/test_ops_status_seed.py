@@ -1,19 +1,23 @@
-"""`jvreg seed` and `jvreg status` as ops run them (subprocesses), on a registry of
-their own: the seed sets FX rates, which would change the reports of other tests'
-flows on a shared one."""
+"""`jvreg seed` and `jvreg status` as ops run them (subprocesses), and the age of an
+event its consumers hold, on a registry of their own: the seed sets FX rates, which
+would change the reports of other tests' flows on a shared one, and the held event is
+of a venture the ventures service never registered (drift for `jvreg reconcile`)."""
 
 import json
 import os
 import re
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ops.processes import wait_until
 from ops.seed import LICENCE_TYPES, STAGES, venture_of
+from services.ventures.contract import VentureRegistered, VentureUpdated
+from shared.outbox import event_publisher
 
-from support import JVREG, Api, running_registry
+from support import JVREG, Api, contract_event, running_registry, sample_value, scrape
 
 SEEDED = 3
 BACKENDS = ("ventures", "facilities", "licensing", "investments", "notifications", "search")
@@ -119,3 +123,51 @@ def test_status_needs_an_ops_key(seeded_registry):
     result = jvreg("status", "--url", seeded_registry["url"], "--key", investor_key)
     assert result.returncode == 1
     assert "403" in result.stderr
+
+
+def test_the_age_of_an_event_its_consumers_hold_back_shows_in_metrics_and_status(
+    seeded_registry,
+):
+    """An event that came before its predecessor is held back by its consumers (retried,
+    sent to the tail) until the predecessor arrives: the oldest event they hold is it,
+    as old as its `time`."""
+    ops_key = seeded_registry["ops_key"]
+    ops = Api(seeded_registry["url"], ops_key)
+    publish = event_publisher(seeded_registry["amqp_uris"]["ventures"], "ventures")
+    venture = {"id": "jv_0000000000000000000a9e01", "name": "Held Back Pharma"}
+    committed = datetime.now(UTC) - timedelta(minutes=10)
+    first, second = (
+        contract_event(payload, venture={**venture, "version": version}).model_copy(
+            update={"time": committed}
+        )
+        for payload, version in ((VentureRegistered, 1), (VentureUpdated, 2))
+    )
+    queue = {"queue": "facilities.follow_venture", "service": "facilities"}
+    oldest = "jvreg_queue_oldest_message_age_seconds"
+    publish(second)
+    wait_until(
+        lambda: sample_value(scrape(ops), oldest, **queue) >= 600, 60, "the early event held"
+    )
+
+    row = re.compile(r"│ facilities\.follow_venture +│ facilities +│ +\d+ │ +1 │ +([\d,.]+) s │")
+
+    def status_shows_it_held() -> bool:
+        out = jvreg("status", "--url", seeded_registry["url"], "--key", ops_key).stdout
+        held = row.search(out)
+        return held is not None and float(held.group(1).replace(",", "")) >= 600
+
+    wait_until(status_shows_it_held, 60, "jvreg status showing the early event's age")
+
+    publish(first)
+
+    def applied() -> bool:
+        found = every_item(ops, "/v1/ventures", q="Held Back Pharma")
+        samples = scrape(ops)
+        return (
+            [item["version"] for item in found] == [2]
+            and sample_value(samples, oldest, **queue) == 0
+            and sample_value(samples, "jvreg_queue_messages", **queue) == 0
+        )
+
+    wait_until(applied, 60, "both events applied")
+    assert sample_value(scrape(ops), "jvreg_dead_letters") == 0
