@@ -63,7 +63,7 @@ class Venture:
     plant: str
     plant_kind: str
     capacity: tuple[str, str]  # value, unit
-    manufacturing_licence: str
+    licences: tuple[str, ...]  # the types its plant applies for, as its kind allows
     product: str
 
 
@@ -75,7 +75,8 @@ VENTURES = (
         ("Indus Pharma (Pvt) Ltd", "private_company", "51"),
         ("Zhejiang Yangtze Pharmaceutical Co.", "private_company", "49"),
         ("Ayesha Khan", "ayesha.khan@induspharma.example"),
-        "Rashakai API Plant", "api_plant", ("1200", "tonnes API/year"), "dml_basic",
+        "Rashakai API Plant", "api_plant", ("1200", "tonnes API/year"),
+        ("dml_basic", "gmp_certificate", "dml_experimental"),
         "Paracetamol BP",
     ),
     Venture(
@@ -86,7 +87,8 @@ VENTURES = (
         ("Huaxia Medicine Group", "private_company", "40"),
         ("Bilal Chaudhry", "bilal.chaudhry@ravipharma.example"),
         "Faisalabad Formulation Plant", "formulation_plant", ("250000000", "tablets/year"),
-        "dml_formulation", "Amoxicillin 500 mg capsules",
+        ("dml_formulation", "product_registration", "gmp_certificate"),
+        "Amoxicillin 500 mg capsules",
     ),
     Venture(
         "Karakoram Herbal TCM", "traditional_chinese_medicine", "gilgit_baltistan",
@@ -96,7 +98,8 @@ VENTURES = (
         ("Tongren Herbal Medicine Co.", "private_company", "45"),
         ("Sadia Baig", "sadia.baig@karakoramherbal.example"),
         "Moqpondass TCM Granule Plant", "tcm_plant", ("500", "tonnes granules/year"),
-        "dml_formulation", "Astragalus root granules",
+        ("dml_formulation", "product_registration", "gmp_certificate"),
+        "Astragalus root granules",
     ),
     Venture(
         "Sehat-Link Telemedicine", "telemedicine", "islamabad_capital_territory",
@@ -106,7 +109,7 @@ VENTURES = (
         ("Shenzhen Yunyi Health Technology Co.", "private_company", "50"),
         ("Omar Farooq", "omar.farooq@sehatdigital.example"),
         "Islamabad Telemedicine Hub", "telemedicine_hub", ("400", "consultations/day"),
-        "dml_experimental", "Tele-ECG monitoring kit",
+        (), "Tele-ECG monitoring kit",  # DRAP licenses no telemedicine hub
     ),
     Venture(
         "Dhabeji Biologicals", "biologics_vaccines", "sindh", "Dhabeji SEZ", "Thatta",
@@ -115,7 +118,8 @@ VENTURES = (
         ("Hubei Changjiang Biologicals Co.", "state_owned_enterprise", "49"),
         ("Zainab Memon", "zainab.memon@svda.example"),
         "Dhabeji Vaccine Plant", "vaccine_plant", ("20000000", "doses/year"),
-        "dml_formulation", "Inactivated polio vaccine",
+        ("dml_formulation", "product_registration", "gmp_certificate"),
+        "Inactivated polio vaccine",
     ),
     Venture(
         "Bostan-Pengcheng Medical Devices", "medical_devices", "balochistan", "Bostan SEZ",
@@ -124,7 +128,7 @@ VENTURES = (
         ("Shenzhen Pengcheng Medical Devices Co.", "private_company", "48"),
         ("Naseebullah Kakar", "naseebullah.kakar@bolanmed.example"),
         "Bostan Device Assembly Plant", "device_plant", ("30000", "devices/year"),
-        "dml_semi_basic", "Volumetric infusion pump",
+        (), "Volumetric infusion pump",  # nor device plants under these rules
     ),
     Venture(
         "Hattar-Taishan Antibiotics", "api_manufacturing", "khyber_pakhtunkhwa", "Hattar SEZ",
@@ -133,7 +137,7 @@ VENTURES = (
         ("Shandong Taishan Antibiotics Co.", "private_company", "49"),
         ("Imran Jadoon", "imran.jadoon@hazarapharma.example"),
         "Hattar Cephalosporin Plant", "api_plant", ("300", "tonnes API/year"),
-        "dml_semi_basic", "Ceftriaxone sodium",
+        ("dml_semi_basic", "gmp_certificate"), "Ceftriaxone sodium",
     ),
     Venture(
         "Mirpur-Jinhe Formulations", "finished_formulations", "azad_jammu_and_kashmir",
@@ -142,7 +146,8 @@ VENTURES = (
         ("Tianjin Jinhe Pharmaceutical Co.", "private_company", "35"),
         ("Hina Rathore", "hina.rathore@kashmirpharma.example"),
         "Mirpur Liquids Plant", "formulation_plant", ("40000000", "bottles/year"),
-        "dml_formulation", "Oral rehydration salts",
+        ("dml_formulation", "product_registration", "dml_repacking"),
+        "Oral rehydration salts",
     ),
 )  # fmt: skip
 
@@ -167,7 +172,6 @@ STAGES: dict[str, tuple[dict, ...]] = {
     ),
     "deferred": (REVIEW, {"to": "deferred", "reason": "awaiting the partner's GMP audit report"}),
 }
-LICENCE_TYPES = ("manufacturing", "product_registration", "gmp_certificate")
 
 
 def venture_of(number: int) -> Venture:
@@ -209,12 +213,15 @@ def plant_body(venture: Venture, number: int) -> dict:
     }
 
 
-def licence_body(venture: Venture, facility_id: str, kind: str) -> dict:
-    if kind == "manufacturing":
-        return {"facility_id": facility_id, "type": venture.manufacturing_licence}
-    if kind == "product_registration":
-        return {"facility_id": facility_id, "type": kind, "product": venture.product}
-    return {"facility_id": facility_id, "type": kind}
+def licence_body(venture: Venture, facility_id: str, licence_type: str) -> dict:
+    body = {"facility_id": facility_id, "type": licence_type}
+    return body | {"product": venture.product} if licence_type == "product_registration" else body
+
+
+def first_licence(number: int) -> int:
+    """How many licences the ventures before the `number`th have: its first licence's
+    number, which fixes the stage of each (they take the stages in turn)."""
+    return sum(len(venture_of(before).licences) for before in range(number))
 
 
 # The fields each target of a transition needs (the licensing rules').
@@ -311,7 +318,7 @@ def seed_keys(gateway: Gateway, ops_key: str, keys_file: Path) -> dict[str, str]
 
 
 def seed_venture(gateway: Gateway, keys: dict[str, str], number: int) -> None:
-    """One venture with its plant, three licences at their stages and six flows; the
+    """One venture with its plant, its licences at their stages and six flows; the
     regulator activates three ventures of four (the fourth stays registered)."""
     investor, regulator = keys["investor"], keys["regulator"]
     venture = venture_of(number)
@@ -326,10 +333,9 @@ def seed_venture(gateway: Gateway, keys: dict[str, str], number: int) -> None:
         f"{step}/plant",
     )
     stages = list(STAGES)
-    for licence_index, kind in enumerate(LICENCE_TYPES):
-        licence_number = number * len(LICENCE_TYPES) + licence_index
-        body = licence_body(venture, plant["id"], kind)
-        licence = gateway.send(investor, "POST", "/v1/licenses", body, f"{step}/{kind}")
+    for licence_number, licence_type in enumerate(venture.licences, first_licence(number)):
+        body = licence_body(venture, plant["id"], licence_type)
+        licence = gateway.send(investor, "POST", "/v1/licenses", body, f"{step}/{licence_type}")
         stage = stages[licence_number % len(stages)]
         for step_number, transition in enumerate(STAGES[stage]):
             gateway.send(
@@ -337,7 +343,7 @@ def seed_venture(gateway: Gateway, keys: dict[str, str], number: int) -> None:
                 "POST",
                 f"/v1/licenses/{licence['id']}/transitions",
                 transition_body(transition, licence_number, step_number),
-                f"{step}/{kind}/{step_number}-{transition['to']}",
+                f"{step}/{licence_type}/{step_number}-{transition['to']}",
             )
     for name, body in flow_bodies(venture, number):
         path = f"/v1/ventures/{venture_id}/investments"
@@ -386,7 +392,7 @@ def seed(count: int, url: str | None, ops_key: str | None, keys_file: Path):
             seed_venture(gateway, keys, number)
             progress.advance(ventures)
     click.echo(
-        f"seeded {count} venture(s) with a plant, {len(LICENCE_TYPES)} licences and six "
-        f"flows each; investor {INVESTOR_OWNER!r}, regulator {REGULATOR_OWNER!r} "
+        f"seeded {count} venture(s) with a plant each, {first_licence(count)} licences and "
+        f"{6 * count} flows; investor {INVESTOR_OWNER!r}, regulator {REGULATOR_OWNER!r} "
         f"(keys in {keys_file})"
     )

@@ -12,8 +12,8 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from ops.seed import (
-    LICENCE_TYPES,
     STAGES,
+    first_licence,
     flow_bodies,
     licence_body,
     plant_body,
@@ -84,12 +84,19 @@ def test_every_seeded_venture_is_valid_input(number):
     venture = venture_of(number)
     as_sent(RegisterVenture, venture_body(venture))
     as_sent(RegisterFacility, plant_body(venture, number))
-    for kind in LICENCE_TYPES:
-        as_sent(licensing.ApplyForLicence, licence_body(venture, "fac_1", kind))
+    # Only what the plant's kind may hold, each type once (one application at a time).
+    assert set(venture.licences) <= set(domain.LICENCE_TYPES_BY_PLANT[venture.plant_kind])
+    assert len(set(venture.licences)) == len(venture.licences)
+    for licence_type in venture.licences:
+        as_sent(licensing.ApplyForLicence, licence_body(venture, "fac_1", licence_type))
     flows = flow_bodies(venture, number)
     assert {body["currency"] for _, body in flows} == {"PKR", "CNY", "USD"}
     for _, body in flows:
         as_sent(RecordFlow, body)
+
+
+def test_three_ventures_have_licences_at_every_stage():
+    assert first_licence(3) >= len(STAGES)
 
 
 def test_seeded_names_are_unique_over_rounds():
