@@ -26,8 +26,6 @@ from services.gateway.asyncapi import CONTRACTS, INSTANCE
 from shared import messaging
 from shared.figures import Figures
 
-GATEWAY = "gateway"
-BACKENDS = tuple(service for service in messaging.SERVICES if service != GATEWAY)
 # A scrape waits this long for each service's figures (all asked at once), and for the
 # broker: Prometheus' default scrape timeout is 10 s.
 FIGURES_TIMEOUT_SECONDS = 2

@@ -10,8 +10,8 @@ import eventlet
 from prometheus_client.exposition import choose_encoder
 from werkzeug.wrappers import Response
 
+from services.gateway.clients import BACKEND_SERVICES
 from services.gateway.metrics import (
-    BACKENDS,
     FIGURES_TIMEOUT_SECONDS,
     QueueState,
     Scrape,
@@ -59,10 +59,10 @@ class MetricsRoutes:
         """The broker's queues first: a service with no instance is down without
         waiting for its answer. Then every other service's figures, asked at once."""
         queues = consumer_queues()
-        names = [*queues, messaging.DEAD_LETTER_QUEUE, *map(rpc_queue, BACKENDS)]
+        names = [*queues, messaging.DEAD_LETTER_QUEUE, *map(rpc_queue, BACKEND_SERVICES)]
         amqp_uri = Settings.from_config(self.config).amqp_uri
         states = read_queues(amqp_uri, names)
-        figures: dict[str, Figures | None] = dict.fromkeys(BACKENDS)
+        figures: dict[str, Figures | None] = dict.fromkeys(BACKEND_SERVICES)
 
         def ask(service: str) -> None:
             client = getattr(self, service).within(FIGURES_TIMEOUT_SECONDS)
@@ -72,7 +72,7 @@ class MetricsRoutes:
                 log.info("/metrics: no figures from %s: %s", service, error)
 
         pool = eventlet.GreenPool()
-        for service in BACKENDS:
+        for service in BACKEND_SERVICES:
             state = states.get(rpc_queue(service)) if states is not None else None
             if states is None or (state is not None and state.consumers):
                 pool.spawn(ask, service)
