@@ -16,6 +16,7 @@ import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
 from nameko.testing.services import entrypoint_waiter
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
@@ -258,3 +259,20 @@ def contract_event(payload: type[EventPayload], **parts: dict) -> CloudEvent:
     for part, fields in parts.items():
         data[part] = {**data[part], **fields}
     return aggregate_event(payload.model_validate(data))
+
+
+def scrape(ops: Api) -> dict[tuple[str, frozenset], float]:
+    """Every sample of the gateway's /metrics (as ops): (name, labels) -> value."""
+    response = ops.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample_value(samples: dict, name: str, **labels) -> float | None:
+    """The value of the sample `name` with exactly `labels` in a scrape, if there is one."""
+    return samples.get((name, frozenset(labels.items())))

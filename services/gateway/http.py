@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_content_length
 
 from services.gateway.idempotency import IdempotentCommands, idempotency_key
+from services.gateway.metrics import RequestMetrics
 from services.gateway.problems import (
     PROBLEM_CONTENT_TYPE,
     BadRequest,
@@ -204,7 +205,7 @@ class ProblemWebServer(WebServer):
         super().start()
 
     def get_wsgi_app(self):
-        return ProblemWsgiApp(self, self.body_timeout)
+        return RequestMetrics(ProblemWsgiApp(self, self.body_timeout))
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=DeadlineProtocol, debug=False):
         server = super().get_wsgi_server(sock, wsgi_app, protocol, debug)

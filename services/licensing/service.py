@@ -12,6 +12,7 @@ from services.facilities.contract import FacilityEvent
 from services.licensing import contract, domain
 from services.licensing.contract import SERVICE
 from services.licensing.store import FACILITY_VIEWS, LicenceStore, new_licence_id
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -44,7 +45,7 @@ class ExpirySweepTimer(Timer):
             super().stop()
 
 
-class LicensingService:
+class LicensingService(figures.ServiceFigures):
     name = SERVICE
 
     store: LicenceStore = MongoStore(LicenceStore)

@@ -47,6 +47,7 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/docs"): ANYONE,
     ("GET", "/docs/events"): ANYONE,
     ("GET", "/docs/<asset>"): ANYONE,
+    ("GET", "/metrics"): ("403", "403", "403", "403", "ok"),
     # API keys: ops manage every key; others their organisation's.
     ("POST", "/v1/api-keys"): ("403", "403", "403", "403", "ok"),
     ("GET", "/v1/api-keys"): ("ok", "hidden", "hidden", "hidden", "ok"),
