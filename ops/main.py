@@ -14,6 +14,8 @@ from ops.keys import keys  # noqa: E402
 from ops.reconcile import reconcile_command  # noqa: E402
 from ops.regulators import regulators  # noqa: E402
 from ops.search import search  # noqa: E402
+from ops.signing_keys import signing_keys  # noqa: E402
+from ops.verify import verify_command  # noqa: E402
 from ops.watch import watch  # noqa: E402
 
 
@@ -29,6 +31,8 @@ cli.add_command(keys)
 cli.add_command(reconcile_command)
 cli.add_command(regulators)
 cli.add_command(search)
+cli.add_command(signing_keys)
+cli.add_command(verify_command)
 cli.add_command(watch)
 
 if __name__ == "__main__":
