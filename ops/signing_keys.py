@@ -14,11 +14,14 @@ from shared.settings import Settings
 from shared.signing import MOMENT, KeyRing, NoSigningKey, read_key_ring, write_key_ring
 
 
-def ensure_key_ring(path: Path) -> None:
-    """A key ring with one key at `path`, unless there is one already (`jvreg dev`)."""
-    if read_key_ring(path) is None:
-        ring, _ = KeyRing().rotated(utcnow())
-        write_key_ring(path, ring)
+def ensure_key_ring(path: Path) -> bool:
+    """A key ring with one key at `path`, unless there is one already; whether it made
+    one (`jvreg dev`, `make up`)."""
+    if read_key_ring(path) is not None:
+        return False
+    ring, _ = KeyRing().rotated(utcnow())
+    write_key_ring(path, ring)
+    return True
 
 
 def moment(context, parameter, value: str | None) -> datetime | None:
@@ -41,6 +44,14 @@ key_file = click.option(
 @click.group("signing-keys")
 def signing_keys():
     """The keys that sign licence certificates (published at /.well-known/jvreg-keys.json)."""
+
+
+@signing_keys.command()
+@key_file
+def init(path: Path):
+    """Create the ring with one key, unless there is one (a first start)."""
+    made = ensure_key_ring(path)
+    click.echo(f"{'created' if made else 'kept'} the key ring at {path}")
 
 
 @signing_keys.command()
