@@ -76,7 +76,7 @@ def list_keys(path: Path):
     """Every key of the ring: its id, its window, and which one signs now."""
     ring = read_key_ring(path)
     if ring is None:
-        raise click.ClickException(f"no key ring at {path}: create one with `rotate`")
+        raise click.ClickException(f"no key ring at {path}: create one with `init`")
     try:
         signing = ring.signing_key(utcnow()).kid
     except NoSigningKey:

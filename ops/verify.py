@@ -80,11 +80,8 @@ def register_says(registry: str, certificate: CertificatePayload) -> tuple[int, 
     status = CertificateStatus.model_validate_json(response.content)
     until = rfc3339(status.valid_until) if status.valid_until else "-"
     if not status.in_force:
-        why = "its validity has passed" if status.status == "granted" else status.status
-        return NOT_IN_FORCE, (
-            f"NOT IN FORCE according to the register at {registry}: {why} "
-            f"(status {status.status}, valid until {until})"
-        )
+        why = f"its validity ended {until}" if status.status == "granted" else status.status
+        return NOT_IN_FORCE, f"NOT IN FORCE according to the register at {registry}: {why}"
     renewed = (
         f"; renewed since this certificate (which says {rfc3339(certificate.valid_until)})"
         if status.valid_until != certificate.valid_until
