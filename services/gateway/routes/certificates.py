@@ -28,12 +28,19 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 class CertificateRoutes:
     """Mixed into the gateway service, which provides `licensing`, `facilities`,
-    `ventures` and (from LicenceRoutes) `_visible_licence`."""
+    `ventures`, `throttle` and (from LicenceRoutes) `_visible_licence`."""
 
     licensing: Any  # nameko dependencies of the gateway service
     facilities: Any
     ventures: Any
+    throttle: Any
     signing_keys = SigningKeys()
+
+    def _public_licence(self, request, license_id: str) -> dict:
+        """The licence, for a caller without a key: its reads (RPCs, a signature) are
+        counted per client address against the expensive-read limit, as a key's are."""
+        self.throttle.expensive_read(f"address {request.remote_addr or 'unknown'}")
+        return self.licensing.get_license(license_id)
 
     def _certificate(self, licence: dict) -> dict:
         history: list[dict] = []
@@ -78,10 +85,10 @@ class CertificateRoutes:
         tag=TAG,
         public=True,
         response=Certificate,
-        refusals=(409,),
+        refusals=(409, 429),
     )
     def public_license_certificate(self, request, license_id):
-        certificate = self._certificate(self.licensing.get_license(license_id))
+        certificate = self._certificate(self._public_licence(request, license_id))
         return json_response(certificate, 200, PUBLIC_CACHE)
 
     @route(
@@ -92,10 +99,10 @@ class CertificateRoutes:
         public=True,
         response=None,
         media_type="image/svg+xml",
-        refusals=(409,),
+        refusals=(409, 429),
     )
     def public_license_certificate_qr_code(self, request, license_id):
-        certificate = self._certificate(self.licensing.get_license(license_id))
+        certificate = self._certificate(self._public_licence(request, license_id))
         svg = qr_code_svg(certificate, f"Certificate of licence {license_id}")
         return Response(svg, content_type="image/svg+xml", headers=PUBLIC_CACHE)
 
@@ -106,7 +113,8 @@ class CertificateRoutes:
         tag=TAG,
         public=True,
         response=CertificateStatus,
+        refusals=(429,),
     )
     def public_license_certificate_status(self, request, license_id):
-        status = in_force(self.licensing.get_license(license_id), utcnow())
+        status = in_force(self._public_licence(request, license_id), utcnow())
         return json_response(status.model_dump(), 200, NO_STORE)
