@@ -203,14 +203,16 @@ def read_key_ring(path: Path) -> KeyRing | None:
     """The key ring in `path`, or None when there is none; read again when it changes
     (a rotation takes effect without a restart)."""
     try:
-        changed = path.stat().st_mtime_ns
+        found = path.stat()
     except FileNotFoundError:
         return None
-    return _parsed_key_ring(path, changed)
+    # Every write is a new file (write_key_ring), so its inode tells it apart even when
+    # two writes fall within one tick of the file system's clock.
+    return _parsed_key_ring(path, (found.st_ino, found.st_mtime_ns, found.st_size))
 
 
 @lru_cache(maxsize=4)
-def _parsed_key_ring(path: Path, changed: int) -> KeyRing:
+def _parsed_key_ring(path: Path, version: tuple[int, int, int]) -> KeyRing:
     return KeyRing.model_validate_json(path.read_bytes())
 
 
