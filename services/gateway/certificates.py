@@ -191,7 +191,7 @@ class SigningKeys(DependencyProvider):
         if read_key_ring(self.path) is None:
             log.warning(
                 "no signing keys at %s: certificates answer 503 until ops create one "
-                "(jvreg signing-keys rotate --file %s)",
+                "(jvreg signing-keys init --file %s)",
                 self.path,
                 self.path,
             )

@@ -17,6 +17,7 @@ from services.gateway.certificates import (
 from services.gateway.http import json_response
 from services.gateway.routing import route
 from shared.clock import utcnow
+from shared.pagination import MAX_LIMIT
 from shared.signing import PublishedKeys
 
 TAG = "certificates"
@@ -44,10 +45,13 @@ class CertificateRoutes:
 
     def _certificate(self, licence: dict) -> dict:
         history: list[dict] = []
-        while page := self.licensing.license_history(
-            licence["id"], history[-1]["id"] if history else None, 200
-        ):
+        while True:
+            page = self.licensing.license_history(
+                licence["id"], history[-1]["id"] if history else None, MAX_LIMIT
+            )
             history += page
+            if len(page) < MAX_LIMIT:
+                break
         payload = certificate_payload(
             licence,
             history,
