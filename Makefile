@@ -67,6 +67,7 @@ fmt: $(STAMP) ## format and fix what ruff can
 up: $(STAMP) ## production-shaped stack in Docker (docs/deploy.md); writes missing secrets to .env first
 	$(BIN)/python deploy/compose_env.py .env
 	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) exec -T gateway jvreg signing-keys init
 
 # Compose checks every required secret for any command: make sure .env has them.
 .env: | $(STAMP)

@@ -16,6 +16,8 @@ from ops.regulators import regulators  # noqa: E402
 from ops.search import search  # noqa: E402
 from ops.seed import seed  # noqa: E402
 from ops.status import status  # noqa: E402
+from ops.signing_keys import signing_keys  # noqa: E402
+from ops.verify import verify_command  # noqa: E402
 from ops.watch import watch  # noqa: E402
 
 
@@ -33,6 +35,8 @@ cli.add_command(regulators)
 cli.add_command(search)
 cli.add_command(seed)
 cli.add_command(status)
+cli.add_command(signing_keys)
+cli.add_command(verify_command)
 cli.add_command(watch)
 
 if __name__ == "__main__":

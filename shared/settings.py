@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     # RabbitMQ's management API as an administrator: `jvreg dev` creates the services'
     # users through it, `jvreg regulators add` the regulators'.
     broker_admin_url: str = "http://guest:guest@127.0.0.1:15672"
+    # The gateway's key ring for signing licence certificates (shared/signing.py),
+    # written by `jvreg signing-keys`; `jvreg dev` keeps one beside its data.
+    signing_keys_file: Path = Path("var/signing-keys.json")
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long a gateway process keeps an API key it verified (0: never): revoking or

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
+from ops.signing_keys import ensure_key_ring
 from services.facilities.contract import RegisterFacility
 from services.ventures.contract import RegisterVenture
 from shared import messaging
@@ -88,6 +89,8 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
     amqp_uri = amqp_uri_for(backends["amqp_uri"], vhost)
     amqp_uris = registry_users(rabbit_management, amqp_uri)
     ops_key = "jvk_ops_" + secrets.token_urlsafe(24)
+    signing_keys = log_dir / "signing-keys.json"
+    ensure_key_ring(signing_keys)
     env = {
         "JVREG_MONGO_URI": backends["mongo_uri"],
         "JVREG_AMQP_URI": amqp_uri,
@@ -100,6 +103,7 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
         "JVREG_RELAY_POLL_SECONDS": "0.2",
         "JVREG_RPC_TIMEOUT_SECONDS": "5",
         "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
+        "JVREG_SIGNING_KEYS_FILE": str(signing_keys),
         **settings,
     }
     stack = Stack(env, log_dir=log_dir, amqp_uris=amqp_uris)

@@ -17,6 +17,7 @@ from services.gateway.openapi import openapi_document
 
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
 from services.gateway.routes import api_keys as api_key_routes
+from services.gateway.routes import certificates as certificate_routes
 from services.gateway.routes import facilities as facility_routes
 from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
@@ -64,6 +65,7 @@ class GatewayService(
     investment_routes.InvestmentRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
+    certificate_routes.CertificateRoutes,
     web_routes.WebRoutes,
     metrics_routes.MetricsRoutes,
 ):
