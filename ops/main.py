@@ -15,8 +15,8 @@ from ops.reconcile import reconcile_command  # noqa: E402
 from ops.regulators import regulators  # noqa: E402
 from ops.search import search  # noqa: E402
 from ops.seed import seed  # noqa: E402
-from ops.status import status  # noqa: E402
 from ops.signing_keys import signing_keys  # noqa: E402
+from ops.status import status  # noqa: E402
 from ops.verify import verify_command  # noqa: E402
 from ops.watch import watch  # noqa: E402
 
