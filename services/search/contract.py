@@ -4,6 +4,7 @@ the gateway (each owner's filters, plus `q`, `sort` and `count`), what it answer
 of ventures, facilities and licensing, on queues of each instance's own
 (`search.<instance>.<source>`, docs/architecture.md §10). It publishes no events."""
 
+from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -11,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from services.facilities import contract as facilities
 from services.licensing import contract as licensing
 from services.ventures import contract as ventures
-from shared.contract import Subscription
+from shared.contract import Strict, Subscription
+from shared.input_types import date_bounds
 from shared.pagination import examples_of, page_of
+from shared.vocabulary import Province
 
 SERVICE = "search"
 
@@ -154,6 +157,215 @@ def search_page_of(model: type[BaseModel], example_count: dict[str, Any]) -> typ
 VenturePage = search_page_of(ventures.Venture, {"term": "api_manufacturing", "count": 12})
 FacilityPage = search_page_of(facilities.Facility, {"term": "khyber_pakhtunkhwa", "count": 4})
 LicencePage = search_page_of(licensing.Licence, {"term": "granted", "count": 9})
+
+
+# --- the public register: no key, what a public register shows and nothing more ---------
+# Its documents carry what they belong to (docs/architecture.md §10): a plant its
+# venture's name, sector and partners; a licence its plant's name, city and province
+# and its venture's. Never investment figures, focal points, owners, key ids or notes.
+
+REGISTER_FILTERS: dict[str, tuple[str, ...]] = {
+    "venture": ("sector", "province", "status", "partner_country"),
+    "facility": ("venture_id", "kind", "status", "province", "sector", "partner_country"),
+    "licence": (
+        "venture_id",
+        "facility_id",
+        "type",
+        "status",
+        "province",
+        "sector",
+        "partner_country",
+    ),
+}
+RegisterVentureSort = Literal["id", "-id", "name", "-name"]
+RegisterFacilitySort = Literal["id", "-id", "name", "-name", "city", "-city"]
+RegisterLicenceSort = Literal["id", "-id", "type", "-type", "valid_until", "-valid_until"]
+RegisterWords = Field(
+    None,
+    description="words to find, each the start of a word of the venture's or plant's "
+    "names, the product or the city, e.g. `indus nowsh`",
+)
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class RegisterVentureQuery(Strict):
+    """What the public register's venture list takes: filters, `q` and `sort`."""
+
+    sector: ventures.Sector | None = None
+    province: Province | None = None
+    status: ventures.VentureStatus | None = None
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="ventures with a partner from this country (ISO 3166-1 alpha-2)"
+    )
+    q: Words | None = RegisterWords
+    sort: RegisterVentureSort = Field("id", description=SORT_DESCRIPTION)
+
+
+class RegisterFacilityQuery(Strict):
+    """What the public register's plant list takes: filters (the plant's own and its
+    venture's sector and partners' countries), `q` and `sort`."""
+
+    venture_id: Identifier | None = None
+    kind: facilities.FacilityKind | None = None
+    status: facilities.FacilityStatus | None = None
+    province: Province | None = None
+    sector: ventures.Sector | None = Field(None, description="the venture's sector")
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="plants of ventures with a partner from this country"
+    )
+    q: Words | None = RegisterWords
+    sort: RegisterFacilitySort = Field("id", description=SORT_DESCRIPTION)
+
+
+class RegisterLicenceQuery(Strict):
+    """What the public register's licence list takes: filters (the licence's own, its
+    plant's province, its venture's sector and partners' countries, a day it is valid
+    on), `q` and `sort`."""
+
+    venture_id: Identifier | None = None
+    facility_id: Identifier | None = None
+    type: licensing.LicenceType | None = None
+    status: licensing.LicenceStatus | None = None
+    province: Province | None = Field(None, description="the plant's province")
+    sector: ventures.Sector | None = Field(None, description="the venture's sector")
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="licences of ventures with a partner from this country"
+    )
+    valid_on: Annotated[date, date_bounds(licensing.VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
+        None,
+        description="licences granted and in force now whose validity reaches this day "
+        "(`valid_until` on or after it), e.g. `2027-01-01`",
+    )
+    q: Words | None = RegisterWords
+    sort: RegisterLicenceSort = Field("id", description=SORT_DESCRIPTION)
+
+
+REGISTER_QUERIES: dict[str, type[BaseModel]] = {
+    "venture": RegisterVentureQuery,
+    "facility": RegisterFacilityQuery,
+    "licence": RegisterLicenceQuery,
+}
+
+
+class RegisterPartner(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    country: str = Field(description="ISO 3166-1 alpha-2, e.g. PK or CN")
+
+
+REGISTER_VENTURE_EXAMPLE: dict[str, Any] = {
+    "id": ventures.VENTURE_EXAMPLE["id"],
+    "name": ventures.VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "status": "active",
+    "partners": [
+        {"name": "Indus Pharma (Pvt) Ltd", "country": "PK"},
+        {"name": "Zhejiang Yangtze Pharmaceutical Co.", "country": "CN"},
+    ],
+}
+REGISTER_FACILITY_EXAMPLE: dict[str, Any] = {
+    "id": facilities.FACILITY_EXAMPLE["id"],
+    "name": facilities.FACILITY_EXAMPLE["name"],
+    "kind": "formulation_plant",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "status": "operational",
+    "venture_id": REGISTER_VENTURE_EXAMPLE["id"],
+    "venture_name": REGISTER_VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "partners": REGISTER_VENTURE_EXAMPLE["partners"],
+}
+REGISTER_LICENCE_EXAMPLE: dict[str, Any] = {
+    "id": licensing.LICENCE_EXAMPLE["id"],
+    "type": "dml_formulation",
+    "product": None,
+    "status": "granted",
+    "valid_until": "2031-12-14T23:59:59.999000Z",
+    "decision_ref": "DRAP/LIC/2026/0412",
+    "facility_id": REGISTER_FACILITY_EXAMPLE["id"],
+    "plant_name": REGISTER_FACILITY_EXAMPLE["name"],
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "venture_id": REGISTER_VENTURE_EXAMPLE["id"],
+    "venture_name": REGISTER_VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "partners": REGISTER_VENTURE_EXAMPLE["partners"],
+}
+
+
+class RegisterVenture(BaseModel):
+    """A venture as the public register shows it."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [REGISTER_VENTURE_EXAMPLE]}
+    )
+
+    id: str
+    name: str
+    sector: str
+    province: str
+    sez: str | None = None
+    status: str
+    partners: list[RegisterPartner]
+
+
+class RegisterFacility(BaseModel):
+    """A plant as the public register shows it, with its venture's name, sector and
+    partners (empty until the register has heard of the venture)."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [REGISTER_FACILITY_EXAMPLE]}
+    )
+
+    id: str
+    name: str
+    kind: str
+    city: str
+    province: str
+    sez: str | None = None
+    status: str
+    venture_id: str
+    venture_name: str | None = None
+    sector: str | None = None
+    partners: list[RegisterPartner] = Field(default_factory=list)
+
+
+class RegisterLicence(BaseModel):
+    """A licence as the public register shows it: its number (`id`), type, status,
+    validity and decision reference, its plant and its venture with the partners."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [REGISTER_LICENCE_EXAMPLE]}
+    )
+
+    id: str = Field(description="the licence number")
+    type: str
+    product: str | None = None
+    status: str
+    valid_until: str | None = Field(None, description="valid through this moment (RFC 3339)")
+    decision_ref: str | None = Field(None, description="DRAP's reference of the latest decision")
+    facility_id: str
+    plant_name: str | None = None
+    city: str | None = None
+    province: str | None = Field(None, description="the plant's province")
+    venture_id: str
+    venture_name: str | None = None
+    sector: str | None = None
+    partners: list[RegisterPartner] = Field(default_factory=list)
+
+
+REGISTER_VIEWS: dict[str, type[BaseModel]] = {
+    "venture": RegisterVenture,
+    "facility": RegisterFacility,
+    "licence": RegisterLicence,
+}
+RegisterVenturePage = page_of(RegisterVenture)
+RegisterFacilityPage = page_of(RegisterFacility)
+RegisterLicencePage = page_of(RegisterLicence)
 
 
 class Lag(BaseModel):
