@@ -20,6 +20,7 @@ from services.gateway.routes import api_keys as api_key_routes
 from services.gateway.routes import facilities as facility_routes
 from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
+from services.gateway.routes import public as public_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
 from services.gateway.routing import route, routes_of
@@ -65,6 +66,7 @@ class GatewayService(
     investment_routes.InvestmentRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
+    public_routes.PublicRoutes,
 ):
     name = GATEWAY
 

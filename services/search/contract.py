@@ -177,10 +177,10 @@ REGISTER_FILTERS: dict[str, tuple[str, ...]] = {
         "partner_country",
     ),
 }
-RegisterVentureSort = Literal["id", "-id", "name", "-name"]
-RegisterFacilitySort = Literal["id", "-id", "name", "-name", "city", "-city"]
-RegisterLicenceSort = Literal["id", "-id", "type", "-type", "valid_until", "-valid_until"]
-RegisterWords = Field(
+PublicVentureSort = Literal["id", "-id", "name", "-name"]
+PublicFacilitySort = Literal["id", "-id", "name", "-name", "city", "-city"]
+PublicLicenceSort = Literal["id", "-id", "type", "-type", "valid_until", "-valid_until"]
+PUBLIC_WORDS = Field(
     None,
     description="words to find, each the start of a word of the venture's or plant's "
     "names, the product or the city, e.g. `indus nowsh`",
@@ -188,7 +188,7 @@ RegisterWords = Field(
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-class RegisterVentureQuery(Strict):
+class PublicVentureQuery(Strict):
     """What the public register's venture list takes: filters, `q` and `sort`."""
 
     sector: ventures.Sector | None = None
@@ -197,11 +197,11 @@ class RegisterVentureQuery(Strict):
     partner_country: ventures.CountryCode | None = Field(
         None, description="ventures with a partner from this country (ISO 3166-1 alpha-2)"
     )
-    q: Words | None = RegisterWords
-    sort: RegisterVentureSort = Field("id", description=SORT_DESCRIPTION)
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicVentureSort = Field("id", description=SORT_DESCRIPTION)
 
 
-class RegisterFacilityQuery(Strict):
+class PublicFacilityQuery(Strict):
     """What the public register's plant list takes: filters (the plant's own and its
     venture's sector and partners' countries), `q` and `sort`."""
 
@@ -213,11 +213,11 @@ class RegisterFacilityQuery(Strict):
     partner_country: ventures.CountryCode | None = Field(
         None, description="plants of ventures with a partner from this country"
     )
-    q: Words | None = RegisterWords
-    sort: RegisterFacilitySort = Field("id", description=SORT_DESCRIPTION)
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicFacilitySort = Field("id", description=SORT_DESCRIPTION)
 
 
-class RegisterLicenceQuery(Strict):
+class PublicLicenceQuery(Strict):
     """What the public register's licence list takes: filters (the licence's own, its
     plant's province, its venture's sector and partners' countries, a day it is valid
     on), `q` and `sort`."""
@@ -236,25 +236,25 @@ class RegisterLicenceQuery(Strict):
         description="licences granted and in force now whose validity reaches this day "
         "(`valid_until` on or after it), e.g. `2027-01-01`",
     )
-    q: Words | None = RegisterWords
-    sort: RegisterLicenceSort = Field("id", description=SORT_DESCRIPTION)
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicLicenceSort = Field("id", description=SORT_DESCRIPTION)
 
 
 REGISTER_QUERIES: dict[str, type[BaseModel]] = {
-    "venture": RegisterVentureQuery,
-    "facility": RegisterFacilityQuery,
-    "licence": RegisterLicenceQuery,
+    "venture": PublicVentureQuery,
+    "facility": PublicFacilityQuery,
+    "licence": PublicLicenceQuery,
 }
 
 
-class RegisterPartner(BaseModel):
+class PublicPartner(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
     country: str = Field(description="ISO 3166-1 alpha-2, e.g. PK or CN")
 
 
-REGISTER_VENTURE_EXAMPLE: dict[str, Any] = {
+PUBLIC_VENTURE_EXAMPLE: dict[str, Any] = {
     "id": ventures.VENTURE_EXAMPLE["id"],
     "name": ventures.VENTURE_EXAMPLE["name"],
     "sector": "api_manufacturing",
@@ -266,7 +266,7 @@ REGISTER_VENTURE_EXAMPLE: dict[str, Any] = {
         {"name": "Zhejiang Yangtze Pharmaceutical Co.", "country": "CN"},
     ],
 }
-REGISTER_FACILITY_EXAMPLE: dict[str, Any] = {
+PUBLIC_FACILITY_EXAMPLE: dict[str, Any] = {
     "id": facilities.FACILITY_EXAMPLE["id"],
     "name": facilities.FACILITY_EXAMPLE["name"],
     "kind": "formulation_plant",
@@ -274,34 +274,34 @@ REGISTER_FACILITY_EXAMPLE: dict[str, Any] = {
     "province": "khyber_pakhtunkhwa",
     "sez": "Rashakai SEZ",
     "status": "operational",
-    "venture_id": REGISTER_VENTURE_EXAMPLE["id"],
-    "venture_name": REGISTER_VENTURE_EXAMPLE["name"],
+    "venture_id": PUBLIC_VENTURE_EXAMPLE["id"],
+    "venture_name": PUBLIC_VENTURE_EXAMPLE["name"],
     "sector": "api_manufacturing",
-    "partners": REGISTER_VENTURE_EXAMPLE["partners"],
+    "partners": PUBLIC_VENTURE_EXAMPLE["partners"],
 }
-REGISTER_LICENCE_EXAMPLE: dict[str, Any] = {
+PUBLIC_LICENCE_EXAMPLE: dict[str, Any] = {
     "id": licensing.LICENCE_EXAMPLE["id"],
     "type": "dml_formulation",
     "product": None,
     "status": "granted",
     "valid_until": "2031-12-14T23:59:59.999000Z",
     "decision_ref": "DRAP/LIC/2026/0412",
-    "facility_id": REGISTER_FACILITY_EXAMPLE["id"],
-    "plant_name": REGISTER_FACILITY_EXAMPLE["name"],
+    "facility_id": PUBLIC_FACILITY_EXAMPLE["id"],
+    "plant_name": PUBLIC_FACILITY_EXAMPLE["name"],
     "city": "Nowshera",
     "province": "khyber_pakhtunkhwa",
-    "venture_id": REGISTER_VENTURE_EXAMPLE["id"],
-    "venture_name": REGISTER_VENTURE_EXAMPLE["name"],
+    "venture_id": PUBLIC_VENTURE_EXAMPLE["id"],
+    "venture_name": PUBLIC_VENTURE_EXAMPLE["name"],
     "sector": "api_manufacturing",
-    "partners": REGISTER_VENTURE_EXAMPLE["partners"],
+    "partners": PUBLIC_VENTURE_EXAMPLE["partners"],
 }
 
 
-class RegisterVenture(BaseModel):
+class PublicVenture(BaseModel):
     """A venture as the public register shows it."""
 
     model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"examples": [REGISTER_VENTURE_EXAMPLE]}
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_VENTURE_EXAMPLE]}
     )
 
     id: str
@@ -310,15 +310,15 @@ class RegisterVenture(BaseModel):
     province: str
     sez: str | None = None
     status: str
-    partners: list[RegisterPartner]
+    partners: list[PublicPartner]
 
 
-class RegisterFacility(BaseModel):
+class PublicFacility(BaseModel):
     """A plant as the public register shows it, with its venture's name, sector and
     partners (empty until the register has heard of the venture)."""
 
     model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"examples": [REGISTER_FACILITY_EXAMPLE]}
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_FACILITY_EXAMPLE]}
     )
 
     id: str
@@ -331,15 +331,15 @@ class RegisterFacility(BaseModel):
     venture_id: str
     venture_name: str | None = None
     sector: str | None = None
-    partners: list[RegisterPartner] = Field(default_factory=list)
+    partners: list[PublicPartner] = Field(default_factory=list)
 
 
-class RegisterLicence(BaseModel):
+class PublicLicence(BaseModel):
     """A licence as the public register shows it: its number (`id`), type, status,
     validity and decision reference, its plant and its venture with the partners."""
 
     model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"examples": [REGISTER_LICENCE_EXAMPLE]}
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_LICENCE_EXAMPLE]}
     )
 
     id: str = Field(description="the licence number")
@@ -355,17 +355,17 @@ class RegisterLicence(BaseModel):
     venture_id: str
     venture_name: str | None = None
     sector: str | None = None
-    partners: list[RegisterPartner] = Field(default_factory=list)
+    partners: list[PublicPartner] = Field(default_factory=list)
 
 
 REGISTER_VIEWS: dict[str, type[BaseModel]] = {
-    "venture": RegisterVenture,
-    "facility": RegisterFacility,
-    "licence": RegisterLicence,
+    "venture": PublicVenture,
+    "facility": PublicFacility,
+    "licence": PublicLicence,
 }
-RegisterVenturePage = page_of(RegisterVenture)
-RegisterFacilityPage = page_of(RegisterFacility)
-RegisterLicencePage = page_of(RegisterLicence)
+PublicVenturePage = page_of(PublicVenture)
+PublicFacilityPage = page_of(PublicFacility)
+PublicLicencePage = page_of(PublicLicence)
 
 
 class Lag(BaseModel):
