@@ -102,15 +102,21 @@ class SearchService:
         `wait_for` ({id: version}) are versions the caller knows of (its own writes):
         the answer waits, bounded, until the index has them (read your writes)."""
         asked = list_query(doctype, query, cursor, limit)
-        if wait_for:
-            mine = {key: version for key, version in wait_for.items() if doctype_of(key) == doctype}
-            if mine and not self.index.wait_for(mine):
-                log.info("answering a %s list before the index caught up with %s", doctype, mine)
+        mine = {
+            key: version for key, version in (wait_for or {}).items() if doctype_of(key) == doctype
+        }
+        self._catch_up(mine, f"a {doctype} list")
         page = self._page(asked)
         answer: dict = {"items": page.items, "next_cursor": self._cursor(asked, page)}
         if page.counts is not None:
             answer["counts"] = page.counts
         return answer
+
+    def _catch_up(self, versions: dict[str, int], what: str) -> None:
+        """Wait, bounded, until the index has `versions`; past the bound, answer all
+        the same: a list a moment stale is more use than a 503."""
+        if versions and not self.index.wait_for(versions):
+            log.info("answering %s before the index caught up with %s", what, versions)
 
     def _page(self, asked: ListQuery) -> Page:
         try:
@@ -123,19 +129,32 @@ class SearchService:
         return f"{asked.sort}{CURSOR_SEPARATOR}{page.next_after}" if page.next_after else None
 
     @rpc
-    def register(self, doctype: str, query: dict, cursor: str | None, limit: int) -> dict:
+    def register(
+        self,
+        doctype: str,
+        query: dict,
+        cursor: str | None,
+        limit: int,
+        wait_for: dict[str, int] | None = None,
+    ) -> dict:
         """A page of the public register's `doctype` list: `{"items", "next_cursor"}`,
-        each item its public view (contract.REGISTER_VIEWS), nothing else of it."""
+        each item its public view (contract.REGISTER_VIEWS), nothing else of it.
+        `wait_for` as `list`'s, of any doctype: a document carries its plant's and
+        venture's names."""
         asked = list_query(doctype, query, cursor, limit, register=True)
+        self._catch_up(wait_for or {}, f"a public {doctype} list")
         page = self._page(asked)
         items = self.index.index.register_views(doctype, [item["id"] for item in page.items])
         return {"items": items, "next_cursor": self._cursor(asked, page)}
 
     @rpc
-    def register_item(self, doctype: str, document_id: str) -> dict:
+    def register_item(
+        self, doctype: str, document_id: str, wait_for: dict[str, int] | None = None
+    ) -> dict:
         """One document's public view; NotFound when the register has none."""
         if doctype not in contract.REGISTER_VIEWS:
             raise field_error(["doctype"], f"one of {', '.join(contract.REGISTER_VIEWS)}")
+        self._catch_up(wait_for or {}, f"public {doctype} {document_id}")
         found = self.index.index.register_views(doctype, [document_id])
         if not found:
             raise NotFound(f"the public register has no {doctype} {document_id}")

@@ -6,6 +6,7 @@ Lines exports (services/gateway/public.py)."""
 from typing import Any
 
 from services.gateway.http import json_response
+from services.gateway.lists import RECENT
 from services.gateway.public import (
     export_response,
     exports_of,
@@ -41,15 +42,19 @@ class PublicRoutes:
         self._count_read(request)
         wanted = wanted_format(request)
         query = {k: v for k, v in filters_in(request.args).items() if k not in PAGE_ARGS}
+        # Read your writes (§10): what this gateway wrote a moment ago, whoever wrote it.
+        recent = RECENT.every()
         if wanted != "json":
             return export_response(
                 doctype,
                 wanted,
-                lambda cursor: self.search.register(doctype, query, cursor, MAX_LIMIT),
+                lambda cursor: self.search.register(
+                    doctype, query, cursor, MAX_LIMIT, None if cursor else recent
+                ),
             )
         limit = parse_limit(request.args.get("limit"))
         cursor = decode_cursor(request.args.get("cursor"))
-        answer = self.search.register(doctype, query, cursor, limit)
+        answer = self.search.register(doctype, query, cursor, limit, recent)
         next_cursor = answer["next_cursor"]
         return json_response(
             {
@@ -60,7 +65,7 @@ class PublicRoutes:
 
     def _register_item(self, request, doctype: str, document_id: str):
         self._count_read(request)
-        return json_response(self.search.register_item(doctype, document_id))
+        return json_response(self.search.register_item(doctype, document_id, RECENT.every()))
 
     @route(
         "GET",
