@@ -25,7 +25,7 @@ from services.search.contract import (
 from shared.pagination import MAX_LIMIT, decode_cursor, encode_cursor, filters_in, parse_limit
 
 TAG = "public register"
-PAGE_ARGS = ("format",)
+NOT_FILTERS = ("format",)  # of a list's parameters, besides paging's
 
 
 class PublicRoutes:
@@ -41,19 +41,20 @@ class PublicRoutes:
     def _register_list(self, request, doctype: str):
         self._count_read(request)
         wanted = wanted_format(request)
-        query = {k: v for k, v in filters_in(request.args).items() if k not in PAGE_ARGS}
+        query = {k: v for k, v in filters_in(request.args).items() if k not in NOT_FILTERS}
+        # Checked whatever the format, though an export walks every page from the first.
+        limit = parse_limit(request.args.get("limit"))
+        cursor = decode_cursor(request.args.get("cursor"))
         # Read your writes (§10): what this gateway wrote a moment ago, whoever wrote it.
         recent = RECENT.every()
         if wanted != "json":
             return export_response(
                 doctype,
                 wanted,
-                lambda cursor: self.search.register(
-                    doctype, query, cursor, MAX_LIMIT, None if cursor else recent
+                lambda after: self.search.register(
+                    doctype, query, after, MAX_LIMIT, None if after else recent
                 ),
             )
-        limit = parse_limit(request.args.get("limit"))
-        cursor = decode_cursor(request.args.get("cursor"))
         answer = self.search.register(doctype, query, cursor, limit, recent)
         next_cursor = answer["next_cursor"]
         return json_response(
