@@ -12,6 +12,8 @@ import uuid
 
 import pytest
 
+from ops.processes import Stack, free_port
+
 from support import PLANT, Api, created, inspection_date, venture_body
 
 PUBLIC_LISTS = ("/v1/public/ventures", "/v1/public/facilities", "/v1/public/licenses")
@@ -281,3 +283,29 @@ def test_public_lists_page_sort_and_refuse_what_they_do_not_take(registry, seede
     missing = anyone.get("/v1/public/licenses/lic_nothing_here")
     assert missing.status_code == 404
     assert missing.headers["Content-Type"] == "application/problem+json"
+
+
+def test_public_reads_are_limited_per_client_address(registry, ops, tmp_path):
+    """On a gateway of its own (the shared one's counters are everyone's): anyone's
+    reads from one address count together, whatever the route; a key's lists count
+    apart."""
+    env = {
+        **registry["env"],
+        "JVREG_GATEWAY_PORT": str(free_port()),
+        "JVREG_EXPENSIVE_READ_LIMIT": "3/hour",
+    }
+    stack = Stack(env, log_dir=tmp_path, services=("gateway",))
+    stack.start()
+    try:
+        stack.wait_healthy(60)
+        anyone = Api(stack.gateway_url, None)
+        for path in ("/v1/public/ventures", "/v1/public/licenses?format=csv"):
+            assert anyone.get(path).status_code == 200
+        assert anyone.get("/v1/public/ventures/jv_none").status_code == 404
+        refused = anyone.get("/v1/public/facilities")
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        keyed = Api(stack.gateway_url, ops.session.headers["Authorization"].split()[1])
+        assert keyed.get("/v1/ventures").status_code == 200
+    finally:
+        stack.stop()
