@@ -4,14 +4,22 @@ the gateway (each owner's filters, plus `q`, `sort` and `count`), what it answer
 of ventures, facilities and licensing, on queues of each instance's own
 (`search.<instance>.<source>`, docs/architecture.md §10). It publishes no events."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    create_model,
+)
 
 from services.facilities import contract as facilities
 from services.licensing import contract as licensing
 from services.ventures import contract as ventures
+from shared.codec import rfc3339
 from shared.contract import Strict, Subscription
 from shared.input_types import date_bounds
 from shared.pagination import examples_of, page_of
@@ -284,7 +292,7 @@ PUBLIC_LICENCE_EXAMPLE: dict[str, Any] = {
     "type": "dml_formulation",
     "product": None,
     "status": "granted",
-    "valid_until": "2031-12-14T23:59:59.999000Z",
+    "valid_until": "2031-12-14T23:59:59.999Z",
     "decision_ref": "DRAP/LIC/2026/0412",
     "facility_id": PUBLIC_FACILITY_EXAMPLE["id"],
     "plant_name": PUBLIC_FACILITY_EXAMPLE["name"],
@@ -346,7 +354,9 @@ class PublicLicence(BaseModel):
     type: str
     product: str | None = None
     status: str
-    valid_until: str | None = Field(None, description="valid through this moment (RFC 3339)")
+    valid_until: Annotated[datetime, PlainSerializer(rfc3339)] | None = Field(
+        None, description="valid through this moment (RFC 3339)"
+    )
     decision_ref: str | None = Field(None, description="DRAP's reference of the latest decision")
     facility_id: str
     plant_name: str | None = None
