@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down jvreg logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ fmt: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-up: $(STAMP) ## production-like stack in Docker; writes missing secrets to .env first
+up: $(STAMP) ## production-shaped stack in Docker (docs/deploy.md); writes missing secrets to .env first
 	$(BIN)/python deploy/compose_env.py .env
 	$(COMPOSE) up -d --build --wait
 
@@ -72,8 +72,11 @@ up: $(STAMP) ## production-like stack in Docker; writes missing secrets to .env 
 .env: | $(STAMP)
 	$(BIN)/python deploy/compose_env.py .env
 
-down: .env ## stop the Docker stack
+down: .env ## stop the Docker stack (its volumes stay; `docker compose down -v` removes the data)
 	$(COMPOSE) down
+
+jvreg: .env ## the ops command line inside the Docker stack: make jvreg ARGS="reconcile"
+	$(COMPOSE) run --rm jvreg $(ARGS)
 
 logs: .env ## follow the Docker stack's logs
 	$(COMPOSE) logs -f

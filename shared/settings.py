@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10, gt=0)
     http_body_timeout_seconds: float = Field(10, gt=0)
     http_connections_per_client: int = Field(32, gt=0)
+    # Whether the web pages' session cookie is marked Secure: unset, when the request
+    # came over https; set true behind a proxy that ends TLS (the gateway sees http).
+    web_secure_cookies: bool | None = None
     # How often an outbox relay looks for records a crashed relay left behind.
     relay_poll_seconds: float = Field(1.0, gt=0)
     # Waits before each webhook retry; a delivery is tried once more than this list is

@@ -23,8 +23,10 @@ from services.gateway.routes import licensing as licence_routes
 from services.gateway.routes import public as public_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
+from services.gateway.routes import web as web_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
+from services.gateway.web.sessions import WebSessions
 from shared.errors import Unauthorized
 from shared.messaging import SERVICES
 from shared.settings import Settings
@@ -67,6 +69,7 @@ class GatewayService(
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
     public_routes.PublicRoutes,
+    web_routes.WebRoutes,
 ):
     name = GATEWAY
 
@@ -74,6 +77,7 @@ class GatewayService(
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     throttle = Throttle()
+    sessions = WebSessions()  # the web pages' (routes/web.py)
     ventures = RememberingServiceClient("ventures")
     facilities = RememberingServiceClient("facilities")
     licensing = RememberingServiceClient("licensing")

@@ -64,9 +64,13 @@ class LicensingService:
         licence_id, now = new_licence_id(), utcnow()
 
         def submit(
-            facility: domain.FacilityView | None, last_rejected_at: datetime | None
+            facility: domain.FacilityView | None,
+            last_rejected_at: datetime | None,
+            same_type: list[contract.Licence],
         ) -> domain.LicenceDecision:
-            return domain.submit(application, facility, last_rejected_at, licence_id, actor, now)
+            return domain.submit(
+                application, facility, last_rejected_at, same_type, licence_id, actor, now
+            )
 
         licence = self.store.apply(application.facility_id, application.type, submit)
         return licence.model_dump(mode="json")
@@ -75,8 +79,10 @@ class LicensingService:
     def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
         request = validated(contract.RequestTransition, body)
 
-        def decide(licence: contract.Licence) -> domain.LicenceDecision:
-            return domain.decide(licence, request, actor, utcnow())
+        def decide(
+            licence: contract.Licence, facility: domain.FacilityView | None
+        ) -> domain.LicenceDecision:
+            return domain.decide(licence, request, actor, utcnow(), facility)
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 
@@ -108,7 +114,13 @@ class LicensingService:
     @cloud_event_handler(contract.FOLLOWS_FACILITIES)
     def follow_facility(self, event: CloudEvent, changed: FacilityEvent):
         kept = fields_kept(domain.FacilityView, changed.facility)
-        self.store.apply_facility_event(event, kept)
+        decommissioned = kept.get("status") == "decommissioned"
+        now = utcnow()
+
+        def end_licence(licence: contract.Licence) -> domain.LicenceDecision:
+            return domain.end_with_plant(licence, event.subject, now)
+
+        self.store.apply_facility_event(event, kept, end_licence if decommissioned else None)
 
     @event_log_handler(SERVICE)
     def keep_event_log(self, event):
