@@ -82,7 +82,13 @@ def seeded(registry, ops, new_key, regulator):
     plant = created(
         investor,
         f"/v1/ventures/{venture['id']}/facilities",
-        {**PLANT, "name": f"Plant {marker}", "city": f"Dhabeji{marker}", "province": "sindh"},
+        {
+            **PLANT,
+            "kind": "api_plant",
+            "name": f"Plant {marker}",
+            "city": f"Dhabeji{marker}",
+            "province": "sindh",
+        },
     )
     created(
         investor,
