@@ -82,6 +82,13 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ventures/<venture_id>/investments/summary"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/investments/summary"): ("ok", "ok", "ok", "ok", "ok"),
     ("PUT", "/v1/fx-rates/<currency>/<date>"): ("403", "403", "403", "403", "ok"),
+    # The public register: anyone, with or without a key.
+    ("GET", "/v1/public/ventures"): ANYONE,
+    ("GET", "/v1/public/ventures/<venture_id>"): ANYONE,
+    ("GET", "/v1/public/facilities"): ANYONE,
+    ("GET", "/v1/public/facilities/<facility_id>"): ANYONE,
+    ("GET", "/v1/public/licenses"): ANYONE,
+    ("GET", "/v1/public/licenses/<license_id>"): ANYONE,
 }
 
 
