@@ -143,8 +143,28 @@ def test_an_investor_and_a_regulator_use_the_pages_in_a_browser(
 
     through_api = investor.get(f"/v1/licenses/{licence_id}").json()
     assert (through_api["status"], through_api["decision_ref"]) == ("granted", "DRAP/LIC/2026/0412")
+    public = seen["public"]
+    assert f"/register/licences/{licence_id}" in public["found"]
+    assert public["licence"]["status"] == "granted" and public["licence"]["in_force"] == "yes"
+    assert public["licence"]["qr_loaded"] is True
+    assert public["licence"]["timeline"] == [
+        "submitted",
+        "under review",
+        "inspection scheduled",
+        "granted",
+    ]
+    # The public page names DRAP's decision, never who decided or their notes.
+    assert "DRAP/LIC/2026/0412" in public["licence"]["text"]
+    assert "GMP-compliant" not in public["licence"]["text"]
+    assert "regulator" not in public["licence"]["text"].lower()
+    assert public["venture"] == {
+        "heading": application["venture"]["name"],
+        "plants": 1,
+        "licences": 2,
+    }
     pages = ("home", "sign-in", "ventures", "venture", "plants", "licences", "investments")
     pages += ("workbench", "licence-refused", "licence")
+    pages += ("register", "register-licence", "register-venture")
     assert sorted(seen["screenshots"]) == sorted(
         f"{name}-{width}.png" for name in pages for width in ("desktop", "phone")
     )

@@ -162,6 +162,47 @@ class Probe:
         self.screenshot(page, "workbench")
         return seen
 
+    def public(self, browser) -> dict:
+        """Anyone, signed in or not: find the licence just granted in the register, its
+        page with the certificate, and its venture's page."""
+        page = self.page(browser)
+        seen: dict = {}
+        licence_id = self.scenario["licence_id"]
+        page.goto(f"{self.url}/register")
+        page.fill("#q", self.scenario["venture_name"])
+        with page.expect_navigation():
+            page.click("button[type=submit] >> text=Search")
+        seen["found"] = page.locator("#register-results tbody th a").evaluate_all(
+            "links => links.map(a => a.getAttribute('href'))"
+        )
+        self.screenshot(page, "register")
+
+        with page.expect_navigation():
+            page.click(f"a[href='/register/licences/{licence_id}']")
+        qr = page.locator("img.qr")
+        qr.wait_for()
+        seen["licence"] = {
+            "status": page.locator("#licence-status").inner_text(),
+            "in_force": page.locator("#licence-in-force").inner_text(),
+            "qr_loaded": page.evaluate(
+                "() => { const img = document.querySelector('img.qr');"
+                " return img.complete && img.naturalWidth > 0; }"
+            ),
+            "timeline": page.locator("ol.timeline li strong").all_inner_texts(),
+            "text": page.locator("main").inner_text(),
+        }
+        self.screenshot(page, "register-licence")
+
+        with page.expect_navigation():
+            page.click("dd a[href^='/register/ventures/']")
+        seen["venture"] = {
+            "heading": page.locator("h1").inner_text(),
+            "plants": page.locator("#venture-plants li").count(),
+            "licences": page.locator("#venture-licences li").count(),
+        }
+        self.screenshot(page, "register-venture")
+        return seen
+
     @staticmethod
     def tab_to(page: Page, element_id: str, most: int = 40) -> int:
         """Press Tab until the element has the focus; how many presses it took."""
@@ -182,6 +223,7 @@ class Probe:
             try:
                 self.seen["investor"] = self.investor(browser)
                 self.seen["regulator"] = self.regulator(browser)
+                self.seen["public"] = self.public(browser)
             finally:
                 browser.close()
         return self.seen
