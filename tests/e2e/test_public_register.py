@@ -136,7 +136,8 @@ def seeded(registry, ops, new_key, regulator):
 
 def public_answers(anyone: Api, seeded: dict) -> dict[str, str]:
     """Every public answer about the seeded venture: lists (found by words, filters,
-    each export format, by parameter and by Accept) and items."""
+    each export format, by parameter and by Accept), items, the licence's certificate
+    and the register's web pages."""
     found = {"q": seeded["marker"]}
     answers = {}
     for path in PUBLIC_LISTS:
@@ -151,10 +152,20 @@ def public_answers(anyone: Api, seeded: dict) -> dict[str, str]:
             response = anyone.get(path, params=params, headers=headers)
             assert response.status_code == 200, response.text
             answers[f"{path} {label}"] = response.text
+    licence_id = seeded["licence"]["id"]
     for path in (
         f"/v1/public/ventures/{seeded['venture']['id']}",
         f"/v1/public/facilities/{seeded['plant']['id']}",
-        f"/v1/public/licenses/{seeded['licence']['id']}",
+        f"/v1/public/licenses/{licence_id}",
+        # its certificate, QR code and status, and the register's web pages
+        f"/v1/public/licenses/{licence_id}/certificate",
+        f"/v1/public/licenses/{licence_id}/certificate.svg",
+        f"/v1/public/licenses/{licence_id}/certificate/status",
+        f"/register?list=licences&q={seeded['marker']}",
+        f"/register?list=plants&q={seeded['marker']}",
+        f"/register?list=ventures&q={seeded['marker']}",
+        f"/register/licences/{licence_id}",
+        f"/register/ventures/{seeded['venture']['id']}",
     ):
         response = anyone.get(path)
         assert response.status_code == 200, response.text
@@ -169,6 +180,8 @@ def test_no_private_value_appears_in_any_public_answer(registry, seeded):
     for path in PUBLIC_LISTS:
         assert seeded["name"] in answers[f"{path} page"], path
         assert seeded["name"] in answers[f"{path} csv"], path
+    licence_page = answers[f"/register/licences/{seeded['licence']['id']}"]
+    assert seeded["name"] in licence_page and seeded["decision_ref"] in licence_page
     leaks = [
         f"{what} in {where}"
         for where, text in answers.items()
