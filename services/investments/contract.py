@@ -509,6 +509,54 @@ class PortfolioSummary(BaseModel):
     problems: list[ConversionProblem] = PROBLEMS
 
 
+# --- exports ------------------------------------------------------------------------
+
+ExportFormat = Literal["csv", "iati"]
+# The columns of a flows export in CSV, in order (docs/investments.md, "Exports").
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "venture_id",
+    "venture_name",
+    "flow_id",
+    "type",
+    "iati_transaction_type",
+    "partner",
+    "partner_country",
+    "currency",
+    "amount",
+    "value_date",
+    "reference",
+    "note",
+    "recorded_at",
+    "recorded_by_role",
+    "recorded_by_owner",
+)
+# The IATI activity standard version the activity JSON follows.
+IATI_VERSION = "2.03"
+# Flows per page of an export (one RPC): a page holds whole value dates of a venture.
+EXPORT_PAGE_FLOWS = 200
+
+
+class ExportQuery(Strict):
+    """Query parameters of a flows export."""
+
+    format: ExportFormat | None = Field(
+        None,
+        description="csv (one row per flow) or iati (IATI-style activity JSON); without it "
+        "the Accept header decides (text/csv, application/json), else csv",
+    )
+
+
+class ExportPage(BaseModel):
+    """A page of a flows export, in export order (ventures as asked, each venture's flows
+    by value date, then recording order): CSV rows (`EXPORT_COLUMNS`), or for IATI each
+    venture's activity (without transactions) before its transactions."""
+
+    items: list[dict[str, Any]] = Field(
+        description='{"row": [...]}, {"activity": {...}} or {"transaction": {...}}'
+    )
+    next: str | None = Field(description="where the next page starts; null after the last")
+
+
 # --- events on investments.events ------------------------------------------------------
 
 INVESTMENT_RECORDED = "investment.recorded"
