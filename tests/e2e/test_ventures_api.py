@@ -297,9 +297,9 @@ def test_filters_and_stable_pagination(new_key, ops):
     assert len(owner.get("/v1/ventures?province=sindh").json()["items"]) == 2
     assert len(owner.get("/v1/ventures?partner_country=CN").json()["items"]) == 5
     assert len(owner.get("/v1/ventures?partner_country=US").json()["items"]) == 0
-    assert [
-        v["name"] for v in owner.get("/v1/ventures?q=page test gwad").json()["items"]
-    ] == [names[2]]
+    assert [v["name"] for v in owner.get("/v1/ventures?q=page test gwad").json()["items"]] == [
+        names[2]
+    ]
     assert len(owner.get("/v1/ventures?status=registered").json()["items"]) == 5
 
 
