@@ -6,6 +6,7 @@ type's code, and a few hundred flows streamed."""
 import csv
 import io
 import json
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from services.investments.contract import EXPORT_COLUMNS
 from shared import codec
 
-from support import venture_body
+from support import JVREG, venture_body
 
 SCHEMA = json.loads(
     (Path(__file__).parents[1] / "schemas" / "iati-activities.schema.json").read_text()
@@ -42,6 +43,14 @@ IATI_CODES = {
     "equity_sale": "9",
     "loan_repayment": "6",
 }
+
+
+def raw_key(api) -> str:
+    return api.session.headers["Authorization"].removeprefix("Bearer ")
+
+
+def jvreg_export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([JVREG, "export", *args], capture_output=True, text=True, timeout=120)
 
 
 def record(api, venture_id: str, flow_type, partner, amount, currency, day, reference=None):
@@ -208,3 +217,36 @@ def test_the_portfolio_export_streams_a_few_hundred_flows_of_each_venture(new_ke
         for transaction in activity["transaction"]
     }
     assert {flow["id"] for flow in recorded} <= exported
+
+
+def test_jvreg_export_writes_the_stream_to_a_file(owner, venture, registry, new_key, tmp_path):
+    """`jvreg export` writes what the gateway streams, byte for byte apart from the
+    IATI file's generation time; a refusal says why and leaves no file."""
+    target = tmp_path / "flows.csv"
+    done = jvreg_export(
+        "investments",
+        "--venture",
+        venture["id"],
+        "--url",
+        registry["url"],
+        "--key",
+        raw_key(owner),
+        "-o",
+        str(target),
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {target}" in done.stdout
+    answered = owner.get(f"/v1/ventures/{venture['id']}/investments/export?format=csv")
+    assert target.read_bytes() == answered.content
+    iati = tmp_path / "flows.json"
+    args = ("investments", "--format", "iati", "--url", registry["url"], "-o", str(iati))
+    assert jvreg_export(*args, "--key", raw_key(owner)).returncode == 0
+    jsonschema.Draft202012Validator(SCHEMA).validate(json.loads(iati.read_text()))
+
+    other = new_key("investor", "Some Other Holdings")
+    refused = tmp_path / "refused.csv"
+    args = ("investments", "--venture", venture["id"], "--url", registry["url"])
+    answer = jvreg_export(*args, "--key", raw_key(other), "-o", str(refused))
+    assert answer.returncode == 1
+    assert "404 Not found" in answer.stderr
+    assert not refused.exists() and not refused.with_name("refused.csv.part").exists()
