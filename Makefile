@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down logs ps lock clean
+.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down jvreg logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ dlq: $(STAMP) ## list the dead-letter queue (jvreg dlq requeue --id ID | --all s
 	$(BIN)/jvreg dlq list
 
 test: $(STAMP) ## unit, integration, end-to-end and a reduced chaos run (real RabbitMQ, SecantusDB)
-	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos
+	$(BIN)/pytest --durations=30 tests/unit tests/integration tests/e2e tests/chaos
 
 test-unit: $(STAMP) ## tests that need no broker and no database
 	$(BIN)/pytest tests/unit
@@ -64,16 +64,20 @@ fmt: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-up: $(STAMP) ## production-like stack in Docker; writes missing secrets to .env first
+up: $(STAMP) ## production-shaped stack in Docker (docs/deploy.md); writes missing secrets to .env first
 	$(BIN)/python deploy/compose_env.py .env
 	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) exec -T gateway jvreg signing-keys init
 
 # Compose checks every required secret for any command: make sure .env has them.
 .env: | $(STAMP)
 	$(BIN)/python deploy/compose_env.py .env
 
-down: .env ## stop the Docker stack
+down: .env ## stop the Docker stack (its volumes stay; `docker compose down -v` removes the data)
 	$(COMPOSE) down
+
+jvreg: .env ## the ops command line inside the Docker stack: make jvreg ARGS="reconcile"
+	$(COMPOSE) run --rm jvreg $(ARGS)
 
 logs: .env ## follow the Docker stack's logs
 	$(COMPOSE) logs -f

@@ -19,6 +19,7 @@ from ops.processes import (
     ensure_management_api,
     port_open,
 )
+from ops.signing_keys import ensure_key_ring
 from services.gateway.keys import weak_bootstrap_key
 from shared import messaging
 from shared.broker_users import create_users_for, registry_amqp_uris
@@ -122,6 +123,10 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     signal.signal(signal.SIGTERM, request_stop)
 
     env = {"JVREG_OPS_KEY": ops_key, "JVREG_AMQP_URI": settings.amqp_uri}
+    # The certificates' signing keys, kept beside the data unless set (never committed).
+    signing_keys = Path(os.environ.get("JVREG_SIGNING_KEYS_FILE", data_dir / "signing-keys.json"))
+    ensure_key_ring(signing_keys)
+    env["JVREG_SIGNING_KEYS_FILE"] = str(signing_keys)
     # The search service's index lives beside the data (`jvreg search rebuild` finds it
     # there with the same JVREG_SEARCH_DATA_DIR, or its default var/search).
     env.setdefault(

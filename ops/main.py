@@ -15,6 +15,10 @@ from ops.keys import keys  # noqa: E402
 from ops.reconcile import reconcile_command  # noqa: E402
 from ops.regulators import regulators  # noqa: E402
 from ops.search import search  # noqa: E402
+from ops.seed import seed  # noqa: E402
+from ops.signing_keys import signing_keys  # noqa: E402
+from ops.status import status  # noqa: E402
+from ops.verify import verify_command  # noqa: E402
 from ops.watch import watch  # noqa: E402
 
 
@@ -31,6 +35,10 @@ cli.add_command(keys)
 cli.add_command(reconcile_command)
 cli.add_command(regulators)
 cli.add_command(search)
+cli.add_command(seed)
+cli.add_command(status)
+cli.add_command(signing_keys)
+cli.add_command(verify_command)
 cli.add_command(watch)
 
 if __name__ == "__main__":

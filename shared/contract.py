@@ -31,6 +31,7 @@ EVENT_TYPES = frozenset(
         "license.reinstated",
         "license.revoked",
         "license.expired",
+        "license.expiring",
         "license.renewed",
         "investment.recorded",
         "fx_rate.set",

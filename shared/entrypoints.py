@@ -51,8 +51,8 @@ from shared.logs import CORRELATION_ID, current_correlation_id, new_correlation_
 log = logging.getLogger(__name__)
 # What a publish, ack or requeue raises when the broker went away.
 BROKER_GONE = (OperationalError, ConnectionError, OSError)
-# Probes that come every few seconds (compose's healthchecks) log below INFO.
-PROBES = {"ping", "health"}
+# Probes that come every few seconds (compose's healthchecks, /metrics scrapes) log below INFO.
+PROBES = {"ping", "health", "figures"}
 worker_started: ContextVar[float] = ContextVar("worker_started")
 
 

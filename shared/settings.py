@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     # RabbitMQ's management API as an administrator: `jvreg dev` creates the services'
     # users through it, `jvreg regulators add` the regulators'.
     broker_admin_url: str = "http://guest:guest@127.0.0.1:15672"
+    # The gateway's key ring for signing licence certificates (shared/signing.py),
+    # written by `jvreg signing-keys`; `jvreg dev` keeps one beside its data.
+    signing_keys_file: Path = Path("var/signing-keys.json")
     # Prefix of every database name, so that test runs can share one server.
     db_prefix: str = "jvreg"
     # How long a gateway process keeps an API key it verified (0: never): revoking or
@@ -49,6 +53,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10, gt=0)
     http_body_timeout_seconds: float = Field(10, gt=0)
     http_connections_per_client: int = Field(32, gt=0)
+    # Whether the web pages' session cookie is marked Secure: unset, when the request
+    # came over https; set true behind a proxy that ends TLS (the gateway sees http).
+    web_secure_cookies: bool | None = None
     # How often an outbox relay looks for records a crashed relay left behind.
     relay_poll_seconds: float = Field(1.0, gt=0)
     # Waits before each webhook retry; a delivery is tried once more than this list is

@@ -9,9 +9,11 @@ Uses pytest-docker 3.x. In a conftest::
     def backends(docker_ip, docker_services):
         return docker_backends(docker_ip, docker_services)
 
-Only `mongo` and `rabbitmq` are started, with the exact definitions (image,
-replica set, healthchecks) of the production compose file, but on ephemeral host
-ports, so a developer's own RabbitMQ on 5672 does not clash. Nothing here imports
+Only `mongo` and `rabbitmq` are started: RabbitMQ as the production compose file
+defines it, MongoDB from its image as a single-member replica set without
+authentication (production's three members with keyfile and users are checked by
+tests/unit/test_deploy_compose.py), both on ephemeral host ports, so a developer's own
+RabbitMQ on 5672 does not clash. Nothing here imports
 eventlet or nameko; pymongo and requests are imported only when waiting.
 """
 
@@ -37,22 +39,46 @@ WAIT_TIMEOUT_SECONDS = 180.0
 WAIT_PAUSE_SECONDS = 1.0
 
 
+def mongo_for_tests(base: dict[str, Any]) -> dict[str, Any]:
+    """Production's MongoDB image as a single-member replica set without authentication
+    (transactions need a set; the tests' clients log in as no one), initiated by its
+    healthcheck, which is healthy only once the member is primary."""
+    return {
+        "image": base["services"]["mongo1"]["image"],
+        "command": ["mongod", "--replSet", "rs0", "--bind_ip_all"],
+        "healthcheck": {
+            "test": [
+                "CMD",
+                "mongosh",
+                "--quiet",
+                "--eval",
+                "var ok = 0; try { ok = rs.status().ok } catch (e) {}"
+                " if (!ok) { rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]}) }"
+                " quit(db.hello().isWritablePrimary ? 0 : 1)",
+            ],
+            "interval": "5s",
+            "timeout": "10s",
+            "retries": 30,
+            "start_period": "20s",
+        },
+    }
+
+
 def backends_compose(base: dict[str, Any], docker_ip: str) -> dict[str, Any]:
     """A compose document with only the backends of `base`, on ephemeral host ports.
 
-    Derived rather than written twice so the tests run what production runs.
+    RabbitMQ is derived rather than written twice, so the tests run what production
+    runs; MongoDB is production's image without the keyfile and users (mongo_for_tests).
     Named volumes are dropped: the test data is thrown away by `down -v`.
     """
     # Loopback when Docker is local; a remote DOCKER_HOST is reached on its own address.
     bind = "127.0.0.1::" if docker_ip == "127.0.0.1" else ""
-    services = {}
-    for name in BACKENDS:
-        service = dict(base["services"][name])
+    services = {"mongo": mongo_for_tests(base), "rabbitmq": dict(base["services"]["rabbitmq"])}
+    for name, service in services.items():
         service.pop("volumes", None)
         service.pop("container_name", None)
         # "127.0.0.1::port" or a bare "port": Docker chooses the host port.
         service["ports"] = [f"{bind}{port}" for port in BACKEND_PORTS[name]]
-        services[name] = service
     user, password = TEST_ADMIN
     services["rabbitmq"]["environment"] = {
         "RABBITMQ_DEFAULT_USER": user,

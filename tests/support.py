@@ -16,9 +16,11 @@ import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
 from nameko.testing.services import entrypoint_waiter
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict
 
 from ops.processes import NAMEKO_CONFIG, Stack, free_port, wait_until
+from ops.signing_keys import ensure_key_ring
 from services.facilities.contract import RegisterFacility
 from services.ventures.contract import RegisterVenture
 from shared import messaging
@@ -87,6 +89,8 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
     amqp_uri = amqp_uri_for(backends["amqp_uri"], vhost)
     amqp_uris = registry_users(rabbit_management, amqp_uri)
     ops_key = "jvk_ops_" + secrets.token_urlsafe(24)
+    signing_keys = log_dir / "signing-keys.json"
+    ensure_key_ring(signing_keys)
     env = {
         "JVREG_MONGO_URI": backends["mongo_uri"],
         "JVREG_AMQP_URI": amqp_uri,
@@ -99,6 +103,7 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
         "JVREG_RELAY_POLL_SECONDS": "0.2",
         "JVREG_RPC_TIMEOUT_SECONDS": "5",
         "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
+        "JVREG_SIGNING_KEYS_FILE": str(signing_keys),
         **settings,
     }
     stack = Stack(env, log_dir=log_dir, amqp_uris=amqp_uris)
@@ -258,3 +263,20 @@ def contract_event(payload: type[EventPayload], **parts: dict) -> CloudEvent:
     for part, fields in parts.items():
         data[part] = {**data[part], **fields}
     return aggregate_event(payload.model_validate(data))
+
+
+def scrape(ops: Api) -> dict[tuple[str, frozenset], float]:
+    """Every sample of the gateway's /metrics (as ops): (name, labels) -> value."""
+    response = ops.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample_value(samples: dict, name: str, **labels) -> float | None:
+    """The value of the sample `name` with exactly `labels` in a scrape, if there is one."""
+    return samples.get((name, frozenset(labels.items())))

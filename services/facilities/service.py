@@ -14,6 +14,7 @@ from services.facilities.store import (
 )
 from services.licensing.contract import LicenceEvent
 from services.ventures.contract import VentureEvent
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -24,7 +25,7 @@ from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 
 
-class FacilitiesService:
+class FacilitiesService(figures.ServiceFigures):
     name = SERVICE
 
     store: FacilityStore = MongoStore(FacilityStore)

@@ -8,7 +8,12 @@ from nameko.rpc import RpcProxy
 import shared.rpc_errors  # noqa: F401 - the services' refusals arrive as their own types
 from shared.entrypoints import RPC_PUBLISH
 from shared.errors import ServiceUnavailable
+from shared.messaging import SERVICES
 from shared.settings import Settings
+
+GATEWAY = "gateway"
+# The services behind the gateway: its /health and /metrics ask each of them.
+BACKEND_SERVICES = tuple(service for service in SERVICES if service != GATEWAY)
 
 
 class BoundedServiceProxy:

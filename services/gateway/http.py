@@ -10,6 +10,7 @@ import re
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_content_length
 
 from services.gateway.idempotency import IdempotentCommands, idempotency_key
+from services.gateway.metrics import RequestMetrics
 from services.gateway.problems import (
     PROBLEM_CONTENT_TYPE,
     BadRequest,
@@ -84,7 +86,7 @@ class ProblemWsgiApp(WsgiApp):
         try:
             provider, values = adapter.match()
             request.path_values = values
-            buffer_body(request, self.body_timeout)
+            buffer_body(request, self.body_timeout, provider.require_media_type)
             response = provider.handle_request(request)
         except HTTPException as exc:
             response = problem_response(problem_for(exc, request.path), allow_header(exc))
@@ -121,13 +123,16 @@ def has_body(request: Request) -> bool:
     return chunked or bool(get_content_length(environ))
 
 
-def buffer_body(request: Request, timeout: float) -> None:
+def buffer_body(
+    request: Request, timeout: float, require_media_type: Callable[[Request], None]
+) -> None:
     """Read a command's body into memory before a nameko worker is taken (this runs in
     the connection's own green thread), within `timeout` in all: a client dripping its
-    body holds no worker, and its connection only until the deadline (408)."""
+    body holds no worker, and its connection only until the deadline (408). The route's
+    entrypoint says which media types it takes (`require_media_type`)."""
     if request.method not in COMMAND_METHODS or not has_body(request):
         return
-    require_json_media_type(request)
+    require_media_type(request)
     environ = request.environ
     if (get_content_length(environ) or 0) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -200,7 +205,7 @@ class ProblemWebServer(WebServer):
         super().start()
 
     def get_wsgi_app(self):
-        return ProblemWsgiApp(self, self.body_timeout)
+        return RequestMetrics(ProblemWsgiApp(self, self.body_timeout))
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=DeadlineProtocol, debug=False):
         server = super().get_wsgi_server(sock, wsgi_app, protocol, debug)
@@ -276,6 +281,10 @@ class ApiEndpoint(HttpRequestHandler):
         kwargs.setdefault("expected_exceptions", RegistryError)
         self.route = route
         super().__init__(method, url, **kwargs)
+
+    def require_media_type(self, request: Request) -> None:
+        """The API's commands carry JSON (a web page's form: services/gateway/web)."""
+        require_json_media_type(request)
 
     def status_of(self, error: RegistryError) -> int:
         """The HTTP status of a refusal, for its one-line log (shared/refusals.py)."""

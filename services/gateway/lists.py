@@ -5,6 +5,7 @@ read a moment ago, which the search instance waits for, bounded)."""
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from shared.pagination import decode_cursor, encode_cursor, filters_in, parse_limit
@@ -59,13 +60,18 @@ RECENT = RecentVersions()
 
 
 def search_list(search, doctype: str, request, principal) -> dict:
-    """The page of `doctype` the request asks for, as the search service answers it;
-    an investor's list is always limited to its own organisation's."""
-    query = {key: value for key, value in filters_in(request.args).items()}
+    """The page of `doctype` the request asks for, as the search service answers it."""
+    return search_page(search, doctype, request.args, principal)
+
+
+def search_page(search, doctype: str, args: Mapping[str, str], principal) -> dict:
+    """The page of `doctype` that `args` (a list's query parameters) ask for; an
+    investor's list is always limited to its own organisation's."""
+    query = {key: value for key, value in filters_in(args).items()}
     if principal.role == "investor":
         query["owner"] = principal.owner
-    limit = parse_limit(request.args.get("limit"))
-    cursor = decode_cursor(request.args.get("cursor"))
+    limit = parse_limit(args.get("limit"))
+    cursor = decode_cursor(args.get("cursor"))
     answer = search.list(doctype, query, cursor, limit, RECENT.visible_to(principal, doctype))
     page: dict = {
         "items": answer["items"],

@@ -142,7 +142,8 @@ def problem_for(
         if exc.errors:
             edge = isinstance(exc, EdgeRefusal)
             body["errors"] = located(exc.errors, None if edge else location)
-        body.update(exc.extra)
+        # A service's extra members never replace RFC 9457's own (a `status` would).
+        body.update({name: value for name, value in exc.extra.items() if name not in body})
         return body
     if isinstance(exc, HTTPException):
         return {

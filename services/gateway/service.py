@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import docs
 from services.gateway.asyncapi import asyncapi_document, event_catalogue
-from services.gateway.clients import ServiceClient
+from services.gateway.clients import BACKEND_SERVICES, GATEWAY, ServiceClient
 from services.gateway.http import json_response
 from services.gateway.idempotency import IdempotentCommands
 from services.gateway.keys import ApiKeys, Principal
@@ -17,21 +17,21 @@ from services.gateway.openapi import openapi_document
 
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
 from services.gateway.routes import api_keys as api_key_routes
+from services.gateway.routes import certificates as certificate_routes
 from services.gateway.routes import exports as export_routes
 from services.gateway.routes import facilities as facility_routes
 from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
+from services.gateway.routes import metrics as metrics_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
+from services.gateway.routes import web as web_routes
 from services.gateway.routing import route, routes_of
 from services.gateway.throttle import Throttle, is_expensive_read
+from services.gateway.web.sessions import WebSessions
 from shared.errors import Unauthorized
-from shared.messaging import SERVICES
 from shared.settings import Settings
 
-GATEWAY = "gateway"
-# The services behind the gateway, whose health its own reports.
-BACKEND_SERVICES = tuple(service for service in SERVICES if service != GATEWAY)
 HEALTH_TIMEOUT_SECONDS = 3
 
 
@@ -67,6 +67,9 @@ class GatewayService(
     export_routes.FlowExportRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
+    certificate_routes.CertificateRoutes,
+    web_routes.WebRoutes,
+    metrics_routes.MetricsRoutes,
 ):
     name = GATEWAY
 
@@ -74,6 +77,7 @@ class GatewayService(
     keys = ApiKeys()
     idempotency = IdempotentCommands()  # used by the HTTP entrypoint, not by routes
     throttle = Throttle()
+    sessions = WebSessions()  # the web pages' (routes/web.py)
     ventures = RememberingServiceClient("ventures")
     facilities = RememberingServiceClient("facilities")
     licensing = RememberingServiceClient("licensing")

@@ -8,6 +8,7 @@ from services.investments.contract import SERVICE
 from services.investments.folder import PortfolioFolder
 from services.investments.store import VENTURE_VIEWS, InvestmentStore, new_flow_id
 from services.ventures.contract import VentureEvent
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -86,7 +87,7 @@ def export_page(
     return contract.ExportPage(items=items, next=exports.position(index, day) if more else None)
 
 
-class InvestmentsService:
+class InvestmentsService(figures.ServiceFigures):
     name = SERVICE
 
     store: InvestmentStore = MongoStore(InvestmentStore)

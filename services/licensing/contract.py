@@ -53,6 +53,9 @@ TransitionTarget = Literal[LicenceStatus, "renewed"]
 # licence is granted or renewed for at most ten (DRAP grants five); a filter on expiry
 # dates beyond the furthest valid_until could select nothing more.
 INSPECTION_YEARS_AHEAD = 2
+# The expiry warnings (license.expiring), in days before valid_until: DRAP licences run
+# five years and are renewed on an application made in time.
+EXPIRY_WARNING_DAYS = (180, 90, 30)
 VALID_UNTIL_YEARS_AHEAD = 10
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
@@ -207,6 +210,11 @@ class Licence(BaseModel):
     valid_until: datetime | None = None
     decision_ref: str | None = Field(None, description="the reference of the latest decision")
     inspection_date: IsoDate | None = None
+    expiry_warnings: list[int] = Field(
+        default_factory=list,
+        description="the warnings (days before valid_until: 180, 90, 30) already sent "
+        "for the current valid_until; a renewal starts them again",
+    )
     version: int = Field(ge=1, description="+1 per transition; the events' sequence")
     created_at: datetime
     updated_at: datetime
@@ -481,6 +489,28 @@ class LicenceExpired(LicenceEvent):
     )
 
 
+class LicenceExpiring(LicenceEvent):
+    """A granted licence's `valid_until` is `change.fields.days_before` days away or
+    less (180, 90, then 30): the holder should apply for its renewal in time. Sent once
+    per threshold and valid_until by the registry's sweep (actor `system:expiry-sweep`);
+    when a licence is granted with less time left, only the nearest threshold is sent.
+    The licence stays `granted`; the warnings sent are in `license.expiry_warnings`."""
+
+    routing_key = "license.expiring"
+    model_config = examples(
+        licence_example(
+            "granted",
+            "granted",
+            "expiring",
+            5,
+            "valid_until 2031-12-14T23:59:59.999Z is 180 days away or less",
+            {"days_before": 180},
+            actor=SWEEP,
+            licence={**INSPECTED, **GRANT, "expiry_warnings": [180]},
+        )
+    )
+
+
 class LicenceRenewed(LicenceEvent):
     """DRAP renewed a granted licence under `decision_ref`, moving its `valid_until`
     later (in `change.fields`); it stays `granted` and was in force throughout."""
@@ -517,6 +547,7 @@ LICENCE_EVENTS: dict[str, type[LicenceEvent]] = {
         LicenceReinstated,
         LicenceRevoked,
         LicenceExpired,
+        LicenceExpiring,
         LicenceRenewed,
     )
 }

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.licensing.contract import (
+    EXPIRY_WARNING_DAYS,
     LICENCE_EVENTS,
     ApplyForLicence,
     Licence,
@@ -17,12 +18,44 @@ from services.licensing.contract import (
     RequestTransition,
 )
 from shared.codec import rfc3339
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound, RuleViolated
 
 VALIDITY_YEARS = 5
 LOCKOUT_AFTER_REJECTION = timedelta(days=90)
-# Who changes a licence when nobody does: the expiry sweep.
+# Who changes a licence when nobody does: the expiry sweep, and the end of its plant.
 SYSTEM_ACTOR = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
+PLANT_ENDED_ACTOR = {"key_id": "system:plant-decommissioned", "role": "system", "owner": "jvreg"}
+
+# Which licence types each kind of plant may hold, with the basis of each row in
+# docs/licensing.md ("Which licence fits which plant"): the DML kinds of the Drugs
+# (Licensing, Registering and Advertising) Rules 1976, registrations and GMP
+# certificates where DRAP issues them for that kind of plant, nothing where the plant is
+# not licensed by DRAP under these rules.
+LICENCE_TYPES_BY_PLANT: dict[str, tuple[str, ...]] = {
+    "api_plant": ("dml_basic", "dml_semi_basic", "dml_experimental", "gmp_certificate"),
+    "formulation_plant": (
+        "dml_formulation",
+        "dml_repacking",
+        "dml_experimental",
+        "product_registration",
+        "gmp_certificate",
+    ),
+    "vaccine_plant": (
+        "dml_basic",
+        "dml_formulation",
+        "dml_experimental",
+        "product_registration",
+        "gmp_certificate",
+    ),
+    "tcm_plant": ("dml_formulation", "product_registration", "gmp_certificate"),
+    "device_plant": (),
+    "qc_lab": (),
+    "telemedicine_hub": (),
+    "warehouse": (),
+}
+# An application still waiting for a decision, and a licence that still binds its plant.
+OPEN_STATUSES = ("submitted", "under_review", "deferred", "inspection_scheduled")
+IN_FORCE_STATUSES = ("granted", "suspended")
 
 # What a decision leaves: the licence afterwards, and the event (and history entry) of it.
 LicenceDecision = tuple[Licence, LicenceEvent]
@@ -55,10 +88,12 @@ class Transition:
 
     @property
     def status(self) -> str:
-        return "granted" if self.to == "renewed" else self.to
+        return "granted" if self.to in STAYS_GRANTED else self.to
 
 
 DECISION = frozenset({"decision_ref"})
+# What a granted licence may go through and stay granted.
+STAYS_GRANTED = frozenset({"renewed", "expiring"})
 TRANSITIONS: tuple[Transition, ...] = (
     Transition("submitted", "under_review", "under_review"),
     Transition("under_review", "deferred", "deferred"),
@@ -83,6 +118,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("suspended", "revoked", "revoked", required=DECISION),
     Transition("granted", "renewed", "renewed", required=DECISION | {"valid_until"}),
     Transition("granted", "expired", "expired", automatic=True),
+    Transition("granted", "expiring", "expiring", automatic=True),
+    # A decommissioned plant's licences end with it (docs/licensing.md).
+    Transition("granted", "revoked", "revoked", automatic=True),
+    Transition("suspended", "revoked", "revoked", automatic=True),
 )
 TRANSITION_FIELDS = ("inspection_date", "valid_until", "decision_ref")
 
@@ -174,14 +213,15 @@ def change_licence(
 ) -> LicenceDecision:
     """The licence after `transition`, and the event that records the change (its
     history entry too)."""
-    changed = licence.model_copy(
-        update={
-            **fields,
-            "status": transition.status,
-            "version": licence.version + 1,
-            "updated_at": now,
-        }
-    )
+    update: dict[str, Any] = {
+        **fields,
+        "status": transition.status,
+        "version": licence.version + 1,
+        "updated_at": now,
+    }
+    if "valid_until" in fields:
+        update["expiry_warnings"] = []  # a new validity is warned of anew
+    changed = licence.model_copy(update=update)
     routing_key = f"license.{transition.event}"
     change = {
         "from": licence.status,
@@ -199,15 +239,32 @@ def change_licence(
 
 
 def decide(
-    licence: Licence, request: RequestTransition, actor: dict, now: datetime
+    licence: Licence,
+    request: RequestTransition,
+    actor: dict,
+    now: datetime,
+    facility: FacilityView | None = None,
 ) -> LicenceDecision:
-    """Apply a regulator's (or ops') request to the licence."""
+    """Apply a regulator's (or ops') request to the licence (of `facility`, as projected
+    now: a decommissioned plant's licence is put in force no more)."""
     transition = find_transition(licence.status, request.to)
+    if (
+        facility is not None
+        and facility.status == "decommissioned"
+        and transition.status == ("granted")
+    ):
+        raise Conflict(
+            f"facility {facility.id} is decommissioned; its licences are in force no more",
+            errors=[{"loc": ["to"], "msg": "facility decommissioned", "type": "decommissioned"}],
+        )
     fields = transition_fields(licence, transition, request, now)
     return change_licence(licence, transition, fields, request.reason, actor, now)
 
 
-EXPIRY = next(t for t in TRANSITIONS if t.automatic)
+EXPIRY = next(t for t in TRANSITIONS if t.automatic and t.to == "expired")
+EXPIRY_WARNING = next(t for t in TRANSITIONS if t.automatic and t.to == "expiring")
+# The automatic revocation of a plant's licences in force, by their status.
+PLANT_ENDED = {t.source: t for t in TRANSITIONS if t.automatic and t.to == "revoked"}
 
 
 def expire(licence: Licence, now: datetime) -> LicenceDecision:
@@ -218,17 +275,56 @@ def expire(licence: Licence, now: datetime) -> LicenceDecision:
     return change_licence(licence, EXPIRY, {}, reason, SYSTEM_ACTOR, now)
 
 
+def next_expiry_warning_at(licence: Licence) -> datetime | None:
+    """When the next expiry warning of a granted licence falls due (None: none left)."""
+    if licence.status != "granted" or licence.valid_until is None:
+        return None
+    for days in EXPIRY_WARNING_DAYS:
+        if days not in licence.expiry_warnings:
+            return licence.valid_until - timedelta(days=days)
+    return None
+
+
+def warn_of_expiry(licence: Licence, now: datetime) -> LicenceDecision:
+    """The nearest expiry warning now due (a licence granted with 20 days left is warned
+    once, of 30 days, not three times), recorded with the ones it makes moot."""
+    due_at = next_expiry_warning_at(licence)
+    if due_at is None or due_at > now or licence.valid_until is None or licence.valid_until <= now:
+        raise ValueError(f"licence {licence.id} has no expiry warning due")
+    left = licence.valid_until - now
+    days = min(d for d in EXPIRY_WARNING_DAYS if left <= timedelta(days=d))
+    sent = sorted({*licence.expiry_warnings, *(d for d in EXPIRY_WARNING_DAYS if d >= days)})
+    reason = f"valid_until {rfc3339(licence.valid_until)} is {days} days away or less"
+    changed, event = change_licence(
+        licence, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now
+    )
+    return changed.model_copy(update={"expiry_warnings": sent[::-1]}), event
+
+
+def end_with_plant(licence: Licence, facility_id: str, now: datetime) -> LicenceDecision:
+    """A licence in force on a plant that was decommissioned is revoked with it."""
+    transition = PLANT_ENDED.get(licence.status)
+    if transition is None:
+        raise ValueError(f"licence {licence.id} is not in force ({licence.status})")
+    reason = f"facility {facility_id} was decommissioned"
+    return change_licence(licence, transition, {}, reason, PLANT_ENDED_ACTOR, now)
+
+
 def submit(
     application: ApplyForLicence,
     facility: FacilityView | None,
     last_rejected_at: datetime | None,
+    same_type: list[Licence],
     licence_id: str,
     actor: dict,
     now: datetime,
 ) -> LicenceDecision:
     """A new application for the facility (as projected now), unless the facility may
-    not be licensed or a rejection of the same type still locks it out."""
+    not be licensed, cannot hold this type, already has this licence open or in force
+    (`same_type`: its licences of the type), or a rejection still locks it out."""
     facility = check_facility_accepts_applications(facility, application.facility_id)
+    check_type_fits_plant(application.type, facility)
+    check_no_duplicate(application, same_type)
     check_lockout(application.type, last_rejected_at, now)
     licence = Licence(
         **application.model_dump(),
@@ -273,6 +369,47 @@ def check_facility_accepts_applications(
             ],
         )
     return facility
+
+
+def check_type_fits_plant(licence_type: str, facility: FacilityView) -> None:
+    """422 naming the types the plant's kind may hold, when `licence_type` is not one."""
+    allowed = list(LICENCE_TYPES_BY_PLANT.get(facility.kind, ()))
+    if licence_type in allowed:
+        return
+    fits = f"it may hold {', '.join(allowed)}" if allowed else "DRAP licenses none of its kind"
+    raise RuleViolated(
+        f"a {facility.kind} cannot hold a {licence_type} licence; {fits}",
+        errors=[{"loc": ["type"], "msg": f"not for a {facility.kind}", "type": "plant_kind"}],
+        extra={"facility_kind": facility.kind, "allowed": allowed},
+    )
+
+
+def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -> None:
+    """One application at a time per plant and type (per product for a registration),
+    and none while a licence of it is in force: that one is renewed instead."""
+    for licence in same_type:
+        if application.product is not None and (licence.product or "").casefold() != (
+            application.product.casefold()
+        ):
+            continue
+        what = (
+            f"{application.type} of {application.product}"
+            if application.product
+            else (application.type)
+        )
+        if licence.status in OPEN_STATUSES:
+            raise Conflict(
+                f"application {licence.id} for the {what} licence of this facility is "
+                f"still open ({licence.status}); it is decided before another is made",
+                extra={"open_application": licence.id, "application_status": licence.status},
+            )
+        if licence.status in IN_FORCE_STATUSES:
+            raise Conflict(
+                f"licence {licence.id} ({what}) of this facility is {licence.status} until "
+                f"{rfc3339(licence.valid_until) if licence.valid_until else 'further notice'}; "
+                "renew it (a transition to renewed) instead of applying again",
+                extra={"licence_in_force": licence.id, "licence_status": licence.status},
+            )
 
 
 def lockout_ends(rejected_at: datetime) -> datetime:

@@ -12,6 +12,7 @@ from services.facilities.contract import FacilityEvent
 from services.licensing import contract, domain
 from services.licensing.contract import SERVICE
 from services.licensing.store import FACILITY_VIEWS, LicenceStore, new_licence_id
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -44,7 +45,7 @@ class ExpirySweepTimer(Timer):
             super().stop()
 
 
-class LicensingService:
+class LicensingService(figures.ServiceFigures):
     name = SERVICE
 
     store: LicenceStore = MongoStore(LicenceStore)
@@ -64,9 +65,13 @@ class LicensingService:
         licence_id, now = new_licence_id(), utcnow()
 
         def submit(
-            facility: domain.FacilityView | None, last_rejected_at: datetime | None
+            facility: domain.FacilityView | None,
+            last_rejected_at: datetime | None,
+            same_type: list[contract.Licence],
         ) -> domain.LicenceDecision:
-            return domain.submit(application, facility, last_rejected_at, licence_id, actor, now)
+            return domain.submit(
+                application, facility, last_rejected_at, same_type, licence_id, actor, now
+            )
 
         licence = self.store.apply(application.facility_id, application.type, submit)
         return licence.model_dump(mode="json")
@@ -75,8 +80,10 @@ class LicensingService:
     def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
         request = validated(contract.RequestTransition, body)
 
-        def decide(licence: contract.Licence) -> domain.LicenceDecision:
-            return domain.decide(licence, request, actor, utcnow())
+        def decide(
+            licence: contract.Licence, facility: domain.FacilityView | None
+        ) -> domain.LicenceDecision:
+            return domain.decide(licence, request, actor, utcnow(), facility)
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 
@@ -98,17 +105,31 @@ class LicensingService:
 
     @ExpirySweepTimer.decorator
     def expire_due_licences(self):
-        """Expire every granted licence past its valid_until. Each expiry is a conditional
-        update, so when several instances sweep at once each licence expires once."""
+        """Expire every granted licence past its valid_until, and warn of each expiry
+        180, 90 and 30 days ahead. Each change is a conditional update, so when several
+        instances sweep at once each licence expires, and each warning goes out, once."""
         now = utcnow()
         for licence in self.store.due_for_expiry(now, EXPIRY_BATCH):
             if self.store.commit(licence, domain.expire(licence, now)):
                 log.info("licence %s expired (valid until %s)", licence.id, licence.valid_until)
+        for licence in self.store.due_for_expiry_warning(now, EXPIRY_BATCH):
+            if licence.valid_until is not None and licence.valid_until <= now:
+                continue  # expired by the next sweep, not warned of
+            warning = domain.warn_of_expiry(licence, now)
+            if self.store.commit(licence, warning):
+                days = warning[1].change.fields["days_before"]
+                log.info("licence %s: warned of its expiry, %d days ahead", licence.id, days)
 
     @cloud_event_handler(contract.FOLLOWS_FACILITIES)
     def follow_facility(self, event: CloudEvent, changed: FacilityEvent):
         kept = fields_kept(domain.FacilityView, changed.facility)
-        self.store.apply_facility_event(event, kept)
+        decommissioned = kept.get("status") == "decommissioned"
+        now = utcnow()
+
+        def end_licence(licence: contract.Licence) -> domain.LicenceDecision:
+            return domain.end_with_plant(licence, event.subject, now)
+
+        self.store.apply_facility_event(event, kept, end_licence if decommissioned else None)
 
     @event_log_handler(SERVICE)
     def keep_event_log(self, event):

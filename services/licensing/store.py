@@ -8,7 +8,13 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from services.licensing.contract import HistoryEntry, Licence, LicenceEvent
-from services.licensing.domain import FacilityView, LicenceDecision
+from services.licensing.domain import (
+    IN_FORCE_STATUSES,
+    OPEN_STATUSES,
+    FacilityView,
+    LicenceDecision,
+    next_expiry_warning_at,
+)
 from shared.codec import to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
@@ -41,6 +47,7 @@ class LicenceStore(Repository):
         for field in ("owner", "status", "type", "facility_id", "venture_id", "valid_until"):
             licences.create_index([(field, ASCENDING), ("_id", ASCENDING)])
         licences.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
+        licences.create_index([("status", ASCENDING), ("next_expiry_warning_at", ASCENDING)])
         licences.create_index(
             [("facility_id", ASCENDING), ("type", ASCENDING), ("status", ASCENDING)]
         )
@@ -63,12 +70,13 @@ class LicenceStore(Repository):
         self,
         facility_id: str,
         licence_type: str,
-        decide: Callable[[FacilityView | None, datetime | None], LicenceDecision],
+        decide: Callable[[FacilityView | None, datetime | None, list[Licence]], LicenceDecision],
     ) -> Licence:
-        """Insert the licence `decide` makes, given the facility as projected now and the
-        latest rejection of the same type for it. The projection is written too (a
-        counter), so a decommissioning applied at the same time conflicts with this
-        transaction instead of slipping past it."""
+        """Insert the licence `decide` makes, given the facility as projected now, the
+        latest rejection of the same type for it and its licences of the type open or in
+        force. The projection is written too (a counter), so a decommissioning or another
+        application applied at the same time conflicts with this transaction instead of
+        slipping past it."""
 
         def work(unit: UnitOfWork) -> Licence:
             doc = self.facility_views.find_one_and_update(
@@ -82,8 +90,18 @@ class LicenceStore(Repository):
                 sort=[("updated_at", DESCENDING)],
                 session=unit.session,
             )
+            same_type = self.licences.find(
+                {
+                    "facility_id": facility_id,
+                    "type": licence_type,
+                    "status": {"$in": [*OPEN_STATUSES, *IN_FORCE_STATUSES]},
+                },
+                session=unit.session,
+            )
             licence, event = decide(
-                self._facility(doc) if doc else None, rejected["updated_at"] if rejected else None
+                self._facility(doc) if doc else None,
+                rejected["updated_at"] if rejected else None,
+                [self._licence(found) for found in same_type],
             )
             self.licences.insert_one(self._document(licence), session=unit.session)
             self._record(licence, event, unit)
@@ -91,12 +109,17 @@ class LicenceStore(Repository):
 
         return self.unit_of_work(work)
 
-    def transition(self, licence_id: str, decide: Callable[[Licence], LicenceDecision]) -> Licence:
-        """Apply the change `decide` makes to the licence as it is now. If another change
-        (a decision, the expiry sweep) lands in between, decide again on the new state."""
+    def transition(
+        self,
+        licence_id: str,
+        decide: Callable[[Licence, FacilityView | None], LicenceDecision],
+    ) -> Licence:
+        """Apply the change `decide` makes to the licence as it is now, on its facility as
+        projected now. If another change (a decision, the expiry sweep, the end of the
+        plant) lands in between, decide again on the new state."""
         for _ in range(TRANSITION_ATTEMPTS):
             licence = self.get(licence_id)
-            decision = decide(licence)
+            decision = decide(licence, self.facility(licence.facility_id))
             if self.commit(licence, decision):
                 return decision[0]
         raise Conflict(f"licence {licence_id} is changing right now; read it again and retry")
@@ -108,17 +131,29 @@ class LicenceStore(Repository):
         licence, event = decision
 
         def work(unit: UnitOfWork) -> bool:
-            result = self.licences.replace_one(
-                {"_id": before.id, "status": before.status, "version": before.version},
-                self._document(licence),
-                session=unit.session,
-            )
-            if result.matched_count == 0:
-                return False
-            self._record(licence, event, unit)
-            return True
+            if licence.status == "granted" and before.status != "granted":
+                # Written, so that the plant's decommissioning, which revokes the licences
+                # it finds in force, conflicts with this one instead of missing it.
+                self.facility_views.update_one(
+                    {"_id": licence.facility_id},
+                    {"$inc": {"grant_count": 1}},
+                    session=unit.session,
+                )
+            return self._replace(before, decision, unit)
 
         return self.unit_of_work(work)
+
+    def _replace(self, before: Licence, decision: LicenceDecision, unit: UnitOfWork) -> bool:
+        licence, event = decision
+        result = self.licences.replace_one(
+            {"_id": before.id, "status": before.status, "version": before.version},
+            self._document(licence),
+            session=unit.session,
+        )
+        if result.matched_count == 0:
+            return False
+        self._record(licence, event, unit)
+        return True
 
     def due_for_expiry(self, now: datetime, limit: int) -> list[Licence]:
         cursor = (
@@ -126,6 +161,12 @@ class LicenceStore(Repository):
             .sort("valid_until", ASCENDING)
             .limit(limit)
         )
+        return [self._licence(doc) for doc in cursor]
+
+    def due_for_expiry_warning(self, now: datetime, limit: int) -> list[Licence]:
+        cursor = self.licences.find(
+            {"status": "granted", "next_expiry_warning_at": {"$lte": now}}
+        ).limit(limit)
         return [self._licence(doc) for doc in cursor]
 
     def get(self, licence_id: str) -> Licence:
@@ -154,9 +195,27 @@ class LicenceStore(Repository):
         doc = self.facility_views.find_one({"_id": facility_id})
         return self._facility(doc) if doc else None
 
-    def apply_facility_event(self, event: CloudEvent, facility: dict) -> bool:
-        """Project the facility as `event` left it, in order and once."""
-        return Projection(self.facility_views).apply(self, event, facility)
+    def apply_facility_event(
+        self,
+        event: CloudEvent,
+        facility: dict,
+        end_licence: Callable[[Licence], LicenceDecision] | None = None,
+    ) -> bool:
+        """Project the facility as `event` left it, in order and once; with `end_licence`
+        (the plant was decommissioned), its licences in force end in the same
+        transaction, so exactly once."""
+
+        def end_licences_in_force(unit: UnitOfWork) -> None:
+            assert end_licence is not None
+            in_force = self.licences.find(
+                {"facility_id": event.subject, "status": {"$in": list(IN_FORCE_STATUSES)}},
+                session=unit.session,
+            )
+            for licence in [self._licence(doc) for doc in in_force]:
+                self._replace(licence, end_licence(licence), unit)
+
+        then = end_licences_in_force if end_licence is not None else None
+        return Projection(self.facility_views).apply(self, event, facility, then)
 
     def _record(self, licence: Licence, event: LicenceEvent, unit: UnitOfWork) -> None:
         """The history entry and the event of one change of the licence."""
@@ -175,6 +234,8 @@ class LicenceStore(Repository):
     def _document(licence: Licence) -> dict:
         doc = licence.model_dump(exclude={"id"})
         doc["_id"] = licence.id
+        # Kept beside the licence so that the sweep finds the warnings due by an index.
+        doc["next_expiry_warning_at"] = next_expiry_warning_at(licence)
         return doc
 
     @staticmethod

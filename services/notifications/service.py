@@ -12,6 +12,7 @@ from services.licensing.contract import LicenceEvent
 from services.notifications import contract, domain
 from services.notifications.delivery import HostResolver, WebhookDelivery
 from services.notifications.store import NotificationStore, new_subscription_id
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
@@ -34,7 +35,7 @@ class ArrivalOrder(DependencyProvider):
         return self.lock
 
 
-class NotificationsService:
+class NotificationsService(figures.ServiceFigures):
     name = contract.SERVICE
 
     config = Config()
@@ -46,6 +47,9 @@ class NotificationsService:
     @rpc
     def ping(self) -> dict:
         return {"service": self.name, "mongo": self.store.ping()}
+
+    def own_figures(self) -> dict:
+        return {"webhook_deliveries": self.store.delivery_outcomes()}
 
     @rpc
     def create_subscription(self, body: str, actor: dict) -> dict:

@@ -185,6 +185,18 @@ class NotificationStore(Repository):
         )
         return streams.apply(self, event, then=fan_out)
 
+    def delivery_outcomes(self) -> dict[str, int]:
+        """Deliveries per outcome (/metrics): not tried yet, retrying after a failed
+        attempt, delivered, failed (retries exhausted), cancelled."""
+        counts = {
+            status: self.deliveries.count_documents({"status": status})
+            for status in (PENDING, DELIVERED, FAILED, CANCELLED)
+        }
+        retrying = self.deliveries.count_documents(
+            {"status": PENDING, "attempts.0": {"$exists": True}}
+        )
+        return {**counts, PENDING: counts[PENDING] - retrying, "retrying": retrying}
+
     # --- the deliverer's side ------------------------------------------------------
 
     def subscriptions_with_pending(self) -> list[str]:

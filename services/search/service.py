@@ -15,6 +15,7 @@ from services.search.contract import SERVICE
 from services.search.index import EarlyChange, ListQuery, change_of, doctype_of
 from services.search.live import Index, LiveIndex
 from services.search.settings import SearchSettings
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.contract import Subscription
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
@@ -65,7 +66,7 @@ def list_query(doctype: str, query: dict, cursor: str | None, limit: int) -> Lis
     )
 
 
-class SearchService:
+class SearchService(figures.ServiceFigures):
     name = SERVICE
 
     config = Config()

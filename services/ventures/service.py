@@ -5,6 +5,7 @@ event), commit both."""
 from services.ventures import contract, domain
 from services.ventures.contract import SERVICE
 from services.ventures.store import VentureStore, new_venture_id
+from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.clock import utcnow
 from shared.entrypoints import rpc
 from shared.errors import validated
@@ -13,7 +14,7 @@ from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 
 
-class VenturesService:
+class VenturesService(figures.ServiceFigures):
     name = SERVICE
 
     store: VentureStore = MongoStore(VentureStore)

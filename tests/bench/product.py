@@ -81,16 +81,25 @@ def registrations(investors: list[Api], seconds: float) -> dict:
             api.session.close()
 
 
+# A formulation plant's applications, one at a time per type (docs/licensing.md): its
+# three DMLs, then registrations of its products.
+PLANT_DMLS = ("dml_formulation", "dml_repacking", "dml_experimental")
+
+
 def licence_applications(investor: Api, count: int) -> list[tuple[str, int]]:
-    """`count` submitted licences on plants of one venture (a plant per 20), each with
-    its sequence (1, submitted): the decisions' pool of licences."""
+    """`count` submitted licences on plants of one venture (a plant per 20: its DMLs and
+    product registrations), each with its sequence (1, submitted): the decisions' pool."""
     venture = created(investor, "/v1/ventures", venture_body())
     licences: list[tuple[str, int]] = []
     facility_id = ""
     for n in range(count):
         if n % 20 == 0:
             facility_id = created(investor, f"/v1/ventures/{venture['id']}/facilities", PLANT)["id"]
-        body = {"facility_id": facility_id, "type": "dml_formulation"}
+        body: dict = {"facility_id": facility_id, "type": "product_registration"}
+        if n % 20 < len(PLANT_DMLS):
+            body["type"] = PLANT_DMLS[n % 20]
+        else:
+            body["product"] = f"Bench product {n}"
         licences.append((created(investor, "/v1/licenses", body)["id"], 1))
     return licences
 

@@ -63,7 +63,8 @@ WEBHOOK_PATH = "/drap"
 # each return towards its delivery limit (shared.messaging.BROKER_DELIVERY_LIMIT, 20):
 # a crash loop far faster than this would dead-letter messages merely in flight.
 MIN_LIFE_SECONDS = 3
-MANUFACTURING_LICENCES = ("dml_formulation", "dml_basic", "dml_semi_basic", "dml_repacking")
+# The DMLs a formulation plant (the harness's PLANT) may hold (docs/licensing.md).
+MANUFACTURING_LICENCES = ("dml_formulation", "dml_repacking", "dml_experimental")
 
 
 # --- processes -------------------------------------------------------------------------

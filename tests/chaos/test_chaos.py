@@ -82,7 +82,7 @@ def conclude(
 
 # Three licensing instances, the licences walked for 50 s (8 s in the reduced run).
 LICENSING_KILLED = (
-    Load(ventures=6, licences_per_plant=4, seconds=50, drivers=10),
+    Load(ventures=8, licences_per_plant=3, seconds=50, drivers=10),
     Load(ventures=2, licences_per_plant=2, seconds=8),
 )
 
@@ -127,7 +127,7 @@ def test_3_a_consumer_killed_after_applying_applies_once_and_drains(registry, re
     queues end empty."""
     started = time.monotonic()
     load = sized(
-        Load(ventures=8, licences_per_plant=4, seconds=50, drivers=12, pause=2),
+        Load(ventures=11, licences_per_plant=3, seconds=50, drivers=12, pause=2),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=2, **TWO_OF_EACH_CONSUMER) as chaos:
@@ -153,7 +153,7 @@ def test_4_broker_restarts_deliver_everything_once_back(registry, report, own_br
     started = time.monotonic()
     restarts = 3 if FULL else 1
     load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=45, drivers=10),
+        Load(ventures=8, licences_per_plant=3, seconds=45, drivers=10),
         Load(ventures=2, licences_per_plant=2, seconds=10),
     )
     with registry(licensing=3, broker=own_broker) as chaos:
@@ -181,7 +181,7 @@ def test_5_poison_messages_are_dead_lettered_and_healthy_ones_applied(registry, 
     started = time.monotonic()
     rounds = 180 if FULL else 2  # one poison of each kind per round
     load = sized(
-        Load(ventures=6, licences_per_plant=4, seconds=30, drivers=12, pause=4),
+        Load(ventures=8, licences_per_plant=3, seconds=30, drivers=12, pause=4),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=2) as chaos:
@@ -257,7 +257,7 @@ def test_6_random_consumer_kills_leave_every_projection_equal_to_its_source(regi
     seed = random.randrange(1 << 30)
     print(f"\nrandom kills with seed {seed}")
     load = sized(
-        Load(ventures=8, licences_per_plant=4, seconds=40, cycles=5, drivers=16, pause=6),
+        Load(ventures=11, licences_per_plant=3, seconds=40, cycles=5, drivers=16, pause=6),
         Load(ventures=2, licences_per_plant=2, seconds=8),
     )
     with registry(licensing=2, **TWO_OF_EACH_CONSUMER) as chaos:

@@ -47,6 +47,7 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/docs"): ANYONE,
     ("GET", "/docs/events"): ANYONE,
     ("GET", "/docs/<asset>"): ANYONE,
+    ("GET", "/metrics"): ("403", "403", "403", "403", "ok"),
     # API keys: ops manage every key; others their organisation's.
     ("POST", "/v1/api-keys"): ("403", "403", "403", "403", "ok"),
     ("GET", "/v1/api-keys"): ("ok", "hidden", "hidden", "hidden", "ok"),
@@ -122,6 +123,16 @@ def unique(prefix: str) -> str:
     return f"{prefix} {uuid.uuid4().hex[:8]}"
 
 
+def registration(facility_id: str) -> dict:
+    """An application each caller may make again: one product registration per product
+    (a plant has one application per licence type, or per product, at a time)."""
+    return {
+        "facility_id": facility_id,
+        "type": "product_registration",
+        "product": unique("Matrix Product"),
+    }
+
+
 FLOW = {
     "type": "commitment",
     "partner": "Indus Pharma (Pvt) Ltd",
@@ -158,9 +169,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/v1/facilities"): Call(
         query=lambda world: {"venture_id": world["venture_id"]}, probe="facility_id"
     ),
-    ("POST", "/v1/licenses"): Call(
-        body=lambda world: {"facility_id": world["facility_id"], "type": "dml_formulation"}
-    ),
+    ("POST", "/v1/licenses"): Call(body=lambda world: registration(world["facility_id"])),
     ("GET", "/v1/licenses"): Call(
         query=lambda world: {"facility_id": world["facility_id"]}, probe="license_id"
     ),
@@ -278,9 +287,9 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
         "fresh": {
             "key_id": lambda: new_key("investor", owner)["id"],
             "venture_id": fresh_venture,
-            "license_id": lambda: client.created("owner investor", "/v1/licenses", application)[
-                "id"
-            ],
+            "license_id": lambda: client.created(
+                "owner investor", "/v1/licenses", registration(facility["id"])
+            )["id"],
             "subscription_id": lambda: client.created("regulator", "/v1/subscriptions", WEBHOOK)[
                 "id"
             ],

@@ -187,10 +187,13 @@ def test_a_licence_expires_once_with_two_licensing_instances(
         first, later = (
             grant(
                 regulator,
-                created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]}),
+                created(investor, "/v1/licenses", {"type": kind, "facility_id": plant["id"]}),
                 valid_until=rfc3339(valid_until),
             )
-            for valid_until in (soon, soon + timedelta(seconds=2))
+            for kind, valid_until in (
+                ("dml_formulation", soon),
+                ("dml_repacking", soon + timedelta(seconds=2)),
+            )
         )
         assert datetime.fromisoformat(first["valid_until"]) == soon
         facility_status(investor, plant["id"], "operational")
@@ -350,6 +353,58 @@ def test_facilities_of_a_dissolved_venture_are_decommissioned(ops, investor, reg
     assert len(listed["items"]) == 1
 
 
+def test_a_dissolved_ventures_licences_in_force_end_with_its_plants(registry, investor, regulator):
+    licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
+    plant = plant_of(investor)
+    granted = grant(
+        regulator, created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    )
+    facility_status(investor, plant["id"], "operational")
+    response = regulator.post(
+        f"/v1/ventures/{plant['venture_id']}/status",
+        json={"to": "dissolved", "reason": "partners wound the venture up"},
+    )
+    assert response.status_code == 200, response.text
+    events = licences.wait_for(granted["id"], 5)
+    revoked = events[4]
+    assert (revoked["type"], revoked["sequence"]) == ("jvreg.license.revoked", 5)
+    assert revoked["data"]["change"]["reason"] == f"facility {plant['id']} was decommissioned"
+    assert investor.get(f"/v1/licenses/{granted['id']}").json()["status"] == "revoked"
+    facility_status(investor, plant["id"], "decommissioned")
+
+
+@pytest.mark.parametrize(
+    ("kind", "allowed"),
+    [
+        ("warehouse", []),
+        ("api_plant", ["dml_basic", "dml_semi_basic", "dml_experimental", "gmp_certificate"]),
+    ],
+)
+def test_a_licence_type_the_plant_cannot_hold_is_refused(investor, kind, allowed):
+    venture = created(investor, "/v1/ventures", venture_body())
+    plant = created(investor, f"/v1/ventures/{venture['id']}/facilities", {**PLANT, "kind": kind})
+    response = investor.post("/v1/licenses", json={**DML, "facility_id": plant["id"]})
+    problem = assert_problem(response, 422, ["body", "type"])
+    assert problem["allowed"] == allowed and problem["facility_kind"] == kind
+
+
+def test_one_open_application_per_plant_and_type(investor, regulator):
+    plant = plant_of(investor)
+    first = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    again = investor.post("/v1/licenses", json={**DML, "facility_id": plant["id"]})
+    problem = assert_problem(again, 409)
+    assert problem["open_application"] == first["id"] and first["id"] in problem["detail"]
+    # Another type, or another product's registration, is its own application.
+    registration = {"facility_id": plant["id"], "type": "product_registration"}
+    created(investor, "/v1/licenses", {**registration, "product": "Amoxicillin 500 mg capsules"})
+    created(investor, "/v1/licenses", {**registration, "product": "Paracetamol 500 mg tablets"})
+    granted = grant(regulator, first)
+    problem = assert_problem(
+        investor.post("/v1/licenses", json={**DML, "facility_id": plant["id"]}), 409
+    )
+    assert problem["licence_in_force"] == granted["id"] and "renew" in problem["detail"]
+
+
 def test_lists_page_with_a_cursor(ops, investor):
     plant = plant_of(investor)
     venture_id = plant["venture_id"]
@@ -367,3 +422,15 @@ def test_lists_page_with_a_cursor(ops, investor):
         422,
         ["query", "expiring_before"],
     )
+
+
+def test_regulators_are_warned_of_an_expiry_ahead(registry, investor, regulator):
+    licences = Subscriber(registry["amqp_uri"], "licensing", "license.#")
+    plant = plant_of(investor)
+    applied = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    granted = grant(regulator, applied, valid_until=rfc3339(utcnow() + timedelta(days=100)))
+    warning = licences.wait_for(granted["id"], 5)[4]
+    assert (warning["type"], warning["sequence"]) == ("jvreg.license.expiring", 5)
+    assert warning["data"]["change"]["fields"] == {"days_before": 180}
+    now = investor.get(f"/v1/licenses/{granted['id']}").json()
+    assert (now["status"], now["expiry_warnings"]) == ("granted", [180])

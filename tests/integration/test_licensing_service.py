@@ -1,6 +1,8 @@
 """The licensing service in real nameko containers, fed real facilities' events through
-the broker: its projection of facilities, the lockout after a rejection, and the expiry
-sweep expiring each licence exactly once while two instances sweep the same database."""
+the broker: its projection of facilities, the lockout after a rejection, one application
+at a time per plant and type, a decommissioned plant's licences revoked exactly once,
+and the expiry sweep expiring each licence exactly once while two instances sweep the
+same database."""
 
 import json
 from datetime import datetime, timedelta
@@ -18,7 +20,7 @@ from services.licensing.service import LicensingService
 from shared import messaging
 from shared.clock import utcnow
 from shared.codec import rfc3339
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, RuleViolated
 from shared.outbox import event_publisher
 
 from support import contract_event, handled
@@ -42,14 +44,16 @@ def licensing(config, container_factory):
         yield container, proxy, store.db
 
 
-def facility_event(routing_key, facility_id, sequence, status, venture_id="jv_1"):
+def facility_event(
+    routing_key, facility_id, sequence, status, venture_id="jv_1", kind="formulation_plant"
+):
     return contract_event(
         facilities_contract.EVENTS[routing_key],
         facility={
             "id": facility_id,
             "venture_id": venture_id,
             "owner": INVESTOR["owner"],
-            "kind": "formulation_plant",
+            "kind": kind,
             "status": status,
             "name": "Rashakai Formulation Plant 1",
             "version": sequence,
@@ -63,8 +67,10 @@ def facilities(amqp_uri):
     """The facilities service's side: publish its events, and wait for licensing to know."""
     publish = event_publisher(amqp_uri, "facilities")
 
-    def registered(db, facility_id: str, venture_id: str = "jv_1") -> str:
-        publish(facility_event("facility.registered", facility_id, 1, "planned", venture_id))
+    def registered(
+        db, facility_id: str, venture_id: str = "jv_1", kind: str = "formulation_plant"
+    ) -> str:
+        publish(facility_event("facility.registered", facility_id, 1, "planned", venture_id, kind))
         wait_until(lambda: db.facilities.find_one({"_id": facility_id}), 20, "projected")
         return facility_id
 
@@ -175,13 +181,13 @@ def test_the_lifecycle_is_recorded_in_history_and_events(licensing, facilities, 
 def test_a_rejected_applicant_waits_ninety_days(licensing, facilities):
     _, proxy, db = licensing
     facilities(db, "fac_c")
-    licence = apply(proxy, "fac_c", "dml_basic")
+    licence = apply(proxy, "fac_c", "dml_repacking")
     licence = move(proxy, licence, "under_review")
     licence = move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02")
     rejected = move(proxy, licence, "rejected", decision_ref="DRAP/LIC/2026/0013")
 
     with pytest.raises(Conflict) as locked:
-        apply(proxy, "fac_c", "dml_basic")
+        apply(proxy, "fac_c", "dml_repacking")
     rejected_at = datetime.fromisoformat(rejected["updated_at"])
     ends = rfc3339(rejected_at + timedelta(days=90))
     assert locked.value.extra == {"locked_until": ends}
@@ -191,7 +197,7 @@ def test_a_rejected_applicant_waits_ninety_days(licensing, facilities):
     db.licences.update_one(
         {"_id": rejected["id"]}, {"$set": {"updated_at": utcnow() - timedelta(days=90)}}
     )
-    assert apply(proxy, "fac_c", "dml_basic")["status"] == "submitted"
+    assert apply(proxy, "fac_c", "dml_repacking")["status"] == "submitted"
 
 
 def test_the_list_filters_licences(licensing, facilities):
@@ -220,7 +226,10 @@ def test_two_instances_expire_each_licence_exactly_once(
     second = container_factory(LicensingService, config)
     second.start()
     facilities(db, "fac_f")
-    licences = [grant(proxy, apply(proxy, "fac_f"), "2030-12-31") for _ in range(40)]
+    licences = [
+        grant(proxy, apply(proxy, "fac_f", "product_registration", product=f"Product {n}"))
+        for n in range(40)
+    ]
     # Time passes: every licence falls due at the same moment, under both sweeps.
     db.licences.update_many(
         {"facility_id": "fac_f"}, {"$set": {"valid_until": utcnow() - timedelta(seconds=1)}}
@@ -261,3 +270,112 @@ def test_a_change_decided_on_a_stale_read_does_not_happen(licensing, facilities)
     assert sorted(outcomes) == [False, True]
     assert db.history.count_documents({"license_id": licence_id, "to": "expired"}) == 1
     assert db.outbox.count_documents({"subject": licence_id, "routing_key": "license.expired"}) == 1
+
+
+def test_a_plant_holds_only_the_licence_types_of_its_kind(licensing, facilities):
+    _, proxy, db = licensing
+    facilities(db, "fac_w", kind="warehouse")
+    facilities(db, "fac_api", kind="api_plant")
+    with pytest.raises(RuleViolated) as refused:
+        apply(proxy, "fac_w")
+    assert refused.value.errors[0]["loc"] == ["type"]
+    assert refused.value.extra == {"facility_kind": "warehouse", "allowed": []}
+    with pytest.raises(RuleViolated) as refused:
+        apply(proxy, "fac_api", "dml_formulation")
+    assert "dml_basic" in refused.value.extra["allowed"]
+    assert apply(proxy, "fac_api", "dml_basic")["status"] == "submitted"
+    assert db.licences.count_documents({"facility_id": {"$in": ["fac_w", "fac_api"]}}) == 1
+
+
+def test_one_application_at_a_time_even_when_sent_at_once(licensing, facilities, config):
+    _, proxy, db = licensing
+    facilities(db, "fac_h")
+
+    def attempt(_):
+        with ServiceRpcProxy("licensing", config) as own_proxy:  # a reply queue each
+            try:
+                return apply(own_proxy, "fac_h")["id"]
+            except Conflict as conflict:
+                return conflict.extra
+
+    outcomes = list(eventlet.GreenPool(6).imap(attempt, range(6)))
+    accepted = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    assert len(accepted) == 1
+    assert all(
+        o == {"open_application": accepted[0], "application_status": "submitted"}
+        for o in outcomes
+        if not isinstance(o, str)
+    )
+    # Decided, the type may be applied for again only once no licence of it is in force.
+    granted = grant(proxy, {"id": accepted[0]})
+    with pytest.raises(Conflict) as in_force:
+        apply(proxy, "fac_h")
+    assert in_force.value.extra == {"licence_in_force": granted["id"], "licence_status": "granted"}
+
+
+def test_a_decommissioned_plant_ends_its_licences_in_force_exactly_once(licensing, facilities):
+    container, proxy, db = licensing
+    facilities(db, "fac_k")
+    granted = grant(proxy, apply(proxy, "fac_k"))
+    suspended = move(
+        proxy,
+        grant(proxy, apply(proxy, "fac_k", "dml_repacking")),
+        "suspended",
+        decision_ref="DRAP/LIC/2026/0601",
+    )
+    open_application = apply(proxy, "fac_k", "gmp_certificate")
+
+    decommissioned = facility_event("facility.status_changed", "fac_k", 2, "decommissioned")
+    with handled(container, "follow_facility", decommissioned, times=2):
+        facilities.publish(decommissioned)
+        facilities.publish(decommissioned)  # delivered twice: applied once
+    for before in (granted, suspended):
+        after = proxy.get_license(before["id"])
+        assert (after["status"], after["version"]) == ("revoked", before["version"] + 1)
+        history = proxy.license_history(before["id"], None, 50)
+        assert history[-1]["reason"] == "facility fac_k was decommissioned"
+        assert history[-1]["actor"]["key_id"] == "system:plant-decommissioned"
+        revocations = db.outbox.count_documents(
+            {"subject": before["id"], "routing_key": "license.revoked"}
+        )
+        assert revocations == 1
+    # An application still open is not a licence in force; it is granted no more.
+    assert proxy.get_license(open_application["id"])["status"] == "submitted"
+    reviewed = move(proxy, open_application, "under_review")
+    scheduled = move(proxy, reviewed, "inspection_scheduled", inspection_date="2026-04-02")
+    with pytest.raises(Conflict) as refused:
+        move(proxy, scheduled, "granted", decision_ref="DRAP/LIC/2026/0602")
+    assert refused.value.errors[0]["loc"] == ["to"]
+
+
+def test_two_instances_send_each_expiry_warning_exactly_once(
+    licensing, config, container_factory, facilities
+):
+    first, proxy, db = licensing
+    second = container_factory(LicensingService, config)
+    second.start()
+    facilities(db, "fac_x")
+    soon = rfc3339(utcnow() + timedelta(days=20))
+    later = rfc3339(utcnow() + timedelta(days=100))
+    near = grant(proxy, apply(proxy, "fac_x"), valid_until=soon)
+    far = grant(proxy, apply(proxy, "fac_x", "dml_repacking"), valid_until=later)
+
+    def warned(licence: dict) -> bool:
+        return bool(db.licences.find_one({"_id": licence["id"]})["expiry_warnings"])
+
+    wait_until(lambda: warned(near) and warned(far), 30, "both licences warned of")
+    for container in (first, second, first, second):
+        with entrypoint_waiter(container, "expire_due_licences", timeout=10):
+            pass
+
+    for licence, days_before, sent in ((near, 30, [180, 90, 30]), (far, 180, [180])):
+        now = proxy.get_license(licence["id"])
+        assert (now["status"], now["version"]) == ("granted", licence["version"] + 1)
+        assert now["expiry_warnings"] == sent
+        warnings = list(
+            db.outbox.find({"subject": licence["id"], "routing_key": "license.expiring"})
+        )
+        assert len(warnings) == 1
+        history = proxy.license_history(licence["id"], None, 50)
+        assert history[-1]["event"] == "license.expiring"
+        assert history[-1]["fields"] == {"days_before": days_before}

@@ -18,6 +18,7 @@ from services.gateway.http import (
     expected_version,
     problem_response,
     read_json_body,
+    require_json_media_type,
 )
 from services.gateway.keys import Principal
 from services.gateway.problems import (
@@ -28,7 +29,7 @@ from services.gateway.problems import (
     problem_for,
 )
 from services.gateway.service import GatewayService
-from shared.errors import Forbidden, NotFound, PreconditionFailed, Unauthorized
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthorized
 
 
 def request(
@@ -124,6 +125,12 @@ def test_unexpected_errors_become_a_500_problem_without_internals():
     assert "secret" not in json.dumps(problem)
 
 
+def test_a_services_extra_members_never_replace_the_problems_own():
+    refusal = Conflict("already open", extra={"status": "submitted", "open_application": "lic_1"})
+    problem = problem_for(refusal, "/v1/licenses")
+    assert problem["status"] == 409 and problem["open_application"] == "lic_1"
+
+
 def test_routing_errors_become_problems():
     problem = problem_for(MethodNotAllowed(), "/v1/ventures")
     assert problem["status"] == 405 and problem["type"] == "/problems/method-not-allowed"
@@ -193,6 +200,9 @@ class Route:
 
     def handle_request(self, request):
         return self.answer
+
+    def require_media_type(self, request):
+        require_json_media_type(request)
 
 
 class Routes:

@@ -298,9 +298,9 @@ def test_an_unknown_licence_type_is_refused():
     assert refused.value.errors()[0]["loc"] == ("type",)
 
 
-def facility_view(status: str) -> domain.FacilityView:
+def facility_view(status: str, kind: str = "formulation_plant") -> domain.FacilityView:
     return domain.FacilityView(
-        id="fac_1", venture_id="jv_1", owner="o", kind="api_plant", status=status, sequence=2
+        id="fac_1", venture_id="jv_1", owner="o", kind=kind, status=status, sequence=2
     )
 
 
@@ -318,7 +318,9 @@ def test_an_application_is_submitted_with_its_first_history_entry():
     investor = {"key_id": "key_i", "role": "investor", "owner": "Lahore Pharma Holdings"}
     application = contract.ApplyForLicence(facility_id="fac_1", type="dml_formulation")
     facility = facility_view("operational")
-    submitted, entry = decided(domain.submit(application, facility, None, "lic_1", investor, NOW))
+    submitted, entry = decided(
+        domain.submit(application, facility, None, [], "lic_1", investor, NOW)
+    )
     assert submitted.status == "submitted" and submitted.version == 1
     assert (submitted.owner, submitted.venture_id) == (facility.owner, facility.venture_id)
     assert entry["from"] is None and entry["to"] == "submitted"

@@ -53,8 +53,11 @@ class VentureRoutes:
     """Mixed into the gateway service, which provides `ventures`, `principal` and (from
     InvestmentRoutes) `venture_investment_summary`."""
 
-    ventures: Any  # a nameko dependency of the gateway service
+    ventures: Any  # nameko dependencies of the gateway service
+    facilities: Any
+    licensing: Any
     search: Any  # the search service, which answers the lists
+    venture_investment_summary: Any  # InvestmentRoutes'
 
     def _visible_venture(self, principal, venture_id: str) -> dict:
         venture = self.ventures.get_venture(venture_id)
@@ -104,6 +107,12 @@ class VentureRoutes:
         headers=("ETag",),
     )
     def get_venture(self, request, principal, venture_id):
+        venture = self._venture_detail(principal, venture_id)
+        return json_response(venture, headers={"ETag": etag(venture["version"])})
+
+    def _venture_detail(self, principal, venture_id: str) -> dict:
+        """A venture with its facilities, licences and investment summary (VentureDetail),
+        as the API and the web pages show it."""
         venture = self._visible_venture(principal, venture_id)
         venture["investment_summary"] = self.venture_investment_summary(venture_id)
         under_venture = {"venture_id": venture_id}
@@ -113,7 +122,7 @@ class VentureRoutes:
         venture["licenses"] = every_item(
             lambda after, limit: self.licensing.list_licenses(under_venture, after, limit)
         )
-        return json_response(venture, headers={"ETag": etag(venture["version"])})
+        return venture
 
     @route(
         "PATCH",
