@@ -41,19 +41,28 @@ class RecentVersions:
         while len(self.versions) > REMEMBER_LIMIT:
             self.versions.popitem(last=False)
 
-    def visible_to(self, principal, doctype: str) -> dict[str, int]:
+    def _forget_expired(self) -> None:
         now = time.monotonic()
         while self.versions:
             first = next(iter(self.versions.values()))
             if first[0] > now:
                 break
             self.versions.popitem(last=False)
+
+    def visible_to(self, principal, doctype: str) -> dict[str, int]:
+        self._forget_expired()
         return {
             identifier: version
             for identifier, (_, version, owner) in self.versions.items()
             if PREFIXES.get(identifier.split("_", 1)[0] + "_") == doctype
             and principal.may_see(owner)
         }
+
+    def every(self) -> dict[str, int]:
+        """Every version remembered, whoever wrote it: the public register shows
+        everything, and a licence's document there carries its plant's and venture's."""
+        self._forget_expired()
+        return {identifier: version for identifier, (_, version, _) in self.versions.items()}
 
 
 RECENT = RecentVersions()

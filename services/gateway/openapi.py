@@ -159,6 +159,8 @@ def operation(spec: Route) -> dict:
     success: dict[str, Any] = {"description": "success"}
     if spec.response:
         success["content"] = media(spec.response, spec.media_type)
+        for media_type, example in spec.exports:
+            success["content"][media_type] = {"schema": {"type": "string"}, "example": example}
     if spec.headers:
         success["headers"] = {name: SUCCESS_HEADERS[name] for name in spec.headers}
     responses: dict[str, Any] = {str(status): success for status in spec.status}

@@ -29,7 +29,9 @@ PATH_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 class Route:
     """What one route declares. `path` is a werkzeug rule (`/v1/ventures/<venture_id>`);
     `roles` is empty for a public route; `refusals` are the statuses of this route's own
-    refusals beyond those every route of its kind can answer (see `problem_statuses`)."""
+    refusals beyond those every route of its kind can answer (see `problem_statuses`);
+    `exports` are media types it answers besides `media_type` (a list's CSV), each
+    with an example."""
 
     method: str
     path: str
@@ -48,6 +50,7 @@ class Route:
     headers: tuple[SuccessHeader, ...] = ()
     refusals: tuple[int, ...] = ()
     media_type: str = "application/json"
+    exports: tuple[tuple[str, str], ...] = ()
 
     @property
     def public(self) -> bool:
@@ -106,6 +109,7 @@ def route(
     headers: tuple[SuccessHeader, ...] = (),
     refusals: tuple[int, ...] = (),
     media_type: str = "application/json",
+    exports: tuple[tuple[str, str], ...] = (),
 ) -> Callable[[Callable], Callable]:
     """Declare a route of the gateway service (see `Route`). Unless `public`, the caller
     is authenticated (and throttled) by the service's `principal(request)` and must hold
@@ -132,6 +136,7 @@ def route(
             headers=headers,
             refusals=refusals,
             media_type=media_type,
+            exports=exports,
         )
 
         @functools.wraps(handler)

@@ -23,6 +23,7 @@ from services.gateway.routes import facilities as facility_routes
 from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
 from services.gateway.routes import metrics as metrics_routes
+from services.gateway.routes import public as public_routes
 from services.gateway.routes import subscriptions as subscription_routes
 from services.gateway.routes import ventures as venture_routes
 from services.gateway.routes import web as web_routes
@@ -68,6 +69,7 @@ class GatewayService(
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
     certificate_routes.CertificateRoutes,
+    public_routes.PublicRoutes,
     web_routes.WebRoutes,
     metrics_routes.MetricsRoutes,
 ):

@@ -4,15 +4,26 @@ the gateway (each owner's filters, plus `q`, `sort` and `count`), what it answer
 of ventures, facilities and licensing, on queues of each instance's own
 (`search.<instance>.<source>`, docs/architecture.md §10). It publishes no events."""
 
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    create_model,
+)
 
 from services.facilities import contract as facilities
 from services.licensing import contract as licensing
 from services.ventures import contract as ventures
-from shared.contract import Subscription
+from shared.codec import rfc3339
+from shared.contract import Strict, Subscription
+from shared.input_types import date_bounds
 from shared.pagination import examples_of, page_of
+from shared.vocabulary import Province
 
 SERVICE = "search"
 
@@ -154,6 +165,217 @@ def search_page_of(model: type[BaseModel], example_count: dict[str, Any]) -> typ
 VenturePage = search_page_of(ventures.Venture, {"term": "api_manufacturing", "count": 12})
 FacilityPage = search_page_of(facilities.Facility, {"term": "khyber_pakhtunkhwa", "count": 4})
 LicencePage = search_page_of(licensing.Licence, {"term": "granted", "count": 9})
+
+
+# --- the public register: no key, what a public register shows and nothing more ---------
+# Its documents carry what they belong to (docs/architecture.md §10): a plant its
+# venture's name, sector and partners; a licence its plant's name, city and province
+# and its venture's. Never investment figures, focal points, owners, key ids or notes.
+
+REGISTER_FILTERS: dict[str, tuple[str, ...]] = {
+    "venture": ("sector", "province", "status", "partner_country"),
+    "facility": ("venture_id", "kind", "status", "province", "sector", "partner_country"),
+    "licence": (
+        "venture_id",
+        "facility_id",
+        "type",
+        "status",
+        "province",
+        "sector",
+        "partner_country",
+    ),
+}
+PublicVentureSort = Literal["id", "-id", "name", "-name"]
+PublicFacilitySort = Literal["id", "-id", "name", "-name", "city", "-city"]
+PublicLicenceSort = Literal["id", "-id", "type", "-type", "valid_until", "-valid_until"]
+PUBLIC_WORDS = Field(
+    None,
+    description="words to find, each the start of a word of the venture's or plant's "
+    "names, the product or the city, e.g. `indus nowsh`",
+)
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class PublicVentureQuery(Strict):
+    """What the public register's venture list takes: filters, `q` and `sort`."""
+
+    sector: ventures.Sector | None = None
+    province: Province | None = None
+    status: ventures.VentureStatus | None = None
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="ventures with a partner from this country (ISO 3166-1 alpha-2)"
+    )
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicVentureSort = Field("id", description=SORT_DESCRIPTION)
+
+
+class PublicFacilityQuery(Strict):
+    """What the public register's plant list takes: filters (the plant's own and its
+    venture's sector and partners' countries), `q` and `sort`."""
+
+    venture_id: Identifier | None = None
+    kind: facilities.FacilityKind | None = None
+    status: facilities.FacilityStatus | None = None
+    province: Province | None = None
+    sector: ventures.Sector | None = Field(None, description="the venture's sector")
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="plants of ventures with a partner from this country"
+    )
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicFacilitySort = Field("id", description=SORT_DESCRIPTION)
+
+
+class PublicLicenceQuery(Strict):
+    """What the public register's licence list takes: filters (the licence's own, its
+    plant's province, its venture's sector and partners' countries, a day it is valid
+    on), `q` and `sort`."""
+
+    venture_id: Identifier | None = None
+    facility_id: Identifier | None = None
+    type: licensing.LicenceType | None = None
+    status: licensing.LicenceStatus | None = None
+    province: Province | None = Field(None, description="the plant's province")
+    sector: ventures.Sector | None = Field(None, description="the venture's sector")
+    partner_country: ventures.CountryCode | None = Field(
+        None, description="licences of ventures with a partner from this country"
+    )
+    valid_on: Annotated[date, date_bounds(licensing.VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
+        None,
+        description="licences granted and in force now whose validity reaches this day "
+        "(`valid_until` on or after it), e.g. `2027-01-01`",
+    )
+    q: Words | None = PUBLIC_WORDS
+    sort: PublicLicenceSort = Field("id", description=SORT_DESCRIPTION)
+
+
+REGISTER_QUERIES: dict[str, type[BaseModel]] = {
+    "venture": PublicVentureQuery,
+    "facility": PublicFacilityQuery,
+    "licence": PublicLicenceQuery,
+}
+
+
+class PublicPartner(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    country: str = Field(description="ISO 3166-1 alpha-2, e.g. PK or CN")
+
+
+PUBLIC_VENTURE_EXAMPLE: dict[str, Any] = {
+    "id": ventures.VENTURE_EXAMPLE["id"],
+    "name": ventures.VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "status": "active",
+    "partners": [
+        {"name": "Indus Pharma (Pvt) Ltd", "country": "PK"},
+        {"name": "Zhejiang Yangtze Pharmaceutical Co.", "country": "CN"},
+    ],
+}
+PUBLIC_FACILITY_EXAMPLE: dict[str, Any] = {
+    "id": facilities.FACILITY_EXAMPLE["id"],
+    "name": facilities.FACILITY_EXAMPLE["name"],
+    "kind": "formulation_plant",
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "sez": "Rashakai SEZ",
+    "status": "operational",
+    "venture_id": PUBLIC_VENTURE_EXAMPLE["id"],
+    "venture_name": PUBLIC_VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "partners": PUBLIC_VENTURE_EXAMPLE["partners"],
+}
+PUBLIC_LICENCE_EXAMPLE: dict[str, Any] = {
+    "id": licensing.LICENCE_EXAMPLE["id"],
+    "type": "dml_formulation",
+    "product": None,
+    "status": "granted",
+    "valid_until": "2031-12-14T23:59:59.999Z",
+    "decision_ref": "DRAP/LIC/2026/0412",
+    "facility_id": PUBLIC_FACILITY_EXAMPLE["id"],
+    "plant_name": PUBLIC_FACILITY_EXAMPLE["name"],
+    "city": "Nowshera",
+    "province": "khyber_pakhtunkhwa",
+    "venture_id": PUBLIC_VENTURE_EXAMPLE["id"],
+    "venture_name": PUBLIC_VENTURE_EXAMPLE["name"],
+    "sector": "api_manufacturing",
+    "partners": PUBLIC_VENTURE_EXAMPLE["partners"],
+}
+
+
+class PublicVenture(BaseModel):
+    """A venture as the public register shows it."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_VENTURE_EXAMPLE]}
+    )
+
+    id: str
+    name: str
+    sector: str
+    province: str
+    sez: str | None = None
+    status: str
+    partners: list[PublicPartner]
+
+
+class PublicFacility(BaseModel):
+    """A plant as the public register shows it, with its venture's name, sector and
+    partners (empty until the register has heard of the venture)."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_FACILITY_EXAMPLE]}
+    )
+
+    id: str
+    name: str
+    kind: str
+    city: str
+    province: str
+    sez: str | None = None
+    status: str
+    venture_id: str
+    venture_name: str | None = None
+    sector: str | None = None
+    partners: list[PublicPartner] = Field(default_factory=list)
+
+
+class PublicLicence(BaseModel):
+    """A licence as the public register shows it: its number (`id`), type, status,
+    validity and decision reference, its plant and its venture with the partners."""
+
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [PUBLIC_LICENCE_EXAMPLE]}
+    )
+
+    id: str = Field(description="the licence number")
+    type: str
+    product: str | None = None
+    status: str
+    valid_until: Annotated[datetime, PlainSerializer(rfc3339)] | None = Field(
+        None, description="valid through this moment (RFC 3339)"
+    )
+    decision_ref: str | None = Field(None, description="DRAP's reference of the latest decision")
+    facility_id: str
+    plant_name: str | None = None
+    city: str | None = None
+    province: str | None = Field(None, description="the plant's province")
+    venture_id: str
+    venture_name: str | None = None
+    sector: str | None = None
+    partners: list[PublicPartner] = Field(default_factory=list)
+
+
+REGISTER_VIEWS: dict[str, type[BaseModel]] = {
+    "venture": PublicVenture,
+    "facility": PublicFacility,
+    "licence": PublicLicence,
+}
+PublicVenturePage = page_of(PublicVenture)
+PublicFacilityPage = page_of(PublicFacility)
+PublicLicencePage = page_of(PublicLicence)
 
 
 class Lag(BaseModel):

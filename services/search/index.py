@@ -18,14 +18,22 @@ event applied twice shows (the chaos suite checks it equals the sequence)."""
 import json
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tantivy
 
-from services.search.contract import DOCUMENT_TYPES, FACETS, FILTERS, SORTS, SOURCES
+from services.search.contract import (
+    DOCUMENT_TYPES,
+    FACETS,
+    FILTERS,
+    REGISTER_FILTERS,
+    REGISTER_VIEWS,
+    SORTS,
+    SOURCES,
+)
 
 # Hits a facet count names at most (openFDA's `count=` answers 100 by default, 1000 at most).
 FACET_LIMIT = 1000
@@ -71,6 +79,7 @@ def change_of(source: str, subject: str, sequence: int, payload: Any) -> Change:
 # Raw (untokenized) fields: filters and facets, their values as the resource holds them.
 RAW_FIELDS = sorted(
     {name for fields in FILTERS.values() for name in fields}
+    | {name for fields in REGISTER_FILTERS.values() for name in fields}
     | {name for fields in FACETS.values() for name in fields}
     | {"owner", "valid_until"}
 )
@@ -84,11 +93,13 @@ def schema() -> tantivy.Schema:
     builder.add_integer_field("sequence", stored=True, indexed=False, fast=False)
     builder.add_integer_field("applications", stored=True, indexed=False, fast=False)
     builder.add_text_field("text", tokenizer_name="default", index_option="basic")
+    builder.add_text_field("related_text", tokenizer_name="default", index_option="basic")
     for name in RAW_FIELDS:
         builder.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
     for name in SORT_FIELDS:
         builder.add_text_field(name, tokenizer_name="raw", fast=True, index_option="basic")
     builder.add_bytes_field("resource", stored=True, indexed=False, fast=False)
+    builder.add_bytes_field("related", stored=True, indexed=False, fast=False)
     return builder.build()
 
 
@@ -117,19 +128,91 @@ def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
     return " ".join(str(part) for part in parts if part)
 
 
-def _raw_values(doctype: str, resource: Mapping[str, Any]) -> dict[str, list[str]]:
+def _raw_values(
+    doctype: str, resource: Mapping[str, Any], related: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    """Each raw field's values: the resource's own, else its plant's (a licence's
+    province, city), else its venture's (sector, partners' countries)."""
+    sources = [resource, related.get("facility") or {}, related.get("venture") or {}]
     values: dict[str, list[str]] = {}
     for name in RAW_FIELDS:
-        if name == "partner_country":
-            found = sorted(
-                {p["country"] for p in resource.get("partners") or [] if p.get("country")}
-            )
-        else:
-            value = resource.get(name)
-            found = [] if value is None else [str(value)]
-        if found:
-            values[name] = found
+        for source in sources:
+            if name == "partner_country":
+                found = sorted(
+                    {p["country"] for p in source.get("partners") or [] if p.get("country")}
+                )
+            else:
+                value = source.get(name)
+                found = [] if value is None else [str(value)]
+            if found:
+                values[name] = found
+                break
     return values
+
+
+# --- what a document takes from those it belongs to -----------------------------------
+
+# Of a venture and a plant, what the documents belonging to them carry (the public
+# register's filters, words and views), and what links a document to them.
+VENTURE_PART = ("id", "name", "sector", "province", "partners")
+FACILITY_PART = ("id", "name", "city", "province", "sez")
+LINKS = {"facility": ("venture_id",), "licence": ("facility_id", "venture_id")}
+LINKED_DOCTYPES = {"venture_id": "venture", "facility_id": "facility"}
+# The field by which the documents that carry part of a venture's or plant's name it.
+DEPENDANTS_LINK = {"venture": "venture_id", "facility": "facility_id"}
+
+
+def part_of(doctype: str, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """What a venture's or plant's dependants carry of it: partners by name and
+    country only."""
+    if doctype == "venture":
+        part = {name: resource.get(name) for name in VENTURE_PART}
+        part["partners"] = [
+            {"name": partner.get("name"), "country": partner.get("country")}
+            for partner in resource.get("partners") or []
+        ]
+        return part
+    return {name: resource.get(name) for name in FACILITY_PART}
+
+
+def related_of(doctype: str, resource: Mapping[str, Any], lookup) -> dict[str, Any]:
+    """The parts of the venture and plant a document belongs to, each found with
+    `lookup(id)` (the resource as the index holds it, None when not there yet)."""
+    related: dict[str, Any] = {}
+    for link in LINKS.get(doctype, ()):
+        identifier = resource.get(link)
+        found = lookup(identifier) if identifier else None
+        if found is not None:
+            linked = LINKED_DOCTYPES[link]
+            related[linked] = part_of(linked, found)
+    return related
+
+
+def _related_text(related: Mapping[str, Any]) -> str:
+    """What the public register's `q=` finds besides a document's own text: its plant's
+    name and city, its venture's and partners' names."""
+    facility = related.get("facility") or {}
+    venture = related.get("venture") or {}
+    parts: list[Any] = [facility.get("name"), facility.get("city"), venture.get("name")]
+    parts += [partner.get("name") for partner in venture.get("partners") or []]
+    return " ".join(str(part) for part in parts if part)
+
+
+def register_view(doctype: str, resource: Mapping[str, Any], related: Mapping[str, Any]) -> dict:
+    """A document as the public register shows it: its view model takes what it names
+    of the resource and of what it belongs to, and nothing else."""
+    facility = related.get("facility") or {}
+    venture = related.get("venture") or {}
+    shown: dict[str, Any] = {
+        "plant_name": facility.get("name"),
+        "city": facility.get("city"),
+        "province": facility.get("province"),
+        "venture_name": venture.get("name"),
+        "sector": venture.get("sector"),
+        "partners": venture.get("partners") or [],
+    }
+    shown.update({name: value for name, value in resource.items() if value is not None})
+    return REGISTER_VIEWS[doctype].model_validate(shown).model_dump(mode="json")
 
 
 def _hex(text: str) -> str:
@@ -148,17 +231,22 @@ def sort_key(doctype: str, sort: str, resource: Mapping[str, Any]) -> str:
     return f"{text}{TIE}{identifier}"
 
 
-def document(change: Change, applications: int) -> tantivy.Document:
+def document(
+    change: Change, applications: int, related: Mapping[str, Any] | None = None
+) -> tantivy.Document:
     resource = change.resource
+    related = related or {}
     fields: dict[str, Any] = {
         "id": change.id,
         "doctype": change.doctype,
         "sequence": change.sequence,
         "applications": applications,
         "text": _text_of(change.doctype, resource),
+        "related_text": _related_text(related),
         "resource": json.dumps(resource, separators=(",", ":")).encode(),
+        "related": json.dumps(related, separators=(",", ":")).encode(),
     }
-    fields.update(_raw_values(change.doctype, resource))
+    fields.update(_raw_values(change.doctype, resource, related))
     for sort in SORTS[change.doctype]:
         fields[f"s_{sort}"] = sort_key(change.doctype, sort, resource)
     return tantivy.Document(**fields)
@@ -170,13 +258,16 @@ def document(change: Change, applications: int) -> tantivy.Document:
 @dataclass(frozen=True)
 class ListQuery:
     """What a list asks: its doctype, equality filters (field -> value), the words of
-    `q`, `expiring_before` (licences), a sort (`name` or `-name`), where the page starts
-    (`after`, a sort key), how many and which facet to count."""
+    `q`, `expiring_before` and `valid_on` (licences), a sort (`name` or `-name`), where
+    the page starts (`after`, a sort key), how many and which facet to count. A public
+    register's list (`register`) finds its words in what a document belongs to too."""
 
     doctype: str
     filters: Mapping[str, str] = field(default_factory=dict)
     q: str | None = None
     expiring_before: str | None = None
+    valid_on: str | None = None
+    register: bool = False
     sort: str = "id"
     after: str | None = None
     limit: int = 50
@@ -207,9 +298,20 @@ def query_of(index: tantivy.Index, query: ListQuery) -> tantivy.Query:
         must.append(_term(name, value))
     for word in words(query.q or ""):
         # Each word of `q` begins a word of the document's text (names, products, cities).
-        must.append(tantivy.Query.regex_query(SCHEMA, "text", re.escape(word) + ".*"))
+        found = tantivy.Query.regex_query(SCHEMA, "text", re.escape(word) + ".*")
+        if query.register:  # or of its plant's or venture's
+            related = tantivy.Query.regex_query(SCHEMA, "related_text", re.escape(word) + ".*")
+            found = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, found), (tantivy.Occur.Should, related)]
+            )
+        must.append(found)
     if query.expiring_before is not None:
         must.append(_text_range(index, "valid_until", None, query.expiring_before))
+    if query.valid_on is not None:
+        # Granted and in force now, valid through that day: `valid_until` ("YYYY-MM-DDT…")
+        # sorts after the bare day when it is that day or later.
+        must.append(_term("status", "granted"))
+        must.append(_text_range(index, "valid_until", query.valid_on, None))
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in must])
 
 
@@ -233,6 +335,8 @@ class SearchIndex:
         # and id -> the changes applied to it, that one included.
         self.staged: dict[str, int] = {}
         self.staged_applications: dict[str, int] = {}
+        # id -> the change staged last (its own, or its dependants' rewrite of it).
+        self.staged_changes: dict[str, Change] = {}
 
     def close(self) -> None:
         self.writer.wait_merging_threads()
@@ -268,11 +372,61 @@ class SearchIndex:
             raise EarlyChange(
                 f"{change.doctype} {change.id} sequence {change.sequence} arrived before {last + 1}"
             )
-        self.writer.delete_documents_by_term("id", change.id)
-        self.writer.add_document(document(change, applications + 1))
-        self.staged[change.id] = change.sequence
-        self.staged_applications[change.id] = applications + 1
+        self._write(change, applications + 1)
+        # What belongs to it carries its name and partners: rewritten with them, at
+        # their own sequence and count (no change of theirs was applied).
+        for dependant, dependant_applications in self._dependants_of(change):
+            self._write(dependant, dependant_applications)
         return True
+
+    def _write(self, change: Change, applications: int) -> None:
+        """Stage `change`'s document with what it belongs to as the index holds it now
+        (staged included): whichever of a licence, its plant and its venture comes
+        last, the licence's document ends with all three."""
+        related = related_of(change.doctype, change.resource, self.resource_of)
+        self.writer.delete_documents_by_term("id", change.id)
+        self.writer.add_document(document(change, applications, related))
+        self.staged[change.id] = change.sequence
+        self.staged_applications[change.id] = applications
+        self.staged_changes[change.id] = change
+
+    def resource_of(self, document_id: str) -> Mapping[str, Any] | None:
+        """A document's resource as staged, else as committed; None when it has none."""
+        if document_id in self.staged_changes:
+            return self.staged_changes[document_id].resource
+        return self.get(document_id)
+
+    def _dependants_of(self, change: Change) -> list[tuple[Change, int]]:
+        """The documents that carry part of `change`'s (a venture's plants and
+        licences, a plant's licences), as committed or staged, each with its count of
+        changes applied."""
+        link = DEPENDANTS_LINK.get(change.doctype)
+        if link is None:
+            return []
+        found: dict[str, tuple[Change, int]] = {}
+        searcher = self.index.searcher()
+        for stored in self._stored(searcher, _term(link, change.id)):
+            found[stored[0].id] = stored
+        for document_id, staged in self.staged_changes.items():
+            if staged.resource.get(link) == change.id:
+                found[document_id] = (staged, self.staged_applications[document_id])
+        return list(found.values())
+
+    def _stored(self, searcher, query) -> Iterator[tuple[Change, int]]:
+        """Every committed document `query` matches, as the change that left it and
+        its count of changes applied."""
+        # tantivy's stub lacks SearchResult.count, which the binding has (count=True).
+        total = searcher.search(query, 1, count=True).count or 0  # type: ignore[attr-defined]
+        if not total:
+            return
+        for _, address in searcher.search(query, total, count=False).hits:
+            stored = searcher.doc(address)
+            document_id = stored["id"][0]
+            resource = json.loads(bytes(stored["resource"][0]))
+            change = Change(
+                doctype_of(document_id), document_id, int(stored["sequence"][0]), resource
+            )
+            yield change, int(stored["applications"][0])
 
     def commit(self) -> None:
         """Make every staged change visible to readers, durably."""
@@ -293,6 +447,7 @@ class SearchIndex:
     def _forget_staged(self) -> None:
         self.staged.clear()
         self.staged_applications.clear()
+        self.staged_changes.clear()
 
     def apply(self, changes: Iterable[Change]) -> list[bool]:
         """Stage and commit `changes` in order (tests, rebuilds): whether each applied."""
@@ -314,7 +469,20 @@ class SearchIndex:
             loaded += 1
         self.writer.commit()
         self.index.reload()
+        self._link_loaded()
         return loaded
+
+    def _link_loaded(self) -> None:
+        """Give every loaded plant and licence what it carries of its venture and
+        plant, now that all of them are in."""
+        searcher = self.index.searcher()
+        for doctype in LINKS:
+            for change, applications in self._stored(searcher, _term("doctype", doctype)):
+                related = related_of(doctype, change.resource, self.get)
+                self.writer.delete_documents_by_term("id", change.id)
+                self.writer.add_document(document(change, applications, related))
+        self.writer.commit()
+        self.index.reload()
 
     # -- reads --
 
@@ -330,6 +498,21 @@ class SearchIndex:
         if not hits:
             return None
         return json.loads(bytes(searcher.doc(hits[0][1])["resource"][0]))
+
+    def register_views(self, doctype: str, document_ids: Iterable[str]) -> list[dict]:
+        """The public register's view of each document of `doctype` there is."""
+        searcher = self.index.searcher()
+        views = []
+        for document_id in document_ids:
+            if not document_id.startswith(DOCUMENT_TYPES[doctype]):
+                continue
+            hits = searcher.search(_term("id", document_id), 1, count=False).hits
+            if hits:
+                stored = searcher.doc(hits[0][1])
+                resource = json.loads(bytes(stored["resource"][0]))
+                related = json.loads(bytes(stored["related"][0]))
+                views.append(register_view(doctype, resource, related))
+        return views
 
     def search(self, query: ListQuery) -> Page:
         """The page `query` asks for: `limit` documents in its sort order from just after

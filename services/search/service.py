@@ -12,14 +12,14 @@ from nameko.dependency_providers import Config
 
 from services.search import contract
 from services.search.contract import SERVICE
-from services.search.index import EarlyChange, ListQuery, change_of, doctype_of
+from services.search.index import EarlyChange, ListQuery, Page, change_of, doctype_of
 from services.search.live import Index, LiveIndex
 from services.search.settings import SearchSettings
 from shared import figures  # the module: `nameko run` would take the mixin for a service
 from shared.contract import Subscription
 from shared.entrypoints import rpc
 from shared.envelope import CloudEvent
-from shared.errors import field_error, validated
+from shared.errors import NotFound, field_error, validated
 from shared.inbox import CloudEventHandler, EventOutOfOrder, cloud_event_handler
 from shared.messaging import instance_queue
 
@@ -43,12 +43,22 @@ def instance_event_handler(subscription: Subscription):
     return cloud_event_handler(subscription, InstanceEventHandler)
 
 
-def list_query(doctype: str, query: dict, cursor: str | None, limit: int) -> ListQuery:
+def list_query(
+    doctype: str, query: dict, cursor: str | None, limit: int, register: bool = False
+) -> ListQuery:
     """The index's query for a list's parameters (validated: a wrong one is invalid
-    input naming it) and the cursor of the page before."""
-    parsed = validated(contract.QUERIES[doctype], query)
+    input naming it) and the cursor of the page before; `register`: a list of the
+    public register, with its own parameters."""
+    queries, filter_names = (
+        (contract.REGISTER_QUERIES, contract.REGISTER_FILTERS)
+        if register
+        else (contract.QUERIES, contract.FILTERS)
+    )
+    if doctype not in queries:
+        raise field_error(["doctype"], f"one of {', '.join(queries)}")
+    parsed = validated(queries[doctype], query)
     fields = parsed.model_dump(exclude_none=True, mode="json")
-    filters = {name: fields[name] for name in contract.FILTERS[doctype] if name in fields}
+    filters = {name: fields[name] for name in filter_names[doctype] if name in fields}
     after = None
     if cursor:
         sort, _, after = cursor.partition(CURSOR_SEPARATOR)
@@ -59,6 +69,8 @@ def list_query(doctype: str, query: dict, cursor: str | None, limit: int) -> Lis
         filters=filters,
         q=fields.get("q"),
         expiring_before=fields.get("expiring_before"),
+        valid_on=fields.get("valid_on"),
+        register=register,
         sort=fields["sort"],
         after=after,
         limit=limit,
@@ -90,26 +102,64 @@ class SearchService(figures.ServiceFigures):
         page's `next_cursor`, decoded): `{"items", "next_cursor", "counts"}`.
         `wait_for` ({id: version}) are versions the caller knows of (its own writes):
         the answer waits, bounded, until the index has them (read your writes)."""
-        if doctype not in contract.QUERIES:
-            raise field_error(["doctype"], f"one of {', '.join(contract.QUERIES)}")
         asked = list_query(doctype, query, cursor, limit)
-        if wait_for:
-            mine = {key: version for key, version in wait_for.items() if doctype_of(key) == doctype}
-            if mine and not self.index.wait_for(mine):
-                log.info("answering a %s list before the index caught up with %s", doctype, mine)
-        try:
-            page = self.index.index.search(asked)
-        except ValueError as error:  # a cursor's key this index could not make
-            raise field_error(["cursor"], str(error)) from None
-        answer: dict = {
-            "items": page.items,
-            "next_cursor": (
-                f"{asked.sort}{CURSOR_SEPARATOR}{page.next_after}" if page.next_after else None
-            ),
+        mine = {
+            key: version for key, version in (wait_for or {}).items() if doctype_of(key) == doctype
         }
+        self._catch_up(mine, f"a {doctype} list")
+        page = self._page(asked)
+        answer: dict = {"items": page.items, "next_cursor": self._cursor(asked, page)}
         if page.counts is not None:
             answer["counts"] = page.counts
         return answer
+
+    def _catch_up(self, versions: dict[str, int], what: str) -> None:
+        """Wait, bounded, until the index has `versions`; past the bound, answer all
+        the same: a list a moment stale is more use than a 503."""
+        if versions and not self.index.wait_for(versions):
+            log.info("answering %s before the index caught up with %s", what, versions)
+
+    def _page(self, asked: ListQuery) -> Page:
+        try:
+            return self.index.index.search(asked)
+        except ValueError as error:  # a cursor's key this index could not make
+            raise field_error(["cursor"], str(error)) from None
+
+    @staticmethod
+    def _cursor(asked: ListQuery, page: Page) -> str | None:
+        return f"{asked.sort}{CURSOR_SEPARATOR}{page.next_after}" if page.next_after else None
+
+    @rpc
+    def register(
+        self,
+        doctype: str,
+        query: dict,
+        cursor: str | None,
+        limit: int,
+        wait_for: dict[str, int] | None = None,
+    ) -> dict:
+        """A page of the public register's `doctype` list: `{"items", "next_cursor"}`,
+        each item its public view (contract.REGISTER_VIEWS), nothing else of it.
+        `wait_for` as `list`'s, of any doctype: a document carries its plant's and
+        venture's names."""
+        asked = list_query(doctype, query, cursor, limit, register=True)
+        self._catch_up(wait_for or {}, f"a public {doctype} list")
+        page = self._page(asked)
+        items = self.index.index.register_views(doctype, [item["id"] for item in page.items])
+        return {"items": items, "next_cursor": self._cursor(asked, page)}
+
+    @rpc
+    def register_item(
+        self, doctype: str, document_id: str, wait_for: dict[str, int] | None = None
+    ) -> dict:
+        """One document's public view; NotFound when the register has none."""
+        if doctype not in contract.REGISTER_VIEWS:
+            raise field_error(["doctype"], f"one of {', '.join(contract.REGISTER_VIEWS)}")
+        self._catch_up(wait_for or {}, f"public {doctype} {document_id}")
+        found = self.index.index.register_views(doctype, [document_id])
+        if not found:
+            raise NotFound(f"the public register has no {doctype} {document_id}")
+        return found[0]
 
     @rpc
     def applications(self, document_ids: Collection[str]) -> dict[str, dict[str, int]]:

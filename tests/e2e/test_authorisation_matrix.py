@@ -24,6 +24,7 @@ from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from ops.processes import Stack, free_port, wait_until
 from services.gateway.http import ApiEndpoint
 from services.gateway.service import GatewayService
+from services.gateway.web.pages import WebPage
 
 from support import PLANT, venture_body
 
@@ -84,6 +85,20 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ventures/<venture_id>/investments/export"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/investments/export"): ("ok", "ok", "ok", "ok", "ok"),
     ("PUT", "/v1/fx-rates/<currency>/<date>"): ("403", "403", "403", "403", "ok"),
+    # The public register: anyone, with or without a key.
+    ("GET", "/v1/public/ventures"): ANYONE,
+    ("GET", "/v1/public/ventures/<venture_id>"): ANYONE,
+    ("GET", "/v1/public/facilities"): ANYONE,
+    ("GET", "/v1/public/facilities/<facility_id>"): ANYONE,
+    ("GET", "/v1/public/licenses"): ANYONE,
+    ("GET", "/v1/public/licenses/<license_id>"): ANYONE,
+    # Certificates: the keyed one like the licence; the published keys and the public
+    # certificate, its QR code and status, anyone.
+    ("GET", "/.well-known/jvreg-keys.json"): ANYONE,
+    ("GET", "/v1/licenses/<license_id>/certificate"): ("ok", "404", "ok", "ok", "ok"),
+    ("GET", "/v1/public/licenses/<license_id>/certificate"): ANYONE,
+    ("GET", "/v1/public/licenses/<license_id>/certificate.svg"): ANYONE,
+    ("GET", "/v1/public/licenses/<license_id>/certificate/status"): ANYONE,
 }
 
 
@@ -97,11 +112,13 @@ def expected(route: tuple[str, str], principal: str) -> str:
 
 
 def gateway_routes() -> list[tuple[str, str]]:
-    """(method, URL rule) of every `api(...)` entrypoint of the gateway service."""
+    """(method, URL rule) of every `api(...)` entrypoint of the gateway service. The web
+    pages are signed in with a session cookie, not a key: their authorisation is
+    tested in the browser and over HTTP by tests/e2e/test_web_pages.py."""
     routes = set()
     for _, function in inspect.getmembers(GatewayService, inspect.isfunction):
         for entrypoint in getattr(function, ENTRYPOINT_EXTENSIONS_ATTR, ()):
-            if isinstance(entrypoint, ApiEndpoint):
+            if isinstance(entrypoint, ApiEndpoint) and not isinstance(entrypoint, WebPage):
                 routes.add((entrypoint.method, entrypoint.url))
     return sorted(routes, key=lambda route: (route[1], route[0]))
 
@@ -117,6 +134,8 @@ class Call:
     headers: dict = field(default_factory=dict)
     fresh: str | None = None
     probe: str | None = None
+    # Path parameters taken from another resource of the world than their name's.
+    resources: dict[str, str] = field(default_factory=dict)
 
 
 def unique(prefix: str) -> str:
@@ -183,6 +202,15 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/v1/ventures/<venture_id>/investments"): Call(body=lambda world: FLOW),
     ("GET", "/v1/ventures/<venture_id>/investments"): Call(probe="flow_id"),
     ("PUT", "/v1/fx-rates/<currency>/<date>"): Call(body=lambda world: {"usd_per_unit": "0.0036"}),
+    **{
+        ("GET", rule): Call(resources={"license_id": "granted_license_id"})
+        for rule in (
+            "/v1/licenses/<license_id>/certificate",
+            "/v1/public/licenses/<license_id>/certificate",
+            "/v1/public/licenses/<license_id>/certificate.svg",
+            "/v1/public/licenses/<license_id>/certificate/status",
+        )
+    },
 }
 
 PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -267,6 +295,17 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
     facility = client.created("owner investor", facility_path, PLANT)
     application = {"facility_id": facility["id"], "type": "dml_formulation"}
     licence = client.created("owner investor", "/v1/licenses", application)
+    granted = client.created("owner investor", "/v1/licenses", registration(facility["id"]))
+    in_two_weeks = (datetime.now(UTC) + timedelta(days=14)).date().isoformat()
+    for step in (
+        {"to": "under_review", "reason": "dossier complete"},
+        {"to": "inspection_scheduled", "reason": "site visit", "inspection_date": in_two_weeks},
+        {"to": "granted", "reason": "inspection satisfactory", "decision_ref": "DRAP/M/1"},
+    ):
+        moved = client.send(
+            "regulator", "POST", f"/v1/licenses/{granted['id']}/transitions", json=step
+        )
+        assert moved.status_code == 200, moved.text
     flow = client.created("owner investor", f"/v1/ventures/{venture['id']}/investments", FLOW)
     subscription = client.created("regulator", "/v1/subscriptions", WEBHOOK)
 
@@ -279,6 +318,7 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
         "venture_name": venture["name"],
         "facility_id": facility["id"],
         "license_id": licence["id"],
+        "granted_license_id": granted["id"],
         "flow_id": flow["id"],
         "subscription_id": subscription["id"],
         "currency": "PKR",
@@ -306,7 +346,7 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
 def outcome_of(client: Client, route: tuple[str, str], principal: str, world: dict) -> str:
     method, rule = route
     call = CALLS.get(route, Call())
-    values = {name: world[name] for name in PATH_PARAMETER.findall(rule)}
+    values = {name: world[call.resources.get(name, name)] for name in PATH_PARAMETER.findall(rule)}
     if call.fresh:
         values[call.fresh] = world["fresh"][call.fresh]()
     path = PATH_PARAMETER.sub(lambda match: values[match.group(1)], rule)
