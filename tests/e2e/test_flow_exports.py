@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import requests
 
 from services.investments.contract import EXPORT_COLUMNS
 from shared import codec
@@ -250,3 +251,19 @@ def test_jvreg_export_writes_the_stream_to_a_file(owner, venture, registry, new_
     assert answer.returncode == 1
     assert "404 Not found" in answer.stderr
     assert not refused.exists() and not refused.with_name("refused.csv.part").exists()
+
+
+@pytest.mark.parametrize("wanted", ["jsonl", "csv"])
+def test_jvreg_export_writes_a_public_register_export_without_a_key(
+    wanted, venture, registry, tmp_path
+):
+    """Ventures: their public entries change only when someone changes a venture (a
+    licence's or plant's may change by itself, at an expiry), so the file and the
+    answer read after it are the same."""
+    target = tmp_path / f"ventures.{wanted}"
+    done = jvreg_export("ventures", "--format", wanted, "--url", registry["url"], "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    answered = requests.get(f"{registry['url']}/v1/public/ventures", params={"format": wanted})
+    assert answered.status_code == 200
+    assert target.read_bytes() == answered.content
+    assert venture["id"] in target.read_text()  # registered above, on the public register
