@@ -9,6 +9,7 @@ from typing import Any
 from services.investments.contract import Flow
 from services.investments.domain import VentureView
 from shared.codec import rfc3339
+from shared.spreadsheet import text_cell
 
 # The registry as the reporting organisation of the activities it publishes: a
 # government register (type 10) republishing what the partners report to it, so a
@@ -66,9 +67,6 @@ DAC_SECTORS = {
     "telemedicine": "12191",
 }
 DAC_VOCABULARY, OWN_VOCABULARY = "1", "99"
-# Cells a spreadsheet would take for a formula (CSV injection, OWASP): text fields that
-# start so are written with a leading apostrophe.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -107,15 +105,9 @@ def days_of_page(
 # --- CSV --------------------------------------------------------------------------------
 
 
-def text_cell(value: str | None) -> str:
-    if value is None:
-        return ""
-    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
-
-
 def csv_row(flow: Flow, venture: VentureView) -> list[str]:
     """A flow as the row of `contract.EXPORT_COLUMNS`; the amount exactly as recorded,
-    to its currency's minor unit."""
+    to its currency's minor unit; text a spreadsheet would run written as text."""
     return [
         flow.venture_id,
         text_cell(venture.name),
