@@ -532,6 +532,79 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 # The IATI activity standard version the activity JSON follows.
 IATI_VERSION = "2.03"
+# What the exports of FLOW_EXAMPLE (of ventures.VENTURE_EXAMPLE) write, for the OpenAPI
+# document (a unit test checks they are what services/investments/exports.py makes).
+EXPORT_CSV_EXAMPLE = (
+    ",".join(EXPORT_COLUMNS) + "\r\n"
+    "jv_6650f1c2a9d3e81b2c4d5e6f,Indus-Yangtze API Works,inv_6653c2f6d9a4b15e3f405162,"
+    "disbursement,3,Indus Pharma (Pvt) Ltd,PK,PKR,123456789.55,2025-02-10,"
+    "HBL transfer 2025-0210-77,first tranche for the Rashakai API plant,"
+    "2025-02-11T05:20:00.000Z,investor,Indus Pharma Holdings\r\n"
+)
+IATI_EXAMPLE: dict[str, Any] = {
+    "version": "2.03",
+    "generated-datetime": "2025-02-11T06:00:00Z",
+    "iati-activities": [
+        {
+            "iati-identifier": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+            "reporting-org": {
+                "ref": "PK-JVREG",
+                "type": "10",
+                "secondary-reporter": "1",
+                "narrative": [{"text": "JV Pharma Registry", "lang": "en"}],
+            },
+            "title": {"narrative": [{"text": "Indus-Yangtze API Works"}]},
+            "participating-org": [
+                {"role": "1", "type": "70", "narrative": [{"text": "Indus Pharma (Pvt) Ltd"}]},
+                {
+                    "role": "1",
+                    "type": "70",
+                    "narrative": [{"text": "Zhejiang Yangtze Pharmaceutical Co."}],
+                },
+                {
+                    "role": "4",
+                    "activity-id": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+                    "type": "70",
+                    "narrative": [{"text": "Indus-Yangtze API Works"}],
+                },
+            ],
+            "activity-status": {"code": "1"},
+            "recipient-country": [{"code": "PK", "percentage": "100"}],
+            "location": [{"name": {"narrative": [{"text": "Khyber Pakhtunkhwa"}]}}],
+            "sector": [
+                {"vocabulary": "1", "code": "32168", "percentage": "100"},
+                {"vocabulary": "99", "code": "api_manufacturing", "percentage": "100"},
+            ],
+            "transaction": [
+                {
+                    "ref": "inv_6653c2f6d9a4b15e3f405162",
+                    "transaction-type": {"code": "3"},
+                    "transaction-date": {"iso-date": "2025-02-10"},
+                    "value": {
+                        "currency": "PKR",
+                        "value-date": "2025-02-10",
+                        "amount": "123456789.55",
+                    },
+                    "provider-org": {
+                        "type": "70",
+                        "narrative": [{"text": "Indus Pharma (Pvt) Ltd"}],
+                    },
+                    "receiver-org": {
+                        "activity-id": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+                        "type": "70",
+                        "narrative": [{"text": "Indus-Yangtze API Works"}],
+                    },
+                    "description": {
+                        "narrative": [
+                            {"text": "HBL transfer 2025-0210-77"},
+                            {"text": "first tranche for the Rashakai API plant"},
+                        ]
+                    },
+                }
+            ],
+        }
+    ],
+}
 # Flows per page of an export (one RPC): a page holds whole value dates of a venture.
 EXPORT_PAGE_FLOWS = 200
 

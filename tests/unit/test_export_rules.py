@@ -1,12 +1,21 @@
 """The rules of flows exports without a database: which value dates a page takes, text
 cells a spreadsheet would run, and which way each IATI transaction's money goes."""
 
+import csv
+import io
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from services.investments import exports
-from services.investments.contract import Flow
+from services.investments.contract import (
+    EXPORT_COLUMNS,
+    EXPORT_CSV_EXAMPLE,
+    FLOW_EXAMPLE,
+    IATI_EXAMPLE,
+    Flow,
+)
 from services.investments.domain import VentureView
+from services.ventures.contract import VENTURE_EXAMPLE
 
 DAYS = [(date(2025, 1, 1), 3), (date(2025, 1, 2), 5), (date(2025, 1, 3), 1)]
 VENTURE = VentureView.model_validate(
@@ -95,3 +104,16 @@ def test_an_activity_names_its_status_sector_and_place():
     assert activity["location"] == [{"name": {"narrative": [{"text": "Khyber Pakhtunkhwa"}]}}]
     # A partner of no known kind has no organisation type.
     assert "type" not in activity["participating-org"][1]
+
+
+def test_the_contracts_examples_are_what_the_exports_write():
+    venture = VentureView.model_validate(VENTURE_EXAMPLE)
+    flow = Flow.model_validate(FLOW_EXAMPLE)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([EXPORT_COLUMNS, exports.csv_row(flow, venture)])
+    assert buffer.getvalue() == EXPORT_CSV_EXAMPLE
+    [activity] = IATI_EXAMPLE["iati-activities"]
+    assert activity == {
+        **exports.activity(venture),
+        "transaction": [exports.transaction(flow, venture)],
+    }

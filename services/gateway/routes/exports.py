@@ -14,7 +14,13 @@ from werkzeug.wrappers import Request, Response
 
 from services.gateway.lists import RECENT
 from services.gateway.routing import route
-from services.investments.contract import EXPORT_COLUMNS, IATI_VERSION, ExportQuery
+from services.investments.contract import (
+    EXPORT_COLUMNS,
+    EXPORT_CSV_EXAMPLE,
+    IATI_EXAMPLE,
+    IATI_VERSION,
+    ExportQuery,
+)
 from shared import codec
 from shared.errors import validated
 from shared.pagination import MAX_LIMIT
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 
 TAG = "investments"
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "iati": "application/json"}
+# What the OpenAPI document shows of each.
+EXPORTS = (("text/csv", EXPORT_CSV_EXAMPLE), ("application/json", codec.dumps(IATI_EXAMPLE)))
 # What Accept may ask for; anything else (and no Accept) gets CSV.
 ACCEPTED = {"text/csv": "csv", "application/json": "iati"}
 EXTENSIONS = {"csv": "csv", "iati": "json"}
@@ -125,7 +133,7 @@ class FlowExportRoutes:
         tag=TAG,
         query=ExportQuery,
         response=None,
-        media_type="text/csv",
+        exports=EXPORTS,
     )
     def export_venture_investments(self, request, principal, venture_id):
         self._visible_venture(principal, venture_id)
@@ -144,7 +152,7 @@ class FlowExportRoutes:
         tag=TAG,
         query=ExportQuery,
         response=None,
-        media_type="text/csv",
+        exports=EXPORTS,
     )
     def export_portfolio_investments(self, request, principal):
         wanted = wanted_format(request)
