@@ -1,5 +1,5 @@
 """What `make bench` prints and writes: the machine it ran on, the goals the issues set
-(12: the write and event path; 13: the read side), plain-text tables and
+(12: the write and event path; 13: the read side; 14: exports), plain-text tables and
 docs/performance.md. Each part is rendered only when the results hold it."""
 
 import os
@@ -17,6 +17,8 @@ GOALS = {
     "search_index": "list, search and facet pages at 100k and 1M within 1.5 x of 1k",
     "search_gateway": "list, search and facet pages under 50 ms at the gateway",
     "portfolio": "portfolio summary over 100k flows < 500 ms",
+    "exports": "an export of 100k flows streams with flat memory (gateway peak within "
+    "10 MB of a 1k export's)",
 }
 # The part of the results each goal is checked on.
 GOAL_PARTS = {
@@ -28,6 +30,7 @@ GOAL_PARTS = {
     "search_index": "search",
     "search_gateway": "search",
     "portfolio": "reports",
+    "exports": "exports",
 }
 # The sizes the read-side goals are set at.
 LARGE_SIZES = ("100000", "1000000")
@@ -82,6 +85,10 @@ def checks(results: dict) -> dict:
         at_size = results["reports"]["sizes"].get(PORTFOLIO_SIZE)
         slowest = max(at_size["portfolio_summary_ms"].values()) if at_size else None
         found["portfolio"] = {"slowest_ms": slowest, "met": slowest is not None and slowest < 500}
+    if "exports" in results:
+        exports = results["exports"]
+        over = max(exports["peak_over_small_mb"].values())
+        found["exports"] = {"peak_over_small_mb": over, "met": over <= exports["flat_mb"]}
     return found
 
 
@@ -246,6 +253,31 @@ def reports_line(reports: dict) -> str:
     return f"Recording a flow (its totals kept): {reports['record_flow_ms']} ms median.{folding}"
 
 
+def exports_rows(exports: dict) -> list[tuple[str, ...]]:
+    """Each export streamed through the gateway: its time and the gateway's memory."""
+    rows = [("export (portfolio)", "rows", "seconds", "MB", "gateway RSS before (MB)")]
+    rows[0] += ("gateway peak RSS (MB)", "growth (MB)")
+    for size, formats in sorted(exports["sizes"].items(), key=lambda item: int(item[0])):
+        for wanted, figures in formats.items():
+            rows.append(
+                (
+                    wanted,
+                    f"{int(size):,}",
+                    str(figures["seconds"]),
+                    str(round(figures["bytes"] / 1e6, 1)),
+                    str(figures["rss_before_mb"]),
+                    str(figures["peak_rss_mb"]),
+                    str(figures["growth_mb"]),
+                )
+            )
+    return rows
+
+
+def exports_line(exports: dict) -> str:
+    over = ", ".join(f"{wanted} {mb} MB" for wanted, mb in exports["peak_over_small_mb"].items())
+    return f"The largest export's peak over the smallest's: {over}."
+
+
 def search_rows(search: dict) -> list[tuple[str, ...]]:
     """Median milliseconds of each list query, in the index and at the gateway, at each
     number of stored ventures, with the ratio to the smallest size."""
@@ -308,6 +340,8 @@ def tables(results: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
         found.append(
             ("Lists answered by the search service (issue 13)", search_rows(results["search"]))
         )
+    if "exports" in results:
+        found.append(("Exports streamed (issue 14)", exports_rows(results["exports"])))
     return found
 
 
@@ -327,6 +361,8 @@ def table(results: dict) -> str:
         lines += [reports_line(results["reports"]), ""]
     if "search" in results:
         lines += [rebuild_line(results["search"]), ""]
+    if "exports" in results:
+        lines += [exports_line(results["exports"]), ""]
     lines += goal_lines(results, "met      ", "NOT MET  ")
     return "\n".join(lines)
 
@@ -356,6 +392,8 @@ def page(results: dict) -> str:
             sections += [reports_line(results["reports"]), ""]
         if heading.startswith("Lists"):
             sections += [rebuild_line(results["search"]), ""]
+        if heading.startswith("Exports"):
+            sections += [exports_line(results["exports"]), ""]
     return "\n".join(
         [
             "# Performance",
@@ -420,6 +458,13 @@ NOTES = """## How it is measured
   up an index of 1,000, 100,000 and then 1,000,000 ventures as `jvreg search rebuild`
   hands one over, and the same queries over HTTP with an ops key. The rebuild: its work from
   ventures' events in an event log of a SecantusDB of its own.
+- **Exports** (`tests/bench/bench_exports.py`): a registry as `make dev` runs it; an
+  investor with one venture of 1,000 flows, another with 20 ventures of 5,000 (each
+  venture and its first flow over HTTP, the rest written beside the service and the
+  report totals built from them); each one's portfolio export (`GET
+  /v1/investments/export`, CSV and IATI) read to its end, the gateway process's
+  resident memory before it and its peak (VmHWM, reset through `/proc/<pid>/clear_refs`
+  before each export).
 
 ## Where the time goes
 

@@ -82,6 +82,8 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ventures/<venture_id>/investments"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/ventures/<venture_id>/investments/summary"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/investments/summary"): ("ok", "ok", "ok", "ok", "ok"),
+    ("GET", "/v1/ventures/<venture_id>/investments/export"): ("ok", "404", "ok", "ok", "ok"),
+    ("GET", "/v1/investments/export"): ("ok", "ok", "ok", "ok", "ok"),
     ("PUT", "/v1/fx-rates/<currency>/<date>"): ("403", "403", "403", "403", "ok"),
     # The public register: anyone, with or without a key.
     ("GET", "/v1/public/ventures"): ANYONE,
