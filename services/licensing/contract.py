@@ -98,11 +98,13 @@ DosageForm = Literal[
     "inhaler",
     "suppository",
     "sachet",
+    "granules",
 ]
-# Units of a strength: per dosage unit (mg, g, mcg, IU), per volume or mass of the
+# Units of a strength: per dosage unit (mg, g, mcg, IU, U: units such as a vaccine's
+# D-antigen units), per volume or mass of the
 # preparation (mg/ml, mg/5ml, mcg/ml, IU/ml, mg/g), per dose of an inhaler, or % w/w.
 StrengthUnit = Literal[
-    "mg", "g", "mcg", "IU", "mg/ml", "mg/5ml", "mcg/ml", "IU/ml", "mg/g", "mcg/dose", "%"
+    "mg", "g", "mcg", "IU", "U", "mg/ml", "mg/5ml", "mcg/ml", "IU/ml", "mg/g", "mcg/dose", "%"
 ]
 # International Nonproprietary Names: letters, with spaces, hyphens and the odd
 # apostrophe or digit of salts and esters ("amoxicillin trihydrate").

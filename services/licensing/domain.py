@@ -175,10 +175,10 @@ def default_valid_until(now: datetime) -> datetime:
         return now.replace(year=now.year + VALIDITY_YEARS, day=28)
 
 
-def required_fields(licence: Licence, transition: Transition) -> frozenset[str]:
-    """What the transition needs of this licence: a product registration is granted
-    with DRAP's registration number of the product."""
-    if transition.event == "granted" and licence.type == "product_registration":
+def required_fields(licence_type: str, transition: Transition) -> frozenset[str]:
+    """What the transition needs of a licence of the type: a product registration is
+    granted with DRAP's registration number of the product."""
+    if transition.event == "granted" and licence_type == "product_registration":
         return transition.required | {"registration_number"}
     return transition.required
 
@@ -198,7 +198,7 @@ def transition_fields(
         for name in TRANSITION_FIELDS
         if getattr(request, name) is not None
     }
-    required = required_fields(licence, transition)
+    required = required_fields(licence.type, transition)
     errors = [
         {"loc": [name], "msg": f"required to move to {request.to}", "type": "missing"}
         for name in sorted(required - given.keys())

@@ -28,6 +28,11 @@ from support import contract_event, handled
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
 SWEEP_SECONDS = 0.2
+AMOXICILLIN = {
+    "dosage_form": "capsule",
+    "strength": {"value": "500", "unit": "mg"},
+    "active_ingredients": [{"inn": "Amoxicillin"}],
+}
 
 
 @pytest.fixture
@@ -88,13 +93,20 @@ def move(proxy, licence: dict, to: str, **fields) -> dict:
     return proxy.transition_license(licence["id"], json.dumps(body), REGULATOR)
 
 
-def grant(proxy, licence: dict, valid_until: str | None = None) -> dict:
+def grant(proxy, licence: dict, valid_until: str | None = None, **grant_fields) -> dict:
     licence = move(proxy, licence, "under_review")
     licence = move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02")
-    fields = {"decision_ref": "DRAP/LIC/2026/0412"}
+    fields = {"decision_ref": "DRAP/LIC/2026/0412", **grant_fields}
     if valid_until:
         fields["valid_until"] = valid_until
     return move(proxy, licence, "granted", **fields)
+
+
+def registered(proxy, facility_id: str, strength: int) -> dict:
+    """A product registration granted: its product and number its own by `strength`."""
+    product = {**AMOXICILLIN, "strength": {"value": str(strength), "unit": "mg"}}
+    applied = apply(proxy, facility_id, "product_registration", product_details=product)
+    return grant(proxy, applied, registration_number=f"X{strength:05d}")
 
 
 def test_the_facility_projection_follows_facilities_events(licensing, facilities):
@@ -206,7 +218,7 @@ def test_the_list_filters_licences(licensing, facilities):
     facilities(db, "fac_e", venture_id="jv_e")
     soon = grant(proxy, apply(proxy, "fac_d"), valid_until="2027-01-31")
     later = grant(proxy, apply(proxy, "fac_e"), valid_until="2030-01-31")
-    product = apply(proxy, "fac_d", "product_registration", product="Amoxicillin 500 mg")
+    product = apply(proxy, "fac_d", "product_registration", product_details=AMOXICILLIN)
 
     def ids(filters):
         return [licence["id"] for licence in proxy.list_licenses(filters, None, 50)]
@@ -226,10 +238,7 @@ def test_two_instances_expire_each_licence_exactly_once(
     second = container_factory(LicensingService, config)
     second.start()
     facilities(db, "fac_f")
-    licences = [
-        grant(proxy, apply(proxy, "fac_f", "product_registration", product=f"Product {n}"))
-        for n in range(40)
-    ]
+    licences = [registered(proxy, "fac_f", strength=n + 1) for n in range(40)]
     # Time passes: every licence falls due at the same moment, under both sweeps.
     db.licences.update_many(
         {"facility_id": "fac_f"}, {"$set": {"valid_until": utcnow() - timedelta(seconds=1)}}
@@ -379,13 +388,6 @@ def test_two_instances_send_each_expiry_warning_exactly_once(
         history = proxy.license_history(licence["id"], None, 50)
         assert history[-1]["event"] == "license.expiring"
         assert history[-1]["fields"] == {"days_before": days_before}
-
-
-AMOXICILLIN = {
-    "dosage_form": "capsule",
-    "strength": {"value": "500", "unit": "mg"},
-    "active_ingredients": [{"inn": "Amoxicillin"}],
-}
 
 
 def test_a_registration_number_is_issued_once_even_when_granted_at_once(
