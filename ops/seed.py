@@ -64,7 +64,7 @@ class Venture:
     plant_kind: str
     capacity: tuple[str, str]  # value, unit
     licences: tuple[str, ...]  # the types its plant applies for, as its kind allows
-    product: dict  # what its product registration registers (product_details)
+    product: dict | None  # what its product registration registers (product_details)
 
 
 VENTURES = (
@@ -121,7 +121,7 @@ VENTURES = (
         ("Shenzhen Yunyi Health Technology Co.", "private_company", "50"),
         ("Omar Farooq", "omar.farooq@sehatdigital.example"),
         "Islamabad Telemedicine Hub", "telemedicine_hub", ("400", "consultations/day"),
-        (), "Tele-ECG monitoring kit",  # DRAP licenses no telemedicine hub
+        (), None,  # DRAP licenses no telemedicine hub
     ),
     Venture(
         "Dhabeji Biologicals", "biologics_vaccines", "sindh", "Dhabeji SEZ", "Thatta",
@@ -144,7 +144,7 @@ VENTURES = (
         ("Shenzhen Pengcheng Medical Devices Co.", "private_company", "48"),
         ("Naseebullah Kakar", "naseebullah.kakar@bolanmed.example"),
         "Bostan Device Assembly Plant", "device_plant", ("30000", "devices/year"),
-        (), "Volumetric infusion pump",  # nor device plants under these rules
+        (), None,  # nor device plants under these rules
     ),
     Venture(
         "Hattar-Taishan Antibiotics", "api_manufacturing", "khyber_pakhtunkhwa", "Hattar SEZ",
@@ -153,7 +153,7 @@ VENTURES = (
         ("Shandong Taishan Antibiotics Co.", "private_company", "49"),
         ("Imran Jadoon", "imran.jadoon@hazarapharma.example"),
         "Hattar Cephalosporin Plant", "api_plant", ("300", "tonnes API/year"),
-        ("dml_semi_basic", "gmp_certificate"), "Ceftriaxone sodium",
+        ("dml_semi_basic", "gmp_certificate"), None,
     ),
     Venture(
         "Mirpur-Jinhe Formulations", "finished_formulations", "azad_jammu_and_kashmir",
