@@ -77,13 +77,33 @@ class LicensingService(figures.ServiceFigures):
         return licence.model_dump(mode="json")
 
     @rpc
+    def apply_for_renewal(self, licence_id: str, actor: dict) -> dict:
+        """A renewal application of the licence (docs/licensing.md "Renewal")."""
+        licence = self.store.get(licence_id)
+        application_id, now = new_licence_id(), utcnow()
+
+        def submit(
+            facility: domain.FacilityView | None,
+            last_rejected_at: datetime | None,  # a renewal is not locked out
+            same_type: list[contract.Licence],
+        ) -> domain.LicenceDecision:
+            return domain.apply_for_renewal(
+                licence, facility, same_type, application_id, actor, now
+            )
+
+        application = self.store.apply(licence.facility_id, licence.type, submit)
+        return application.model_dump(mode="json")
+
+    @rpc
     def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
         request = validated(contract.RequestTransition, body)
 
         def decide(
-            licence: contract.Licence, facility: domain.FacilityView | None
-        ) -> domain.LicenceDecision:
-            return domain.decide(licence, request, actor, utcnow(), facility)
+            licence: contract.Licence,
+            facility: domain.FacilityView | None,
+            renewed: contract.Licence | None,
+        ) -> domain.LicenceChanges:
+            return domain.decide_changes(licence, request, actor, utcnow(), facility, renewed)
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 

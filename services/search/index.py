@@ -116,7 +116,8 @@ def words(text: str) -> list[str]:
 
 
 def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
-    """What `q=` searches: names, products and cities."""
+    """What `q=` searches: names, products (their INN names, registration numbers) and
+    cities."""
     parts: list[Any] = [resource.get("name")]
     if doctype == "venture":
         parts += [partner.get("name") for partner in resource.get("partners") or []]
@@ -124,7 +125,9 @@ def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
     elif doctype == "facility":
         parts += [resource.get("city"), resource.get("sez")]
     elif doctype == "licence":
-        parts += [resource.get("product")]
+        details = resource.get("product_details") or {}
+        parts += [resource.get("product"), resource.get("registration_number")]
+        parts += [ingredient.get("inn") for ingredient in details.get("active_ingredients", [])]
     return " ".join(str(part) for part in parts if part)
 
 

@@ -76,6 +76,30 @@ class LicenceRoutes:
         )
 
     @route(
+        "POST",
+        "/v1/licenses/<license_id>/renewal",
+        summary="Apply for the renewal of a licence in the last 180 days of its validity; "
+        "409 says when the window opens",
+        tag=TAG,
+        roles=("investor", "ops"),
+        response=Licence,
+        status=(201,),
+        headers=("Location", "ETag"),
+        refusals=(403, 404, 409),
+    )
+    def apply_for_renewal(self, request, principal, license_id):
+        self._visible_licence(principal, license_id)  # an investor renews only its own
+        application = self.licensing.apply_for_renewal(license_id, principal.model_dump())
+        return json_response(
+            application,
+            201,
+            {
+                "Location": f"/v1/licenses/{application['id']}",
+                "ETag": etag(application["version"]),
+            },
+        )
+
+    @route(
         "GET",
         "/v1/licenses",
         summary="List, search and count licences",
