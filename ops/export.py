@@ -18,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ops.status import default_ops_key
 from shared.settings import Settings
 
 PUBLIC = ("licenses", "facilities", "ventures")
@@ -51,7 +52,11 @@ def refusal(response: requests.Response) -> str:
     envvar="JVREG_URL",
     help="the gateway (JVREG_URL; default http://127.0.0.1:JVREG_GATEWAY_PORT)",
 )
-@click.option("--key", envvar="JVREG_API_KEY", help="an API key (JVREG_API_KEY): investments")
+@click.option(
+    "--key",
+    envvar="JVREG_API_KEY",
+    help="an API key for investments (JVREG_API_KEY; default: the ops key of `make dev`)",
+)
 def export(
     what: str,
     wanted: str | None,
@@ -72,7 +77,11 @@ def export(
             "only investment flows are exported per venture", param_hint="--venture"
         )
     if kind == "investments" and not key:
-        raise click.UsageError("investment flows need an API key: --key or JVREG_API_KEY")
+        key = default_ops_key()
+    if kind == "investments" and not key:
+        raise click.UsageError(
+            "investment flows need an API key: --key, JVREG_API_KEY or JVREG_OPS_KEY"
+        )
     base = url or f"http://127.0.0.1:{Settings().gateway_port}"
     target = output or Path(f"{venture or what}.{EXTENSIONS[wanted]}")
     partial = target.with_name(target.name + ".part")
