@@ -549,7 +549,7 @@ class SearchIndex:
         if query.count is not None:
             if query.count not in FACETS[query.doctype]:
                 raise ValueError(f"{query.doctype} documents have no facet {query.count}")
-            if query.q is None and query.expiring_before is None and not self.staged:
+            if query.q is None and query.expiring_before is None:
                 counts = self.kept.counts(query, lambda: self.facet(searcher, matching, query))
             else:
                 counts = self.facet(searcher, matching, query)
@@ -656,14 +656,16 @@ class KeptCounts:
     only), per (doctype, filters, facet): counted by aggregation when first asked, then
     kept exactly as commits replace documents, so that asking again does not visit
     every match. A change is counted out with the document it replaces (read when it
-    is staged) and in with the new one, at the commit that makes it visible; counts
-    are not kept from an index with changes staged but not committed (their former
-    documents were not read), nor when they reach FACET_LIMIT values."""
+    is staged, once any counts are kept) and in with the new one, at the commit that
+    makes it visible, as readers see it. Counts are not kept when first asked while
+    a change staged before any were kept waits for its commit (its former document
+    was not read), nor once they reach FACET_LIMIT values."""
 
     def __init__(self) -> None:
         self.kept: OrderedDict[tuple, Counter[str]] = OrderedDict()
         # id -> (doctype, the committed document it replaces, its staged one).
         self.staged: dict[str, tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]] = {}
+        self.unread = False  # a change staged whose former document was not read
 
     def counts(self, query: ListQuery, aggregated) -> list[dict]:
         """The counts of `query` from those kept, or `aggregated()` (then kept)."""
@@ -672,7 +674,7 @@ class KeptCounts:
             self.kept.move_to_end(key)
             return ordered_counts(self.kept[key].items())
         answer = aggregated()
-        if len(answer) < FACET_LIMIT:
+        if not self.unread and len(answer) < FACET_LIMIT:
             self.kept[key] = Counter({count["term"]: count["count"] for count in answer})
             while len(self.kept) > KEPT_COUNTS:
                 self.kept.popitem(last=False)
@@ -680,6 +682,7 @@ class KeptCounts:
 
     def stage(self, change: Change, committed_resource) -> None:
         if not self.kept:
+            self.unread = True
             return
         replaced = (
             self.staged[change.id][1] if change.id in self.staged else committed_resource(change.id)
@@ -687,7 +690,7 @@ class KeptCounts:
         self.staged[change.id] = (change.doctype, replaced, change.resource)
 
     def commit(self) -> None:
-        staged, self.staged = self.staged, {}
+        staged, self.staged, self.unread = self.staged, {}, False
         for key in list(self.kept):
             doctype, filters, facet = key
             counts = self.kept[key]
@@ -703,10 +706,11 @@ class KeptCounts:
 
     def rollback(self) -> None:
         self.staged.clear()
+        self.unread = False
 
     def clear(self) -> None:
         self.kept.clear()
-        self.staged.clear()
+        self.rollback()
 
 
 def _counted_values(
