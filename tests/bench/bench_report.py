@@ -516,13 +516,19 @@ ratios are what compare), and
 the relay's claim and mark (about 1 ms a record each) keep it far below kombu's own
 confirmed publish.
 
-On the read side (issue 13): the search index answers a page, a word search and a facet
-count by visiting every matching document (tantivy's collectors), so each grows with
-the number of matches, not with the page: at 1,000,000 ventures a filter matching a
-seventh of them, or a word in two in five, costs 9-15 ms in the index where 1,000 cost
-1.4-2 ms; at the gateway an RPC and HTTP round trip add 10-15 ms to each. Reaching 1.5x
-of the 1k figure at 1M would need work that does not visit every match (kept counters
-for facets, sort windows over the sort key's terms), which is not built. The portfolio
+On the read side (issue 13): a page of the search index visits a window of its sort
+order between two keys of a sample of the sort keys, a word of `q` is asked as the
+terms it begins, and the facet counts of a list without words or dates are kept across
+commits (docs/architecture.md §10), where before every match was visited (9-15 ms at
+1,000,000 ventures). In the run above the word search and the facet count stay within
+1.4x of 1,000 ventures, and the page after the filtered one takes 0.88x and 1.53x. The
+filtered page sorted by name does not: 5-7 ms at 100,000 and 1,000,000 ventures where
+1,000 took 1.8 ms, while its fastest of 150 asks on the same machine took 2.6 and 1.8 ms
+(1.6 ms at 1,000): what grows is tantivy's work per search over the index's segments
+(about 2 at 1,000 ventures, 4 at 100,000, 11 at 1,000,000), ordering a window's 66 hits
+by a text key taking 0.7-1.3 ms more than finding them at 1,000,000. The figures at the
+gateway moved with the machine's other load (load average 8-12 during this run) more
+than with the index. The portfolio
 summary reads the totals kept per day (about 26,000 entries at 100,000 flows), plus the
 flows the background folder has not folded yet, each one document read.
 """
