@@ -54,7 +54,7 @@ def expected_ids(resources: dict[str, dict], query: ListQuery) -> list[str]:
     sort, ascending = split_sort(query.sort)
     matching = []
     for resource in resources.values():
-        values = search_index._raw_values("venture", resource)
+        values = search_index._raw_values("venture", resource, {})
         if any(value not in values.get(name, []) for name, value in query.filters.items()):
             continue
         text = words(search_index._text_of("venture", resource))
