@@ -374,10 +374,9 @@ def warn_of_expiry(licence: Licence, now: datetime) -> LicenceDecision:
     days = min(d for d in EXPIRY_WARNING_DAYS if left <= timedelta(days=d))
     sent = sorted({*licence.expiry_warnings, *(d for d in EXPIRY_WARNING_DAYS if d >= days)})
     reason = f"valid_until {rfc3339(licence.valid_until)} is {days} days away or less"
-    changed, event = change_licence(
-        licence, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now
-    )
-    return changed.model_copy(update={"expiry_warnings": sent[::-1]}), event
+    # The warnings sent are part of the licence the event carries.
+    warned = licence.model_copy(update={"expiry_warnings": sent[::-1]})
+    return change_licence(warned, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now)
 
 
 def end_with_plant(licence: Licence, facility_id: str, now: datetime) -> LicenceDecision:

@@ -195,6 +195,7 @@ def test_an_expiry_warning_is_the_nearest_one_due(days_left, warned, days_before
     assert event.change.fields == {"days_before": days_before}
     assert (after.status, after.version) == ("granted", before.version + 1)
     assert after.expiry_warnings == sorted(sent, reverse=True)
+    assert event.license == after  # the event carries the licence as it is stored
     assert after.valid_until == before.valid_until
     assert domain.next_expiry_warning_at(after) != domain.next_expiry_warning_at(before)
 
