@@ -2,6 +2,7 @@
 projections of the ventures and licences it hears of through events."""
 
 from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
@@ -9,6 +10,8 @@ from pymongo.client_session import ClientSession
 
 from services.facilities.contract import Facility
 from services.facilities.domain import FacilityChange, VentureView
+from shared.as_of import History, equal_to
+from shared.codec import rfc3339
 from shared.envelope import CloudEvent
 from shared.errors import NotFound
 from shared.inbox import Projection
@@ -30,6 +33,7 @@ class FacilityStore(Repository):
         super().ensure_indexes(db)
         for field in ("venture_id", "owner", "province", "kind", "status"):
             db.facilities.create_index([(field, ASCENDING), ("_id", ASCENDING)])
+        History.ensure_indexes(db)
 
     @property
     def facilities(self):
@@ -78,6 +82,27 @@ class FacilityStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.facilities.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._facility(doc) for doc in cursor]
+
+    @property
+    def history(self) -> History:
+        return History(self.db, "facility", Facility)
+
+    def get_as_of(self, facility_id: str, instant: datetime) -> dict:
+        """The facility as it stood at `instant` (shared.as_of)."""
+        state = self.history.one_at(facility_id, self.get(facility_id).version, instant)
+        if state is None:
+            raise NotFound(f"no facility {facility_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The facilities as they stood at `instant` that matched `filters` then: the
+        owner and venture never change; the others are matched on each one's state then."""
+        scope = {name: filters.pop(name) for name in ("owner", "venture_id") if name in filters}
+        return self.history.list_at(
+            self.facilities, scope, instant, equal_to(filters), after, limit
+        )
 
     def venture(self, venture_id: str) -> VentureView | None:
         doc = self.venture_views.find_one({"_id": venture_id})

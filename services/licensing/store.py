@@ -15,7 +15,8 @@ from services.licensing.domain import (
     LicenceDecision,
     next_expiry_warning_at,
 )
-from shared.codec import to_jsonable
+from shared.as_of import History, equal_to
+from shared.codec import rfc3339, to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
 from shared.inbox import Projection
@@ -52,6 +53,7 @@ class LicenceStore(Repository):
             [("facility_id", ASCENDING), ("type", ASCENDING), ("status", ASCENDING)]
         )
         db.history.create_index([("license_id", ASCENDING), ("_id", ASCENDING)])
+        History.ensure_indexes(db)
 
     @property
     def licences(self):
@@ -183,6 +185,41 @@ class LicenceStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.licences.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._licence(doc) for doc in cursor]
+
+    @property
+    def versions(self) -> History:
+        return History(self.db, "license", Licence)
+
+    def get_as_of(self, licence_id: str, instant: datetime) -> dict:
+        """The licence as it stood at `instant` (shared.as_of)."""
+        state = self.versions.one_at(licence_id, self.get(licence_id).version, instant)
+        if state is None:
+            raise NotFound(f"no licence {licence_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The licences as they stood at `instant` that matched `filters` then: owner,
+        plant, venture and type never change; status and validity are matched on each
+        licence's state then."""
+        fixed = ("owner", "facility_id", "venture_id", "type")
+        scope = {name: filters.pop(name) for name in fixed if name in filters}
+        expiring_before = filters.pop("expiring_before", None)
+        equal = equal_to(filters)
+
+        def matches(state: dict) -> bool:
+            if expiring_before is None:
+                return equal(state)
+            valid_until = state.get("valid_until")
+            bound = datetime.combine(expiring_before, time.min, UTC)
+            return (
+                valid_until is not None
+                and datetime.fromisoformat(valid_until) < bound
+                and equal(state)
+            )
+
+        return self.versions.list_at(self.licences, scope, instant, matches, after, limit)
 
     def history_of(self, licence_id: str, after: str | None, limit: int) -> list[HistoryEntry]:
         query: dict = {"license_id": licence_id}

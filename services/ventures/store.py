@@ -3,6 +3,7 @@
 import logging
 import re
 from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
 from pymongo import ASCENDING
@@ -10,7 +11,9 @@ from pymongo.errors import DuplicateKeyError
 
 from services.ventures.contract import Venture, VentureEvent
 from services.ventures.domain import name_key
-from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.as_of import History, equal_to
+from shared.codec import rfc3339
+from shared.errors import Conflict, NotFound, PreconditionFailed, field_error
 from shared.mongo import Repository, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class VentureStore(Repository):
         ventures.create_index("name_key", unique=True)
         for field in ("owner", "sector", "province", "status", "partners.country"):
             ventures.create_index([(field, ASCENDING), ("_id", ASCENDING)])
+        History.ensure_indexes(db)
 
     @property
     def ventures(self):
@@ -127,6 +131,28 @@ class VentureStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.ventures.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._venture(doc) for doc in cursor]
+
+    @property
+    def history(self) -> History:
+        return History(self.db, "venture", Venture)
+
+    def get_as_of(self, venture_id: str, instant: datetime) -> dict:
+        """The venture as it stood at `instant` (shared.as_of)."""
+        state = self.history.one_at(venture_id, self.get(venture_id).version, instant)
+        if state is None:
+            raise NotFound(f"no venture {venture_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The ventures as they stood at `instant` that matched `filters` then; only the
+        owner never changes, so the others are matched on each venture's state then."""
+        if "q" in filters:
+            raise field_error(["q"], "words are not searched as of an instant")
+        scope = {"owner": filters.pop("owner")} if "owner" in filters else {}
+        matches = equal_to(filters, {"partner_country": "partners.country"})
+        return self.history.list_at(self.ventures, scope, instant, matches, after, limit)
 
     @staticmethod
     def _document(venture: Venture) -> dict:
