@@ -10,12 +10,12 @@ from pymongo.client_session import ClientSession
 
 from services.facilities.contract import Facility
 from services.facilities.domain import FacilityChange, VentureView
-from shared.as_of import History, equal_to
+from shared.as_of import KeepsVersions, equal_to
 from shared.codec import rfc3339
 from shared.envelope import CloudEvent
 from shared.errors import NotFound
 from shared.inbox import Projection
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 # The projections' collections (their documents keep the last applied `sequence`).
 VENTURE_VIEWS = "ventures"
@@ -27,13 +27,15 @@ def new_facility_id() -> str:
     return f"fac_{ObjectId()}"
 
 
-class FacilityStore(Repository):
+class FacilityStore(KeepsVersions):
+    AGGREGATE, RESOURCE, AGGREGATES = "facility", Facility, "facilities"
+    FIXED = ("owner", "venture_id")
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
         for field in ("venture_id", "owner", "province", "kind", "status"):
             db.facilities.create_index([(field, ASCENDING), ("_id", ASCENDING)])
-        History.ensure_indexes(db)
 
     @property
     def facilities(self):
@@ -83,13 +85,9 @@ class FacilityStore(Repository):
         cursor = self.facilities.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._facility(doc) for doc in cursor]
 
-    @property
-    def history(self) -> History:
-        return History(self.db, "facility", Facility)
-
     def get_as_of(self, facility_id: str, instant: datetime) -> dict:
         """The facility as it stood at `instant` (shared.as_of)."""
-        state = self.history.one_at(facility_id, self.get(facility_id).version, instant)
+        state = self.versions.one_at(facility_id, instant)
         if state is None:
             raise NotFound(f"no facility {facility_id} at {rfc3339(instant)}")
         return state
@@ -99,10 +97,8 @@ class FacilityStore(Repository):
     ) -> list[dict]:
         """The facilities as they stood at `instant` that matched `filters` then: the
         owner and venture never change; the others are matched on each one's state then."""
-        scope = {name: filters.pop(name) for name in ("owner", "venture_id") if name in filters}
-        return self.history.list_at(
-            self.facilities, scope, instant, equal_to(filters), after, limit
-        )
+        scope = {name: filters.pop(name) for name in self.FIXED if name in filters}
+        return self.versions.list_at(scope, instant, equal_to(filters), after, limit)
 
     def venture(self, venture_id: str) -> VentureView | None:
         doc = self.venture_views.find_one({"_id": venture_id})

@@ -15,12 +15,12 @@ from services.licensing.domain import (
     LicenceDecision,
     next_expiry_warning_at,
 )
-from shared.as_of import History, equal_to
+from shared.as_of import KeepsVersions, equal_to
 from shared.codec import rfc3339, to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
 from shared.inbox import Projection
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 # How often a transition is re-decided when the licence changed while it was decided.
 TRANSITION_ATTEMPTS = 3
@@ -40,7 +40,10 @@ def history_id(licence_id: str, sequence: int) -> str:
     return f"{licence_id}.{sequence:06d}"
 
 
-class LicenceStore(Repository):
+class LicenceStore(KeepsVersions):
+    AGGREGATE, RESOURCE, AGGREGATES = "license", Licence, "licences"
+    FIXED = ("owner", "facility_id", "venture_id", "type")
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -53,7 +56,6 @@ class LicenceStore(Repository):
             [("facility_id", ASCENDING), ("type", ASCENDING), ("status", ASCENDING)]
         )
         db.history.create_index([("license_id", ASCENDING), ("_id", ASCENDING)])
-        History.ensure_indexes(db)
 
     @property
     def licences(self):
@@ -186,13 +188,9 @@ class LicenceStore(Repository):
         cursor = self.licences.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._licence(doc) for doc in cursor]
 
-    @property
-    def versions(self) -> History:
-        return History(self.db, "license", Licence)
-
     def get_as_of(self, licence_id: str, instant: datetime) -> dict:
         """The licence as it stood at `instant` (shared.as_of)."""
-        state = self.versions.one_at(licence_id, self.get(licence_id).version, instant)
+        state = self.versions.one_at(licence_id, instant)
         if state is None:
             raise NotFound(f"no licence {licence_id} at {rfc3339(instant)}")
         return state
@@ -203,8 +201,7 @@ class LicenceStore(Repository):
         """The licences as they stood at `instant` that matched `filters` then: owner,
         plant, venture and type never change; status and validity are matched on each
         licence's state then."""
-        fixed = ("owner", "facility_id", "venture_id", "type")
-        scope = {name: filters.pop(name) for name in fixed if name in filters}
+        scope = {name: filters.pop(name) for name in self.FIXED if name in filters}
         expiring_before = filters.pop("expiring_before", None)
         equal = equal_to(filters)
 
@@ -219,7 +216,7 @@ class LicenceStore(Repository):
                 and equal(state)
             )
 
-        return self.versions.list_at(self.licences, scope, instant, matches, after, limit)
+        return self.versions.list_at(scope, instant, matches, after, limit)
 
     def history_of(self, licence_id: str, after: str | None, limit: int) -> list[HistoryEntry]:
         query: dict = {"license_id": licence_id}

@@ -11,10 +11,10 @@ from pymongo.errors import DuplicateKeyError
 
 from services.ventures.contract import Venture, VentureEvent
 from services.ventures.domain import name_key
-from shared.as_of import History, equal_to
+from shared.as_of import KeepsVersions, equal_to
 from shared.codec import rfc3339
 from shared.errors import Conflict, NotFound, PreconditionFailed, field_error
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ def rekey_names(ventures) -> None:
             log.warning("venture %s (%r) looks like another's name", doc["_id"], doc["name"])
 
 
-class VentureStore(Repository):
+class VentureStore(KeepsVersions):
+    AGGREGATE, RESOURCE, FIXED, AGGREGATES = "venture", Venture, ("owner",), "ventures"
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -47,7 +49,6 @@ class VentureStore(Repository):
         ventures.create_index("name_key", unique=True)
         for field in ("owner", "sector", "province", "status", "partners.country"):
             ventures.create_index([(field, ASCENDING), ("_id", ASCENDING)])
-        History.ensure_indexes(db)
 
     @property
     def ventures(self):
@@ -132,13 +133,9 @@ class VentureStore(Repository):
         cursor = self.ventures.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._venture(doc) for doc in cursor]
 
-    @property
-    def history(self) -> History:
-        return History(self.db, "venture", Venture)
-
     def get_as_of(self, venture_id: str, instant: datetime) -> dict:
         """The venture as it stood at `instant` (shared.as_of)."""
-        state = self.history.one_at(venture_id, self.get(venture_id).version, instant)
+        state = self.versions.one_at(venture_id, instant)
         if state is None:
             raise NotFound(f"no venture {venture_id} at {rfc3339(instant)}")
         return state
@@ -152,7 +149,7 @@ class VentureStore(Repository):
             raise field_error(["q"], "words are not searched as of an instant")
         scope = {"owner": filters.pop("owner")} if "owner" in filters else {}
         matches = equal_to(filters, {"partner_country": "partners.country"})
-        return self.history.list_at(self.ventures, scope, instant, matches, after, limit)
+        return self.versions.list_at(scope, instant, matches, after, limit)
 
     @staticmethod
     def _document(venture: Venture) -> dict:

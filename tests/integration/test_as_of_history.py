@@ -3,10 +3,12 @@ of ventures (registrations, updates of sector, province and partners, status cha
 refused changes among them) written through the ventures store on a real SecantusDB at
 a clock of the test's own (each step a millisecond or more after the last, at
 microseconds the store rounds away), each state read
-back when it was made; some of the events consumed into the event log and the rest
-only in the outbox, as when the log lags. Every captured state is then read as of its
-instant and of moments between, and every list as of those instants, filtered and paged,
-is compared with the list made from the captured states."""
+back when it was made; their versions kept with each change, or (a database from
+before versions were kept) filled in from the event log and the outbox, some of the
+events consumed into the log and the rest only in the outbox, as when the log lags.
+Every captured state is then read as of its instant and of moments between, and every
+list as of those instants, filtered and paged, is compared with the list made from the
+captured states."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from services.ventures import contract, domain
 from services.ventures.store import VentureStore
+from shared.as_of import Versions
 from shared.errors import Conflict, NotFound, ServiceUnavailable
 from shared.inbox import EventLog
 from shared.mongo import connect
@@ -45,6 +48,10 @@ steps = st.lists(
     max_size=25,
 )
 logged = st.lists(st.booleans(), min_size=40, max_size=40)
+# Where the versions come from: kept with each change; or, for a database from before
+# versions were kept, filled in from the event log and outbox when the store starts
+# (all of them), or when read (a venture changed after the upgrade, before the fill).
+origins = st.sampled_from(("kept", "backfilled", "completed"))
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +118,23 @@ def read_now(store: VentureStore, key: str) -> tuple[datetime, dict]:
     return datetime.fromisoformat(state["updated_at"]), state
 
 
-def log_some(db, logged: list[bool]) -> None:
-    """Consume some of the events into the event log, as the catch-all queue would."""
+def log_some(db, logged: list[bool], origin: str) -> None:
+    """Consume some of the events into the event log, as the catch-all queue would, and
+    leave the versions as `origin` says."""
     log = EventLog(db)
     for record, keep in zip(db[Outbox.COLLECTION].find().sort("_id"), logged, strict=False):
         if keep:
             log.keep(_event_of(record))
+    versions = db[Versions.COLLECTION]
+    if origin == "backfilled":
+        versions.drop()
+        VentureStore.ensure_indexes(db)
+    elif origin == "completed":
+        for document in versions.find():
+            latest = max(version["sequence"] for version in document["versions"])
+            versions.update_one(
+                {"_id": document["_id"]}, {"$pull": {"versions": {"sequence": {"$lt": latest}}}}
+            )
 
 
 def state_then(states: list[tuple[datetime, dict]], instant: datetime) -> dict | None:
@@ -131,14 +149,14 @@ def moments(captured: dict[str, list[tuple[datetime, dict]]]) -> list[datetime]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=steps, logged=logged)
-def test_reads_as_of_an_instant_answer_the_state_captured_then(client, history, logged):
+@given(history=steps, logged=logged, origin=origins)
+def test_reads_as_of_an_instant_answer_the_state_captured_then(client, history, logged, origin):
     db = client[f"asof_{uuid.uuid4().hex[:10]}"]
     VentureStore.ensure_indexes(db)
     store = VentureStore(client, db)
     try:
         captured = play(store, history)
-        log_some(db, logged)
+        log_some(db, logged, origin)
         for instant in moments(captured):
             for key, states in captured.items():
                 expected = state_then(states, instant)
@@ -172,14 +190,16 @@ def matching(state: dict, wanted: dict) -> bool:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=steps, logged=logged, wanted=filters, limit=st.integers(1, 3))
-def test_lists_as_of_an_instant_hold_what_matched_then(client, history, logged, wanted, limit):
+@given(history=steps, logged=logged, origin=origins, wanted=filters, limit=st.integers(1, 3))
+def test_lists_as_of_an_instant_hold_what_matched_then(
+    client, history, logged, origin, wanted, limit
+):
     db = client[f"asof_{uuid.uuid4().hex[:10]}"]
     VentureStore.ensure_indexes(db)
     store = VentureStore(client, db)
     try:
         captured = play(store, history)
-        log_some(db, logged)
+        log_some(db, logged, origin)
         for instant in moments(captured):
             expected = [
                 state
@@ -206,8 +226,9 @@ def test_a_history_that_neither_the_log_nor_the_outbox_holds_whole_is_unavailabl
     try:
         captured = play(store, [(0, ("status", "active"), 1)])
         key = VENTURES[0][0]
-        first = db[Outbox.COLLECTION].find_one({"subject": key, "sequence": 1})
-        db[Outbox.COLLECTION].delete_one({"_id": first["_id"]})  # pruned, never logged
+        # A version made before versions were kept, pruned from the outbox, never logged.
+        db[Versions.COLLECTION].update_one({"_id": key}, {"$pull": {"versions": {"sequence": 1}}})
+        db[Outbox.COLLECTION].delete_one({"subject": key, "sequence": 1})
         with pytest.raises(ServiceUnavailable, match="not complete"):
             store.get_as_of(key, captured[key][-1][0])
     finally:
