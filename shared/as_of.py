@@ -34,7 +34,7 @@ from shared.outbox import Outbox, _event_of
 
 # RFC 3339's date-time, offset required ("Z" or ±hh:mm): what `as_of` takes.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-# Aggregates read at a time while filling a list's page (or kept at a time by a backfill).
+# The most aggregates a list reads at a time (its batches grow from the page's size).
 BATCH = 1000
 # Aggregates whose events a backfill looks up at a time ($in grows worse than linearly).
 BACKFILL_BATCH = 100
