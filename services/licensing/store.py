@@ -18,11 +18,12 @@ from services.licensing.domain import (
     check_registration_number_free,
     next_expiry_warning_at,
 )
-from shared.codec import to_jsonable
+from shared.as_of import KeepsVersions, equal_to
+from shared.codec import rfc3339, to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
 from shared.inbox import Projection
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 # How often a transition is re-decided when the licence changed while it was decided.
 TRANSITION_ATTEMPTS = 3
@@ -49,7 +50,10 @@ def history_id(licence_id: str, sequence: int) -> str:
     return f"{licence_id}.{sequence:06d}"
 
 
-class LicenceStore(Repository):
+class LicenceStore(KeepsVersions):
+    AGGREGATE, RESOURCE, AGGREGATES = "license", Licence, "licences"
+    FIXED = ("owner", "facility_id", "venture_id", "type")
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -234,6 +238,36 @@ class LicenceStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.licences.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._licence(doc) for doc in cursor]
+
+    def get_as_of(self, licence_id: str, instant: datetime) -> dict:
+        """The licence as it stood at `instant` (shared.as_of)."""
+        state = self.versions.one_at(licence_id, instant)
+        if state is None:
+            raise NotFound(f"no licence {licence_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The licences as they stood at `instant` that matched `filters` then: owner,
+        plant, venture and type never change; status and validity are matched on each
+        licence's state then."""
+        scope = {name: filters.pop(name) for name in self.FIXED if name in filters}
+        expiring_before = filters.pop("expiring_before", None)
+        equal = equal_to(filters)
+
+        def matches(state: dict) -> bool:
+            if expiring_before is None:
+                return equal(state)
+            valid_until = state.get("valid_until")
+            bound = datetime.combine(expiring_before, time.min, UTC)
+            return (
+                valid_until is not None
+                and datetime.fromisoformat(valid_until) < bound
+                and equal(state)
+            )
+
+        return self.versions.list_at(scope, instant, matches, after, limit)
 
     def history_of(self, licence_id: str, after: str | None, limit: int) -> list[HistoryEntry]:
         query: dict = {"license_id": licence_id}

@@ -17,6 +17,8 @@ then measures:
   documents, at the gateway too, and its index rebuild (bench_search.py);
 - exports (issue 14): the gateway's memory streaming 1,000 and 100,000 investment flows
   as CSV and IATI JSON (bench_exports.py).
+- reads and lists as of a past instant (issue 16) over 1,000 and 10,000 licences'
+  versions (bench_asof.py).
 
 Prints a table with the ratios the issues ask for, writes bench/results.json and
 docs/performance.md. `--quick` runs every part at tiny sizes (for `make test`);
@@ -36,6 +38,7 @@ from ops.processes import ROOT
 from shared.mongo import connect
 from shared.settings import Settings
 
+import bench_asof
 import bench_exports
 import bench_investments
 import bench_relay
@@ -54,7 +57,7 @@ RATES = (10, 50, 100)
 FULL = {"seconds": 10.0, "licences": 200, "history_events": 200_000}
 QUICK = {"seconds": 0.5, "licences": 20, "history_events": 1_000}
 # The parts of a run, each measured on servers of its own.
-PARTS = ("write", "relay", "reports", "search", "exports")
+PARTS = ("write", "relay", "reports", "search", "exports", "asof")
 
 
 STARTED = time.monotonic()
@@ -146,6 +149,8 @@ def run(quick: bool, log_dir: Path, parts: tuple[str, ...] = PARTS) -> dict:
             results["search"] = bench_search.run(quick, log_dir)
         elif part == "exports":
             results["exports"] = bench_exports.run(quick, log_dir)
+        elif part == "asof":
+            results["asof"] = bench_asof.run(quick)
         results["measured"][part] = measured
     return results
 
