@@ -17,11 +17,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 import requests
 
 from ops.processes import ROOT, free_port, wait_until
+from shared.broker_users import RabbitAdmin
 
 # The Debian package's scripts run the server and rabbitmqctl as this user (through
 # su when called as root), with its home's Erlang cookie: the node's files are its.
@@ -41,6 +43,9 @@ class RabbitNode:
             f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
             f"management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.management_port}\n"
+            # Queue figures (a quorum queue's leader, its consumers) every second, not
+            # every 5 s: a test waiting on them sees a failover as soon as it happened.
+            "collect_statistics_interval = 1000\n"
         )
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         if os.geteuid() == 0:
@@ -120,6 +125,14 @@ class RabbitNode:
         self.ctl("start_app", timeout=300)
         self.ctl("await_startup", timeout=300)
 
+    @property
+    def running(self) -> bool:
+        """Whether the node's Erlang VM runs (not whether its broker answers)."""
+        try:
+            return _alive(int((self.dir / "pid").read_text()))
+        except (OSError, ValueError):
+            return False
+
     def kill(self) -> None:
         """SIGKILL the node's Erlang VM, as a machine's crash would; its data stays."""
         pid = int((self.dir / "pid").read_text())
@@ -149,7 +162,8 @@ class RabbitCluster:
     """`size` RabbitNodes joined into one cluster: every node but the first resets and
     joins the first. The nodes share the Erlang cookie of the user the Debian package
     runs them as (RABBITMQ_USER's home), which is what lets them, and rabbitmqctl, talk.
-    Quorum queues declared on it get a replica on each node."""
+    Quorum queues declared on it get a replica on each node; `mirror_classic_queues`
+    gives the classic ones (nameko's RPC queues, the dead-letter queue) a mirror on each."""
 
     def __init__(self, size: int = 3, nodes: list[RabbitNode] | None = None):
         self.nodes = nodes or [RabbitNode() for _ in range(size)]
@@ -159,8 +173,49 @@ class RabbitCluster:
         """Every node's address, for JVREG_AMQP_URI: connections fail over in this order."""
         return ";".join(node.amqp_uri for node in self.nodes)
 
+    @property
+    def management_url(self) -> str:
+        """The first node's management API (it serves the whole cluster's state)."""
+        return self.nodes[0].management_url
+
     def node(self, name: str) -> RabbitNode:
         return next(node for node in self.nodes if node.name == name)
+
+    def create_vhost(self, vhost: str, timeout: float = 60) -> None:
+        """A vhost where `guest` may do anything, running on every node (a node starts
+        its part of a new vhost a moment after the API answered: a quorum queue
+        declared before that would get no replica there), its classic queues mirrored."""
+        admin = RabbitAdmin(self.management_url)
+        path = quote(vhost, safe="")
+        admin.call("PUT", f"vhosts/{path}")
+        admin.call(
+            "PUT",
+            f"permissions/{path}/{quote(admin.auth[0], safe='')}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        everyone = {node.name: "running" for node in self.nodes}
+        wait_until(
+            lambda: admin.call("GET", f"vhosts/{path}").get("cluster_state") == everyone,
+            timeout,
+            f"vhost {vhost} running on every node",
+        )
+        self.mirror_classic_queues(vhost)
+
+    def mirror_classic_queues(self, vhost: str = "/") -> None:
+        """A policy mirroring every classic queue of `vhost` on every node: nameko
+        declares its RPC queues classic and durable, and a classic queue lives on one
+        node, unusable while that node is down. (RabbitMQ 3.x; 4.0 removed mirroring,
+        and RPC queues must then be declared quorum.) Exclusive queues, such as RPC
+        reply queues, are never mirrored: a client redeclares its own after failing over."""
+        RabbitAdmin(self.management_url).call(
+            "PUT",
+            f"policies/{quote(vhost, safe='')}/jvreg-mirror-classic-queues",
+            json={
+                "pattern": ".*",
+                "apply-to": "queues",
+                "definition": {"ha-mode": "all", "ha-sync-mode": "automatic"},
+            },
+        )
 
     def start(self, timeout: float = 300) -> None:
         # Each node's first boot takes many seconds on a small machine: boot them at once.
@@ -213,6 +268,7 @@ def up() -> None:
     cluster = RabbitCluster()
     try:
         cluster.start()
+        cluster.mirror_classic_queues()
     except BaseException:
         cluster.stop()
         raise
