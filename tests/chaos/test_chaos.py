@@ -266,7 +266,6 @@ def test_6_random_consumer_kills_leave_every_projection_equal_to_its_source(regi
         until = time.monotonic() + load.seconds
         killer = eventlet.spawn(
             kill_at_random,
-            kill_the_busiest_leader,
             chaos.of(*CONSUMERS, *KILLED_ALONE),
             (0.1, 0.5),
             until,
