@@ -10,6 +10,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 from ops.broker import broker_users  # noqa: E402
 from ops.dev import dev  # noqa: E402
 from ops.dlq import dlq  # noqa: E402
+from ops.export import export  # noqa: E402
 from ops.keys import keys  # noqa: E402
 from ops.reconcile import reconcile_command  # noqa: E402
 from ops.regulators import regulators  # noqa: E402
@@ -29,6 +30,7 @@ def cli():
 cli.add_command(broker_users)
 cli.add_command(dev)
 cli.add_command(dlq)
+cli.add_command(export)
 cli.add_command(keys)
 cli.add_command(reconcile_command)
 cli.add_command(regulators)

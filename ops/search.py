@@ -7,12 +7,14 @@ event it published, a rebuild reads all of them once, and no service answers a r
 that size within an RPC's bound. The running instance takes the new index up by
 itself (services/search/live.py)."""
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 from pymongo import MongoClient
+from pymongo.errors import AutoReconnect
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,8 +32,11 @@ from shared.envelope import EVENT_TYPE_PREFIX
 from shared.inbox import EventLog
 from shared.mongo import connect
 
+log = logging.getLogger(__name__)
+
 Advance = Callable[[str, int, int], None]  # (source, done, total)
 FIELDS = {"_id": 0, "logged_at": 0}
+SCAN_ATTEMPTS = 3
 
 
 def latest_changes(mongo: MongoClient, settings: SearchSettings, progress: Advance | None):
@@ -46,15 +51,26 @@ def latest_changes(mongo: MongoClient, settings: SearchSettings, progress: Advan
         source = subscription.source
         records = mongo[settings.database_name(source)][EventLog.COLLECTION]
         total = records.estimated_document_count()
-        events[source] = 0
-        for record in records.find({}, FIELDS):
-            events[source] += 1
-            if progress and events[source] % 1000 == 0:
-                progress(source, events[source], total)
-            subject, sequence = record["subject"], int(record["sequence"])
-            seen.setdefault(subject, set()).add(sequence)
-            if subject not in latest or latest[subject][0] < sequence:
-                latest[subject] = (sequence, record, source)
+        for attempt in range(1, SCAN_ATTEMPTS + 1):
+            # Reading a log again from its start is harmless: what is kept of an event
+            # is the same however often it is read.
+            events[source] = 0
+            try:
+                for record in records.find({}, FIELDS):
+                    events[source] += 1
+                    if progress and events[source] % 1000 == 0:
+                        progress(source, events[source], total)
+                    subject, sequence = record["subject"], int(record["sequence"])
+                    seen.setdefault(subject, set()).add(sequence)
+                    if subject not in latest or latest[subject][0] < sequence:
+                        latest[subject] = (sequence, record, source)
+                break
+            except AutoReconnect as lost:
+                # A long scan outlives a moment the server does not answer (pymongo
+                # then cancels what is in flight); a scan that cannot resume starts over.
+                if attempt == SCAN_ATTEMPTS:
+                    raise
+                log.warning("reading %s's event log again (%s)", source, lost)
         if progress:
             progress(source, events[source], events[source])
     gaps = sorted(subject for subject, numbers in seen.items() if len(numbers) != max(numbers))

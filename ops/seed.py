@@ -26,7 +26,7 @@ from rich.progress import Progress
 
 from ops.dev import VAR
 from ops.status import default_ops_key
-from services.licensing.domain import TRANSITIONS
+from services.licensing.domain import TRANSITIONS, required_fields
 from shared.settings import Settings
 
 INVESTOR_OWNER = "Pak-China Health Investment Group (demo)"
@@ -64,7 +64,7 @@ class Venture:
     plant_kind: str
     capacity: tuple[str, str]  # value, unit
     licences: tuple[str, ...]  # the types its plant applies for, as its kind allows
-    product: str
+    product: dict | None  # what its product registration registers (product_details)
 
 
 VENTURES = (
@@ -77,7 +77,11 @@ VENTURES = (
         ("Ayesha Khan", "ayesha.khan@induspharma.example"),
         "Rashakai API Plant", "api_plant", ("1200", "tonnes API/year"),
         ("dml_basic", "gmp_certificate", "dml_experimental"),
-        "Paracetamol BP",
+        {
+            "dosage_form": "tablet",
+            "strength": {"value": "500", "unit": "mg"},
+            "active_ingredients": [{"inn": "Paracetamol"}],
+        },
     ),
     Venture(
         "Ravi-Huaxia Formulations", "finished_formulations", "punjab",
@@ -88,7 +92,11 @@ VENTURES = (
         ("Bilal Chaudhry", "bilal.chaudhry@ravipharma.example"),
         "Faisalabad Formulation Plant", "formulation_plant", ("250000000", "tablets/year"),
         ("dml_formulation", "product_registration", "gmp_certificate"),
-        "Amoxicillin 500 mg capsules",
+        {
+            "dosage_form": "capsule",
+            "strength": {"value": "500", "unit": "mg"},
+            "active_ingredients": [{"inn": "Amoxicillin"}],
+        },
     ),
     Venture(
         "Karakoram Herbal TCM", "traditional_chinese_medicine", "gilgit_baltistan",
@@ -99,7 +107,11 @@ VENTURES = (
         ("Sadia Baig", "sadia.baig@karakoramherbal.example"),
         "Moqpondass TCM Granule Plant", "tcm_plant", ("500", "tonnes granules/year"),
         ("dml_formulation", "product_registration", "gmp_certificate"),
-        "Astragalus root granules",
+        {
+            "dosage_form": "granules",
+            "strength": {"value": "10", "unit": "g"},
+            "active_ingredients": [{"inn": "Astragalus root extract"}],
+        },
     ),
     Venture(
         "Sehat-Link Telemedicine", "telemedicine", "islamabad_capital_territory",
@@ -109,7 +121,7 @@ VENTURES = (
         ("Shenzhen Yunyi Health Technology Co.", "private_company", "50"),
         ("Omar Farooq", "omar.farooq@sehatdigital.example"),
         "Islamabad Telemedicine Hub", "telemedicine_hub", ("400", "consultations/day"),
-        (), "Tele-ECG monitoring kit",  # DRAP licenses no telemedicine hub
+        (), None,  # DRAP licenses no telemedicine hub
     ),
     Venture(
         "Dhabeji Biologicals", "biologics_vaccines", "sindh", "Dhabeji SEZ", "Thatta",
@@ -119,7 +131,11 @@ VENTURES = (
         ("Zainab Memon", "zainab.memon@svda.example"),
         "Dhabeji Vaccine Plant", "vaccine_plant", ("20000000", "doses/year"),
         ("dml_formulation", "product_registration", "gmp_certificate"),
-        "Inactivated polio vaccine",
+        {
+            "dosage_form": "injection",
+            "strength": {"value": "40", "unit": "U"},
+            "active_ingredients": [{"inn": "Inactivated poliomyelitis vaccine"}],
+        },
     ),
     Venture(
         "Bostan-Pengcheng Medical Devices", "medical_devices", "balochistan", "Bostan SEZ",
@@ -128,7 +144,7 @@ VENTURES = (
         ("Shenzhen Pengcheng Medical Devices Co.", "private_company", "48"),
         ("Naseebullah Kakar", "naseebullah.kakar@bolanmed.example"),
         "Bostan Device Assembly Plant", "device_plant", ("30000", "devices/year"),
-        (), "Volumetric infusion pump",  # nor device plants under these rules
+        (), None,  # nor device plants under these rules
     ),
     Venture(
         "Hattar-Taishan Antibiotics", "api_manufacturing", "khyber_pakhtunkhwa", "Hattar SEZ",
@@ -137,7 +153,7 @@ VENTURES = (
         ("Shandong Taishan Antibiotics Co.", "private_company", "49"),
         ("Imran Jadoon", "imran.jadoon@hazarapharma.example"),
         "Hattar Cephalosporin Plant", "api_plant", ("300", "tonnes API/year"),
-        ("dml_semi_basic", "gmp_certificate"), "Ceftriaxone sodium",
+        ("dml_semi_basic", "gmp_certificate"), None,
     ),
     Venture(
         "Mirpur-Jinhe Formulations", "finished_formulations", "azad_jammu_and_kashmir",
@@ -147,7 +163,16 @@ VENTURES = (
         ("Hina Rathore", "hina.rathore@kashmirpharma.example"),
         "Mirpur Liquids Plant", "formulation_plant", ("40000000", "bottles/year"),
         ("dml_formulation", "product_registration", "dml_repacking"),
-        "Oral rehydration salts",
+        {
+            "dosage_form": "sachet",
+            "strength": {"value": "20.5", "unit": "g"},
+            "active_ingredients": [
+                {"inn": "Glucose", "strength": {"value": "13.5", "unit": "g"}},
+                {"inn": "Sodium chloride", "strength": {"value": "2.6", "unit": "g"}},
+                {"inn": "Sodium citrate", "strength": {"value": "2.9", "unit": "g"}},
+                {"inn": "Potassium chloride", "strength": {"value": "1.5", "unit": "g"}},
+            ],
+        },
     ),
 )  # fmt: skip
 
@@ -215,7 +240,9 @@ def plant_body(venture: Venture, number: int) -> dict:
 
 def licence_body(venture: Venture, facility_id: str, licence_type: str) -> dict:
     body = {"facility_id": facility_id, "type": licence_type}
-    return body | {"product": venture.product} if licence_type == "product_registration" else body
+    if licence_type != "product_registration":
+        return body
+    return body | {"product_details": venture.product}
 
 
 def first_licence(number: int) -> int:
@@ -224,17 +251,22 @@ def first_licence(number: int) -> int:
     return sum(len(venture_of(before).licences) for before in range(number))
 
 
-# The fields each target of a transition needs (the licensing rules').
-REQUIRED = {transition.to: transition.required for transition in TRANSITIONS}
+# The transition of each step's target (the licensing rules'): the seed's steps to
+# `granted` are grants after an inspection, never reinstatements.
+STEP_TRANSITIONS = {t.to: t for t in TRANSITIONS if not t.automatic and t.event != "reinstated"}
 
 
-def transition_body(step: dict, licence_number: int, step_number: int) -> dict:
+def transition_body(
+    step: dict, licence_number: int, step_number: int, licence_type: str = "dml_basic"
+) -> dict:
     """A step with the fields its transition needs, fixed by the licence's number."""
     fields = {
         "inspection_date": f"2026-{1 + licence_number % 12:02d}-{10 + step_number:02d}",
         "decision_ref": f"DRAP/LIC/2026/{1000 + licence_number * 10 + step_number:04d}",
+        "registration_number": f"{100000 + licence_number:06d}",
     }
-    return {**step, **{name: fields[name] for name in REQUIRED[step["to"]]}}
+    needed = required_fields(licence_type, STEP_TRANSITIONS[step["to"]])
+    return {**step, **{name: fields[name] for name in needed}}
 
 
 def flow_bodies(venture: Venture, number: int) -> list[tuple[str, dict]]:
@@ -342,7 +374,7 @@ def seed_venture(gateway: Gateway, keys: dict[str, str], number: int) -> None:
                 regulator,
                 "POST",
                 f"/v1/licenses/{licence['id']}/transitions",
-                transition_body(transition, licence_number, step_number),
+                transition_body(transition, licence_number, step_number, licence_type),
                 f"{step}/{licence_type}/{step_number}-{transition['to']}",
             )
     for name, body in flow_bodies(venture, number):

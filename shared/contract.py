@@ -33,6 +33,7 @@ EVENT_TYPES = frozenset(
         "license.expired",
         "license.expiring",
         "license.renewed",
+        "license.renewal_granted",
         "investment.recorded",
         "fx_rate.set",
     }

@@ -142,12 +142,18 @@ class Repository:
             outbox = Outbox(self.db)
             for event in unit.events:
                 outbox.add(event, session)
+            self.keep_versions(unit.events, session)
             return result, bool(unit.events)
 
         result, wrote_events = self.transaction(work_and_events)
         if wrote_events:
             wake_relays(self.db)  # publish now, not at the relay's next poll
         return result
+
+    def keep_versions(self, events: list[CloudEvent], session: ClientSession) -> None:
+        """Keep, in the transaction of a change, what its events say of the aggregates:
+        nothing, unless the repository keeps versions for reads as of an instant
+        (shared.as_of.KeepsVersions)."""
 
     def ping(self) -> bool:
         self.db.command("ping")

@@ -15,6 +15,7 @@ from services.facilities.store import (
 from services.licensing.contract import LicenceEvent
 from services.ventures.contract import VentureEvent
 from shared import figures  # the module: `nameko run` would take the mixin for a service
+from shared.as_of import instant_of
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -61,14 +62,23 @@ class FacilitiesService(figures.ServiceFigures):
         return self.licences_seen.wait_for(licence_id, version)
 
     @rpc
-    def get_facility(self, facility_id: str) -> dict:
+    def get_facility(self, facility_id: str, as_of: str | None = None) -> dict:
+        """The facility now, or `as_of` an instant (RFC 3339)."""
+        if instant := instant_of(as_of):
+            return self.store.get_as_of(facility_id, instant)
         return self.store.get(facility_id).model_dump(mode="json")
 
     @rpc
-    def list_facilities(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.FacilityFilters, filters)
-        found = self.store.find(query.model_dump(exclude_none=True), after, limit)
-        return [facility.model_dump(mode="json") for facility in found]
+    def list_facilities(
+        self, filters: dict, after: str | None, limit: int, as_of: str | None = None
+    ) -> list[dict]:
+        """Facilities matching `filters` now, or `as_of` an instant."""
+        query = validated(contract.FacilityFilters, filters).model_dump(exclude_none=True)
+        if instant := instant_of(as_of):
+            return self.store.find_as_of(query, instant, after, limit)
+        return [
+            facility.model_dump(mode="json") for facility in self.store.find(query, after, limit)
+        ]
 
     @cloud_event_handler(contract.FOLLOWS_VENTURES)
     def follow_venture(self, event: CloudEvent, changed: VentureEvent):

@@ -2,6 +2,7 @@
 projections of the ventures and licences it hears of through events."""
 
 from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
@@ -9,10 +10,12 @@ from pymongo.client_session import ClientSession
 
 from services.facilities.contract import Facility
 from services.facilities.domain import FacilityChange, VentureView
+from shared.as_of import KeepsVersions, equal_to
+from shared.codec import rfc3339
 from shared.envelope import CloudEvent
 from shared.errors import NotFound
 from shared.inbox import Projection
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 # The projections' collections (their documents keep the last applied `sequence`).
 VENTURE_VIEWS = "ventures"
@@ -24,7 +27,10 @@ def new_facility_id() -> str:
     return f"fac_{ObjectId()}"
 
 
-class FacilityStore(Repository):
+class FacilityStore(KeepsVersions):
+    AGGREGATE, RESOURCE, AGGREGATES = "facility", Facility, "facilities"
+    FIXED = ("owner", "venture_id")
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -78,6 +84,21 @@ class FacilityStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.facilities.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._facility(doc) for doc in cursor]
+
+    def get_as_of(self, facility_id: str, instant: datetime) -> dict:
+        """The facility as it stood at `instant` (shared.as_of)."""
+        state = self.versions.one_at(facility_id, instant)
+        if state is None:
+            raise NotFound(f"no facility {facility_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The facilities as they stood at `instant` that matched `filters` then: the
+        owner and venture never change; the others are matched on each one's state then."""
+        scope = {name: filters.pop(name) for name in self.FIXED if name in filters}
+        return self.versions.list_at(scope, instant, equal_to(filters), after, limit)
 
     def venture(self, venture_id: str) -> VentureView | None:
         doc = self.venture_views.find_one({"_id": venture_id})

@@ -2,6 +2,7 @@
 (services/gateway/routing.py) and the pydantic models they name, so the document
 states exactly what is enforced and cannot drift from it."""
 
+import json
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -159,8 +160,14 @@ def operation(spec: Route) -> dict:
     success: dict[str, Any] = {"description": "success"}
     if spec.response:
         success["content"] = media(spec.response, spec.media_type)
-        for media_type, example in spec.exports:
-            success["content"][media_type] = {"schema": {"type": "string"}, "example": example}
+    for media_type, example in spec.exports:
+        # A JSON export's example is its document; any other's, its text.
+        entry = (
+            {"schema": {"type": "object"}, "example": json.loads(example)}
+            if media_type == "application/json"
+            else {"schema": {"type": "string"}, "example": example}
+        )
+        success.setdefault("content", {})[media_type] = entry
     if spec.headers:
         success["headers"] = {name: SUCCESS_HEADERS[name] for name in spec.headers}
     responses: dict[str, Any] = {str(status): success for status in spec.status}

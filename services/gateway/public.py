@@ -16,6 +16,7 @@ from services.search.contract import REGISTER_QUERIES, REGISTER_VIEWS
 from shared import codec
 from shared.errors import field_error
 from shared.pagination import examples_of
+from shared.spreadsheet import text_cell
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ ACCEPTED = {
     "application/jsonl": "jsonl",
 }
 FILE_NAMES = {"venture": "ventures", "facility": "facilities", "licence": "licences"}
-# A cell a spreadsheet would take for a formula (OWASP "CSV injection") starts with a quote.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def list_query_with_format(doctype: str) -> type[BaseModel]:
@@ -72,8 +71,7 @@ def csv_cell(value) -> str:
         return ""
     if isinstance(value, list):  # partners: "Name (PK); Name (CN)"
         return "; ".join(f"{partner['name']} ({partner['country']})" for partner in value)
-    text = str(value)
-    return f"'{text}" if text.startswith(FORMULA_START) else text
+    return text_cell(str(value))
 
 
 def csv_lines(doctype: str, items: Iterator[dict]) -> Iterator[bytes]:

@@ -18,6 +18,7 @@ from services.gateway.openapi import openapi_document
 # Modules, not their classes: `nameko run` would take a mixin of routes for a service.
 from services.gateway.routes import api_keys as api_key_routes
 from services.gateway.routes import certificates as certificate_routes
+from services.gateway.routes import exports as export_routes
 from services.gateway.routes import facilities as facility_routes
 from services.gateway.routes import investments as investment_routes
 from services.gateway.routes import licensing as licence_routes
@@ -65,6 +66,7 @@ class GatewayService(
     venture_routes.VentureRoutes,
     subscription_routes.SubscriptionRoutes,
     investment_routes.InvestmentRoutes,
+    export_routes.FlowExportRoutes,
     facility_routes.FacilityRoutes,
     licence_routes.LicenceRoutes,
     certificate_routes.CertificateRoutes,

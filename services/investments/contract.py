@@ -509,6 +509,127 @@ class PortfolioSummary(BaseModel):
     problems: list[ConversionProblem] = PROBLEMS
 
 
+# --- exports ------------------------------------------------------------------------
+
+ExportFormat = Literal["csv", "iati"]
+# The columns of a flows export in CSV, in order (docs/investments.md, "Exports").
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "venture_id",
+    "venture_name",
+    "flow_id",
+    "type",
+    "iati_transaction_type",
+    "partner",
+    "partner_country",
+    "currency",
+    "amount",
+    "value_date",
+    "reference",
+    "note",
+    "recorded_at",
+    "recorded_by_role",
+    "recorded_by_owner",
+)
+# The IATI activity standard version the activity JSON follows.
+IATI_VERSION = "2.03"
+# What the exports of FLOW_EXAMPLE (of ventures.VENTURE_EXAMPLE) write, for the OpenAPI
+# document (a unit test checks they are what services/investments/exports.py makes).
+EXPORT_CSV_EXAMPLE = (
+    ",".join(EXPORT_COLUMNS) + "\r\n"
+    "jv_6650f1c2a9d3e81b2c4d5e6f,Indus-Yangtze API Works,inv_6653c2f6d9a4b15e3f405162,"
+    "disbursement,3,Indus Pharma (Pvt) Ltd,PK,PKR,123456789.55,2025-02-10,"
+    "HBL transfer 2025-0210-77,first tranche for the Rashakai API plant,"
+    "2025-02-11T05:20:00.000Z,investor,Indus Pharma Holdings\r\n"
+)
+IATI_EXAMPLE: dict[str, Any] = {
+    "version": "2.03",
+    "generated-datetime": "2025-02-11T06:00:00Z",
+    "iati-activities": [
+        {
+            "iati-identifier": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+            "reporting-org": {
+                "ref": "PK-JVREG",
+                "type": "10",
+                "secondary-reporter": "1",
+                "narrative": [{"text": "JV Pharma Registry", "lang": "en"}],
+            },
+            "title": {"narrative": [{"text": "Indus-Yangtze API Works"}]},
+            "participating-org": [
+                {"role": "1", "type": "70", "narrative": [{"text": "Indus Pharma (Pvt) Ltd"}]},
+                {
+                    "role": "1",
+                    "type": "70",
+                    "narrative": [{"text": "Zhejiang Yangtze Pharmaceutical Co."}],
+                },
+                {
+                    "role": "4",
+                    "activity-id": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+                    "type": "70",
+                    "narrative": [{"text": "Indus-Yangtze API Works"}],
+                },
+            ],
+            "activity-status": {"code": "1"},
+            "recipient-country": [{"code": "PK", "percentage": "100"}],
+            "location": [{"name": {"narrative": [{"text": "Khyber Pakhtunkhwa"}]}}],
+            "sector": [
+                {"vocabulary": "1", "code": "32168", "percentage": "100"},
+                {"vocabulary": "99", "code": "api_manufacturing", "percentage": "100"},
+            ],
+            "transaction": [
+                {
+                    "ref": "inv_6653c2f6d9a4b15e3f405162",
+                    "transaction-type": {"code": "3"},
+                    "transaction-date": {"iso-date": "2025-02-10"},
+                    "value": {
+                        "currency": "PKR",
+                        "value-date": "2025-02-10",
+                        "amount": "123456789.55",
+                    },
+                    "provider-org": {
+                        "type": "70",
+                        "narrative": [{"text": "Indus Pharma (Pvt) Ltd"}],
+                    },
+                    "receiver-org": {
+                        "activity-id": "PK-JVREG-jv_6650f1c2a9d3e81b2c4d5e6f",
+                        "type": "70",
+                        "narrative": [{"text": "Indus-Yangtze API Works"}],
+                    },
+                    "description": {
+                        "narrative": [
+                            {"text": "HBL transfer 2025-0210-77"},
+                            {"text": "first tranche for the Rashakai API plant"},
+                        ]
+                    },
+                }
+            ],
+        }
+    ],
+}
+# Flows per page of an export (one RPC): a page holds whole value dates of a venture.
+EXPORT_PAGE_FLOWS = 200
+
+
+class ExportQuery(Strict):
+    """Query parameters of a flows export."""
+
+    format: ExportFormat | None = Field(
+        None,
+        description="csv (one row per flow) or iati (IATI-style activity JSON); without it "
+        "the Accept header decides (text/csv, application/json), else csv",
+    )
+
+
+class ExportPage(BaseModel):
+    """A page of a flows export, in export order (ventures as asked, each venture's flows
+    by value date, then recording order): CSV rows (`EXPORT_COLUMNS`), or for IATI each
+    venture's activity (without transactions) before its transactions."""
+
+    items: list[dict[str, Any]] = Field(
+        description='{"row": [...]}, {"activity": {...}} or {"transaction": {...}}'
+    )
+    next: str | None = Field(description="where the next page starts; null after the last")
+
+
 # --- events on investments.events ------------------------------------------------------
 
 INVESTMENT_RECORDED = "investment.recorded"

@@ -33,6 +33,7 @@ class PartnerView(BaseModel):
 
     name: str
     country: str
+    kind: str | None = None  # read by exports (the IATI organisation type)
 
 
 class VentureView(BaseModel):

@@ -3,7 +3,7 @@ rates ops sets, and reports on both. Entrypoints are thin: parse, apply the doma
 rules, persist (with the event); reports read the totals kept with each flow (totals.py),
 the portfolio's folded in by a background loop (folder.py)."""
 
-from services.investments import contract, domain, reports
+from services.investments import contract, domain, exports, reports
 from services.investments.contract import SERVICE
 from services.investments.folder import PortfolioFolder
 from services.investments.store import VENTURE_VIEWS, InvestmentStore, new_flow_id
@@ -50,6 +50,43 @@ def portfolio_summary(
     )
 
 
+def export_page(
+    store: InvestmentStore,
+    venture_ids: list[str],
+    start: str | None,
+    form: contract.ExportFormat,
+    limit: int = contract.EXPORT_PAGE_FLOWS,
+) -> contract.ExportPage:
+    """The page of the export of `venture_ids`' flows (in that order) from `start` (a
+    page's `next`): about `limit` flows, whole value dates of each venture, each read by
+    equality on its venture and $in on its dates. A venture this service does not know
+    has no flows, and no activity either."""
+    index, day = exports.parse_position(start)
+    items: list[dict] = []
+    flows = 0
+    while index < len(venture_ids) and flows < limit:
+        venture = store.venture(venture_ids[index])
+        if venture is None:
+            index, day = index + 1, None
+            continue
+        if day is None and form == "iati":
+            items.append({"activity": exports.activity(venture)})
+        days, day = exports.days_of_page(
+            store.flow_days(venture.id), day, limit - flows, page_empty=not flows
+        )
+        for flow in store.flows_on(venture.id, days):
+            if form == "csv":
+                items.append({"row": exports.csv_row(flow, venture)})
+            else:
+                items.append({"transaction": exports.transaction(flow, venture)})
+            flows += 1
+        if day is not None:  # the page is full before this venture's next day
+            break
+        index += 1
+    more = index < len(venture_ids)
+    return contract.ExportPage(items=items, next=exports.position(index, day) if more else None)
+
+
 class InvestmentsService(figures.ServiceFigures):
     name = SERVICE
 
@@ -83,6 +120,14 @@ class InvestmentsService(figures.ServiceFigures):
         query = validated(contract.FlowFilters, filters)
         found = self.store.list_flows(venture_id, query.model_dump(exclude_none=True), after, limit)
         return [flow.model_dump(mode="json") for flow in found]
+
+    @rpc
+    def export_flows(self, venture_ids: list[str], start: str | None, form: str) -> dict:
+        """A page of the export of these ventures' flows (`contract.ExportPage`); pass
+        its `next` as `start` for the following one."""
+        export = validated(contract.ExportQuery, {"format": form})
+        page = export_page(self.store, venture_ids, start, export.format or "csv")
+        return page.model_dump(mode="json")
 
     @rpc
     def venture_summary(self, venture_id: str, query: dict) -> dict:

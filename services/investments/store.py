@@ -74,6 +74,8 @@ class InvestmentStore(Repository):
         db.flows.create_index([("venture_id", ASCENDING), ("_id", ASCENDING)])
         # A report that cannot convert some (currency, day) finds whose flows they are.
         db.flows.create_index([("currency", ASCENDING), ("value_date", ASCENDING)])
+        # An export reads a venture's flows a few value dates at a time ($in on them).
+        db.flows.create_index([("venture_id", ASCENDING), ("value_date", ASCENDING)])
         db.fx_rates.create_index([("currency", ASCENDING), ("date", ASCENDING)], unique=True)
         db[VENTURE_VIEWS].create_index([("owner", ASCENDING), ("_id", ASCENDING)])
         # Reports read totals by equality: a venture's (or $in over an owner's), a view's.
@@ -185,6 +187,26 @@ class InvestmentStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.flows.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._flow(doc) for doc in cursor]
+
+    def flow_days(self, venture_id: str) -> list[tuple[date, int]]:
+        """How many flows the venture has on each value date, in date order: from its
+        report totals (kept in each flow's transaction, so exact), by venture id."""
+        counts: dict[date, int] = {}
+        for doc in self.db[VENTURE_TOTALS].find({"venture_id": venture_id}, {"year": 1, "days": 1}):
+            for key, text in doc["days"].items():
+                day = totals.day_of(doc["year"], key)
+                counts[day] = counts.get(day, 0) + totals.count_of(text)
+        return sorted(counts.items())
+
+    def flows_on(self, venture_id: str, days: list[date]) -> list[contract.Flow]:
+        """The venture's flows of `days`, by value date then recording order: equality
+        and $in on an index, never a range (which SecantusDB answers by reading every
+        flow, docs/performance.md)."""
+        if not days:
+            return []
+        query = {"venture_id": venture_id, "value_date": {"$in": [as_datetime(d) for d in days]}}
+        found = [self._flow(doc) for doc in self.flows.find(query)]
+        return sorted(found, key=lambda flow: (flow.value_date, flow.id))
 
     @staticmethod
     def document(flow: contract.Flow) -> dict:

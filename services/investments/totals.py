@@ -55,6 +55,11 @@ def encode(entry: Entry) -> str:
     )
 
 
+def count_of(text: str) -> int:
+    """How many flows an encoded entry sums, without decoding its sums."""
+    return int(text.partition(",")[0])
+
+
 def decode(text: str) -> Entry:
     count, *sums = text.split(",")
     return Entry(int(count), {t: Decimal(v) for t, v in zip(FLOW_TYPES, sums, strict=True) if v})

@@ -1,12 +1,13 @@
 """The licensing service's wire contract: licence applications and transition requests,
 what the registry answers about licences and their history, the events it publishes to
 `licensing.events` (one per transition: `license.<new status>`, `license.reinstated`,
-`license.renewed`), and what it consumes (every facility event). Wire models only; the
-lifecycle itself lives in `domain.py`."""
+`license.renewed`, `license.renewal_granted`, `license.expiring`), and what it consumes
+(every facility event). Wire models only; the lifecycle itself lives in `domain.py`."""
 
 import re
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -22,7 +23,7 @@ from pydantic import (
 from services.facilities import contract as facilities
 from shared.clock import to_bson_precision
 from shared.contract import Change, EventPayload, Strict, Subscription, events_of
-from shared.input_types import ISO_TEXT_ONLY, date_bounds
+from shared.input_types import ISO_TEXT_ONLY, date_bounds, number_or_decimal_text
 
 SERVICE = "licensing"
 
@@ -45,6 +46,7 @@ LicenceStatus = Literal[
     "suspended",
     "revoked",
     "expired",
+    "renewal_granted",
 ]
 # What a transition request may ask for: a status, or `renewed` (granted → granted).
 TransitionTarget = Literal[LicenceStatus, "renewed"]
@@ -68,6 +70,106 @@ DecisionRef = Annotated[
 # Stored and sent as "YYYY-MM-DD" (BSON has no date-only type).
 IsoDate = Annotated[date, PlainSerializer(lambda day: day.isoformat(), return_type=str)]
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# --- what a product registration registers (docs/licensing.md "Product registrations") --
+
+# The dosage forms DRAP registers (its registration dossiers' "dosage form" field),
+# as a closed vocabulary so that the same product is never spelled two ways.
+DosageForm = Literal[
+    "tablet",
+    "film_coated_tablet",
+    "chewable_tablet",
+    "dispersible_tablet",
+    "capsule",
+    "injection",
+    "powder_for_injection",
+    "infusion",
+    "oral_solution",
+    "oral_suspension",
+    "dry_powder_for_suspension",
+    "syrup",
+    "oral_drops",
+    "cream",
+    "ointment",
+    "gel",
+    "eye_drops",
+    "ear_drops",
+    "nasal_spray",
+    "inhaler",
+    "suppository",
+    "sachet",
+    "granules",
+]
+# Units of a strength: per dosage unit (mg, g, mcg, IU, U: units such as a vaccine's
+# D-antigen units), per volume or mass of the
+# preparation (mg/ml, mg/5ml, mcg/ml, IU/ml, mg/g), per dose of an inhaler, or % w/w.
+StrengthUnit = Literal[
+    "mg", "g", "mcg", "IU", "U", "mg/ml", "mg/5ml", "mcg/ml", "IU/ml", "mg/g", "mcg/dose", "%"
+]
+# International Nonproprietary Names: letters, with spaces, hyphens and the odd
+# apostrophe or digit of salts and esters ("amoxicillin trihydrate").
+InnName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=2, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9 '\-]*$"
+    ),
+]
+RegistrationNumber = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=30, pattern=r"^[A-Za-z0-9][A-Za-z0-9/\-]*$"
+    ),
+]
+# Built at run time; to the type checker it is the Decimal it validates to.
+if TYPE_CHECKING:
+    StrengthValue = Decimal
+else:
+    StrengthValue = number_or_decimal_text(gt=0, max_digits=12)
+
+
+class Strength(Strict):
+    value: StrengthValue = Field(description="a decimal above zero, e.g. '500' or '2.5'")
+    unit: StrengthUnit
+
+    def __str__(self) -> str:
+        return f"{format(self.value.normalize(), 'f')} {self.unit}"
+
+
+class ActiveIngredient(Strict):
+    inn: InnName = Field(description="its International Nonproprietary Name, e.g. Amoxicillin")
+    strength: Strength | None = Field(
+        None, description="required when the product has more than one active ingredient"
+    )
+
+
+class ProductDetails(Strict):
+    """What identifies a registered product: its active ingredients, strength and dosage
+    form (two registrations with the same three are the same product)."""
+
+    dosage_form: DosageForm
+    strength: Strength = Field(description="the product's strength as labelled, e.g. 500 mg")
+    active_ingredients: list[ActiveIngredient] = Field(min_length=1, max_length=10)
+
+    @field_validator("active_ingredients")
+    @classmethod
+    def combinations_give_each_strength(
+        cls, ingredients: list[ActiveIngredient]
+    ) -> list[ActiveIngredient]:
+        if len(ingredients) > 1 and any(i.strength is None for i in ingredients):
+            raise ValueError("each ingredient of a combination gives its strength")
+        if len({i.inn.casefold() for i in ingredients}) < len(ingredients):
+            raise ValueError("an ingredient is named twice")
+        return ingredients
+
+    def ingredients_text(self) -> str:
+        """e.g. "Amoxicillin 500 mg", "Amoxicillin 500 mg + Clavulanic acid 125 mg"."""
+        if len(self.active_ingredients) == 1:
+            return f"{self.active_ingredients[0].inn} {self.strength}"
+        return " + ".join(f"{i.inn} {i.strength}" for i in self.active_ingredients)
+
+    def display_name(self) -> str:
+        """e.g. "Amoxicillin 500 mg capsule"."""
+        return f"{self.ingredients_text()} {self.dosage_form.replace('_', ' ')}"
 
 
 def end_of_day(day: date) -> datetime:
@@ -93,6 +195,9 @@ LICENCE_EXAMPLE: dict[str, Any] = {
     "owner": "Indus Pharma Holdings",
     "type": "dml_formulation",
     "product": None,
+    "product_details": None,
+    "registration_number": None,
+    "renews": None,
     "status": "submitted",
     "valid_until": None,
     "decision_ref": None,
@@ -103,10 +208,24 @@ LICENCE_EXAMPLE: dict[str, Any] = {
 }
 
 
+AMOXICILLIN: dict[str, Any] = {
+    "dosage_form": "capsule",
+    "strength": {"value": "500", "unit": "mg"},
+    "active_ingredients": [{"inn": "Amoxicillin"}],
+}
+
+
 class ApplyForLicence(Strict):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{field: LICENCE_EXAMPLE[field] for field in ("facility_id", "type")}]
+            "examples": [
+                {field: LICENCE_EXAMPLE[field] for field in ("facility_id", "type")},
+                {
+                    "facility_id": LICENCE_EXAMPLE["facility_id"],
+                    "type": "product_registration",
+                    "product_details": AMOXICILLIN,
+                },
+            ]
         }
     )
 
@@ -118,8 +237,14 @@ class ApplyForLicence(Strict):
     ) = Field(
         None,
         validate_default=True,
-        description="the product to register, e.g. 'Amoxicillin 500 mg capsules'; "
-        "required for product_registration and only for it",
+        description="a product registration's display name, e.g. 'Amoxil 500 mg capsules'; "
+        "derived from product_details when not given; refused for every other type",
+    )
+    product_details: ProductDetails | None = Field(
+        None,
+        validate_default=True,
+        description="what the product registration registers: dosage form, strength, "
+        "active ingredients; required for product_registration and only for it",
     )
 
     @field_validator("product")
@@ -128,11 +253,30 @@ class ApplyForLicence(Strict):
         cls, product: str | None, info: ValidationInfo
     ) -> str | None:
         licence_type = info.data.get("type")
-        if licence_type == "product_registration" and product is None:
-            raise ValueError("a product registration names its product")
         if licence_type is not None and licence_type != "product_registration" and product:
             raise ValueError(f"a {licence_type} licence is for the plant, not for a product")
         return product
+
+    @field_validator("product_details")
+    @classmethod
+    def details_only_for_product_registration(
+        cls, details: ProductDetails | None, info: ValidationInfo
+    ) -> ProductDetails | None:
+        licence_type = info.data.get("type")
+        if licence_type == "product_registration" and details is None:
+            raise ValueError(
+                "a product registration identifies its product: dosage_form, strength, "
+                "active_ingredients"
+            )
+        if licence_type is not None and licence_type != "product_registration" and details:
+            raise ValueError(f"a {licence_type} licence is for the plant, not for a product")
+        return details
+
+    def display_name(self) -> str | None:
+        """The product's name as given, else as its details spell it."""
+        if self.product is not None or self.product_details is None:
+            return self.product
+        return self.product_details.display_name()
 
 
 class RequestTransition(Strict):
@@ -168,6 +312,11 @@ class RequestTransition(Strict):
     decision_ref: DecisionRef | None = Field(
         None, description="DRAP's reference of the decision, e.g. DRAP/LIC/2026/0412"
     )
+    registration_number: RegistrationNumber | None = Field(
+        None,
+        description="DRAP's registration number of the product, e.g. 082341: required "
+        "when a product registration is granted, refused otherwise; unique in the registry",
+    )
 
     @field_validator("valid_until", mode="before")
     @classmethod
@@ -190,6 +339,8 @@ class LicenceFilters(Strict):
     type: LicenceType | None = None
     facility_id: str | None = None
     venture_id: str | None = None
+    registration_number: str | None = None
+    renews: str | None = Field(None, description="the renewal applications of this licence")
     expiring_before: Annotated[date, date_bounds(VALID_UNTIL_YEARS_AHEAD + 1)] | None = Field(
         None, description="valid_until before this date (combine with status=granted)"
     )
@@ -205,7 +356,16 @@ class Licence(BaseModel):
     venture_id: str
     owner: str = Field(description="the organisation that registered the venture")
     type: LicenceType
-    product: str | None = None
+    product: str | None = Field(None, description="a product registration's display name")
+    product_details: ProductDetails | None = Field(
+        None, description="what a product registration registers (null on those made before)"
+    )
+    registration_number: str | None = Field(
+        None, description="DRAP's registration number of a granted product registration"
+    )
+    renews: str | None = Field(
+        None, description="a renewal application: the licence it renews (docs/licensing.md)"
+    )
     status: LicenceStatus
     valid_until: datetime | None = None
     decision_ref: str | None = Field(None, description="the reference of the latest decision")
@@ -269,7 +429,8 @@ class LicenceChange(Change):
     event: str = Field(description="the event's routing key, e.g. license.reinstated")
     role: str = Field(description="the actor's role")
     fields: dict[str, Any] = Field(
-        description="what the transition recorded: inspection_date, valid_until, decision_ref"
+        description="what the transition recorded: inspection_date, valid_until, "
+        "decision_ref, registration_number, renewal_application, days_before"
     )
     time: datetime
 
@@ -511,9 +672,19 @@ class LicenceExpiring(LicenceEvent):
     )
 
 
+RENEWAL_EXAMPLE_ID = "lic_6652b1e5c8f3a04d2e3f9a17"
+RENEWAL: dict[str, Any] = {
+    "decision_ref": "DRAP/LIC/2031/0877",
+    "valid_until": "2036-12-14T23:59:59.999Z",
+}
+
+
 class LicenceRenewed(LicenceEvent):
     """DRAP renewed a granted licence under `decision_ref`, moving its `valid_until`
-    later (in `change.fields`); it stays `granted` and was in force throughout."""
+    later (in `change.fields`); it stays `granted` and was in force throughout. When the
+    renewal was applied for, `change.fields.renewal_application` names the application
+    granted with it (which ends `renewal_granted` in the same transaction); without it,
+    a regulator renewed the licence directly."""
 
     routing_key = "license.renewed"
     model_config = examples(
@@ -523,11 +694,33 @@ class LicenceRenewed(LicenceEvent):
             "renewed",
             5,
             "renewal dossier approved",
-            {"decision_ref": "DRAP/LIC/2031/0877", "valid_until": "2036-12-14T23:59:59.999Z"},
+            {**RENEWAL, "renewal_application": RENEWAL_EXAMPLE_ID},
+            licence={**INSPECTED, **RENEWAL},
+        )
+    )
+
+
+class LicenceRenewalGranted(LicenceEvent):
+    """DRAP granted a renewal application (`license.renews` names the licence renewed)
+    under `decision_ref`: the application is final (`renewal_granted`) and was never a
+    licence in force of its own; the licence it renews gets the new `valid_until` by a
+    `license.renewed` event committed with this one."""
+
+    routing_key = "license.renewal_granted"
+    model_config = examples(
+        licence_example(
+            "inspection_scheduled",
+            "renewal_granted",
+            "renewal_granted",
+            4,
+            "renewal dossier approved",
+            RENEWAL,
+            actor=DRAP,
             licence={
                 **INSPECTED,
-                "decision_ref": "DRAP/LIC/2031/0877",
-                "valid_until": "2036-12-14T23:59:59.999Z",
+                **RENEWAL,
+                "id": RENEWAL_EXAMPLE_ID,
+                "renews": LICENCE_EXAMPLE["id"],
             },
         )
     )
@@ -549,6 +742,7 @@ LICENCE_EVENTS: dict[str, type[LicenceEvent]] = {
         LicenceExpired,
         LicenceExpiring,
         LicenceRenewed,
+        LicenceRenewalGranted,
     )
 }
 EVENTS: dict[str, type[BaseModel]] = events_of(*LICENCE_EVENTS.values())

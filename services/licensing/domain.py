@@ -15,12 +15,15 @@ from services.licensing.contract import (
     Licence,
     LicenceEvent,
     LicenceSubmitted,
+    ProductDetails,
     RequestTransition,
 )
 from shared.codec import rfc3339
 from shared.errors import Conflict, InvalidInput, NotFound, RuleViolated
 
 VALIDITY_YEARS = 5
+# A holder applies for the renewal of a licence in the last 180 days of its validity.
+RENEWAL_WINDOW = timedelta(days=180)
 LOCKOUT_AFTER_REJECTION = timedelta(days=90)
 # Who changes a licence when nobody does: the expiry sweep, and the end of its plant.
 SYSTEM_ACTOR = {"key_id": "system:expiry-sweep", "role": "system", "owner": "jvreg"}
@@ -59,6 +62,9 @@ IN_FORCE_STATUSES = ("granted", "suspended")
 
 # What a decision leaves: the licence afterwards, and the event (and history entry) of it.
 LicenceDecision = tuple[Licence, LicenceEvent]
+# What one request changes: each licence as it was decided on, with its decision (two
+# licences when a renewal application is granted with the licence it renews).
+LicenceChanges = list[tuple[Licence, LicenceDecision]]
 
 
 class FacilityView(BaseModel):
@@ -85,10 +91,11 @@ class Transition:
     required: frozenset[str] = frozenset()
     optional: frozenset[str] = frozenset()
     automatic: bool = False
+    becomes: str | None = None  # the status, when it is not what was asked for
 
     @property
     def status(self) -> str:
-        return "granted" if self.to in STAYS_GRANTED else self.to
+        return self.becomes or ("granted" if self.to in STAYS_GRANTED else self.to)
 
 
 DECISION = frozenset({"decision_ref"})
@@ -123,7 +130,18 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("granted", "revoked", "revoked", automatic=True),
     Transition("suspended", "revoked", "revoked", automatic=True),
 )
-TRANSITION_FIELDS = ("inspection_date", "valid_until", "decision_ref")
+TRANSITION_FIELDS = ("inspection_date", "valid_until", "decision_ref", "registration_number")
+# A renewal application asked `granted` becomes `renewal_granted`, not a second licence
+# in force: the licence it renews is renewed instead (`grant_renewal`).
+RENEWAL_GRANT = Transition(
+    "inspection_scheduled",
+    "granted",
+    "renewal_granted",
+    required=DECISION,
+    optional=frozenset({"valid_until"}),
+    becomes="renewal_granted",
+)
+RENEWAL = next(t for t in TRANSITIONS if t.to == "renewed")
 
 
 def allowed_requests(status: str) -> list[str]:
@@ -157,40 +175,51 @@ def default_valid_until(now: datetime) -> datetime:
         return now.replace(year=now.year + VALIDITY_YEARS, day=28)
 
 
+def required_fields(licence_type: str, transition: Transition) -> frozenset[str]:
+    """What the transition needs of a licence of the type: a product registration is
+    granted with DRAP's registration number of the product."""
+    if transition.event == "granted" and licence_type == "product_registration":
+        return transition.required | {"registration_number"}
+    return transition.required
+
+
 def transition_fields(
-    licence: Licence, transition: Transition, request: RequestTransition, now: datetime
+    licence: Licence,
+    transition: Transition,
+    request: RequestTransition,
+    now: datetime,
+    extends: Licence | None = None,
 ) -> dict[str, Any]:
     """The fields the transition records, checked: each required one present, none
-    that the transition does not take, and a valid_until that makes sense."""
+    that the transition does not take, and a valid_until that makes sense (later than
+    that of the licence it `extends`, a renewal; by default five years past it)."""
     given = {
         name: getattr(request, name)
         for name in TRANSITION_FIELDS
         if getattr(request, name) is not None
     }
+    required = required_fields(licence.type, transition)
     errors = [
         {"loc": [name], "msg": f"required to move to {request.to}", "type": "missing"}
-        for name in sorted(transition.required - given.keys())
+        for name in sorted(required - given.keys())
     ] + [
         {
             "loc": [name],
             "msg": f"not used when moving to {request.to}",
             "type": "extra_forbidden",
         }
-        for name in sorted(given.keys() - transition.required - transition.optional)
+        for name in sorted(given.keys() - required - transition.optional)
     ]
+    if transition.to == "renewed":
+        extends = licence
     if not errors and "valid_until" in transition.required | transition.optional:
-        valid_until = given.get("valid_until") or default_valid_until(now)
+        current = extends.valid_until if extends is not None else None
+        valid_until = given.get("valid_until") or default_valid_until(current or now)
         if valid_until <= now:
             errors.append(_valid_until_error("must be in the future"))
-        elif (
-            transition.to == "renewed"
-            and licence.valid_until is not None  # a granted licence always has one
-            and valid_until <= licence.valid_until
-        ):
+        elif current is not None and valid_until <= current:
             errors.append(
-                _valid_until_error(
-                    f"a renewal must extend the licence beyond {rfc3339(licence.valid_until)}"
-                )
+                _valid_until_error(f"a renewal must extend the licence beyond {rfc3339(current)}")
             )
         given["valid_until"] = valid_until
     if errors:
@@ -214,7 +243,7 @@ def change_licence(
     """The licence after `transition`, and the event that records the change (its
     history entry too)."""
     update: dict[str, Any] = {
-        **fields,
+        **{name: value for name, value in fields.items() if name in Licence.model_fields},
         "status": transition.status,
         "version": licence.version + 1,
         "updated_at": now,
@@ -261,6 +290,56 @@ def decide(
     return change_licence(licence, transition, fields, request.reason, actor, now)
 
 
+def decide_changes(
+    licence: Licence,
+    request: RequestTransition,
+    actor: dict,
+    now: datetime,
+    facility: FacilityView | None = None,
+    renewed: Licence | None = None,
+) -> LicenceChanges:
+    """What the request changes: the licence (`decide`), or, when a renewal application
+    (renewing `renewed`) is granted, the application and the licence it renews."""
+    if licence.renews is not None and request.to == "granted":
+        assert renewed is not None, "a renewal application's licence is read with it"
+        return grant_renewal(licence, renewed, request, actor, now)
+    return [(licence, decide(licence, request, actor, now, facility))]
+
+
+def grant_renewal(
+    application: Licence,
+    renewed: Licence,
+    request: RequestTransition,
+    actor: dict,
+    now: datetime,
+) -> LicenceChanges:
+    """The renewal application becomes `renewal_granted` and the licence it renews is
+    renewed (`license.renewed`, naming the application) with the same decision and the
+    new valid_until (default: five years past the current one). The licence must still
+    be in force: one suspended, revoked or expired meanwhile is not renewed."""
+    find_transition(application.status, request.to)  # 409 unless inspection_scheduled
+    if renewed.status != "granted" or (
+        renewed.valid_until is not None and renewed.valid_until <= now
+    ):
+        state = renewed.status if renewed.status != "granted" else "past its valid_until"
+        raise Conflict(
+            f"licence {renewed.id} is {state}: it can be renewed no more; reject the "
+            "renewal application instead",
+            extra={"renews": renewed.id, "licence_status": renewed.status},
+        )
+    fields = transition_fields(application, RENEWAL_GRANT, request, now, extends=renewed)
+    granted = change_licence(application, RENEWAL_GRANT, fields, request.reason, actor, now)
+    renewal = change_licence(
+        renewed,
+        RENEWAL,
+        {**fields, "renewal_application": application.id},
+        request.reason,
+        actor,
+        now,
+    )
+    return [(application, granted), (renewed, renewal)]
+
+
 EXPIRY = next(t for t in TRANSITIONS if t.automatic and t.to == "expired")
 EXPIRY_WARNING = next(t for t in TRANSITIONS if t.automatic and t.to == "expiring")
 # The automatic revocation of a plant's licences in force, by their status.
@@ -295,10 +374,9 @@ def warn_of_expiry(licence: Licence, now: datetime) -> LicenceDecision:
     days = min(d for d in EXPIRY_WARNING_DAYS if left <= timedelta(days=d))
     sent = sorted({*licence.expiry_warnings, *(d for d in EXPIRY_WARNING_DAYS if d >= days)})
     reason = f"valid_until {rfc3339(licence.valid_until)} is {days} days away or less"
-    changed, event = change_licence(
-        licence, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now
-    )
-    return changed.model_copy(update={"expiry_warnings": sent[::-1]}), event
+    # The warnings sent are part of the licence the event carries.
+    warned = licence.model_copy(update={"expiry_warnings": sent[::-1]})
+    return change_licence(warned, EXPIRY_WARNING, {"days_before": days}, reason, SYSTEM_ACTOR, now)
 
 
 def end_with_plant(licence: Licence, facility_id: str, now: datetime) -> LicenceDecision:
@@ -327,7 +405,8 @@ def submit(
     check_no_duplicate(application, same_type)
     check_lockout(application.type, last_rejected_at, now)
     licence = Licence(
-        **application.model_dump(),
+        **application.model_dump(exclude={"product"}),
+        product=application.display_name(),
         id=licence_id,
         venture_id=facility.venture_id,
         owner=facility.owner,
@@ -384,19 +463,34 @@ def check_type_fits_plant(licence_type: str, facility: FacilityView) -> None:
     )
 
 
+def product_identity(details: ProductDetails) -> tuple:
+    """What makes two product registrations the same product: the active ingredients
+    with their strengths, the strength and the dosage form (500 and 500.0 mg alike)."""
+    ingredients = sorted(
+        (ingredient.inn.casefold(), str(ingredient.strength or details.strength))
+        for ingredient in details.active_ingredients
+    )
+    return (tuple(ingredients), str(details.strength), details.dosage_form)
+
+
+def same_product(licence: Licence, application: ApplyForLicence) -> bool:
+    """A registration made before products were described (no details) is known by its
+    name, ignoring case."""
+    if licence.product_details is None or application.product_details is None:
+        return (licence.product or "").casefold() == (application.display_name() or "").casefold()
+    return product_identity(licence.product_details) == product_identity(
+        application.product_details
+    )
+
+
 def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -> None:
-    """One application at a time per plant and type (per product for a registration),
-    and none while a licence of it is in force: that one is renewed instead."""
+    """One application at a time per plant and type (per product for a registration:
+    its ingredients, strength and form), and none while a licence of it is in force:
+    that one is renewed instead."""
     for licence in same_type:
-        if application.product is not None and (licence.product or "").casefold() != (
-            application.product.casefold()
-        ):
+        if application.type == "product_registration" and not same_product(licence, application):
             continue
-        what = (
-            f"{application.type} of {application.product}"
-            if application.product
-            else (application.type)
-        )
+        what = f"{application.type} of {licence.product}" if licence.product else application.type
         if licence.status in OPEN_STATUSES:
             raise Conflict(
                 f"application {licence.id} for the {what} licence of this facility is "
@@ -407,9 +501,97 @@ def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -
             raise Conflict(
                 f"licence {licence.id} ({what}) of this facility is {licence.status} until "
                 f"{rfc3339(licence.valid_until) if licence.valid_until else 'further notice'}; "
-                "renew it (a transition to renewed) instead of applying again",
+                "apply for its renewal instead of applying again",
                 extra={"licence_in_force": licence.id, "licence_status": licence.status},
             )
+
+
+def apply_for_renewal(
+    licence: Licence,
+    facility: FacilityView | None,
+    same_type: list[Licence],
+    application_id: str,
+    actor: dict,
+    now: datetime,
+) -> LicenceDecision:
+    """A renewal application for `licence` (as read; `same_type`: its plant's licences
+    of the type open or in force, as they are now): only for a granted licence in the
+    last 180 days of its validity, and only one open at a time."""
+    check_facility_accepts_applications(facility, licence.facility_id)
+    current = next((found for found in same_type if found.id == licence.id), licence)
+    check_renewable(current, now)
+    for found in same_type:
+        if found.renews == licence.id and found.status in OPEN_STATUSES:
+            raise Conflict(
+                f"renewal application {found.id} of licence {licence.id} is still open "
+                f"({found.status}); it is decided before another is made",
+                extra={"open_application": found.id, "application_status": found.status},
+            )
+    application = Licence(
+        **current.model_dump(include={"facility_id", "venture_id", "owner", "type", "product"}),
+        product_details=current.product_details,
+        renews=current.id,
+        id=application_id,
+        status="submitted",
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    change = {
+        "from": None,
+        "to": "submitted",
+        "event": LicenceSubmitted.routing_key,
+        "reason": f"renewal of licence {current.id} applied for",
+        "actor": actor,
+        "role": actor.get("role"),
+        "fields": {},
+        "time": now,
+    }
+    return application, LicenceSubmitted.model_validate({"license": application, "change": change})
+
+
+def renewal_window_opens(licence: Licence) -> datetime | None:
+    return licence.valid_until - RENEWAL_WINDOW if licence.valid_until else None
+
+
+def check_renewable(licence: Licence, now: datetime) -> None:
+    """409 unless the licence is granted, not past its valid_until, and in the last
+    180 days of it (the problem says when the window opens)."""
+    if licence.renews is not None:
+        raise Conflict(
+            f"{licence.id} is a renewal application, not a licence; renew {licence.renews}",
+            extra={"renews": licence.renews},
+        )
+    if licence.status != "granted" or licence.valid_until is None or licence.valid_until <= now:
+        state = licence.status if licence.status != "granted" else "past its valid_until"
+        raise Conflict(
+            f"licence {licence.id} is {state}; only a licence in force (granted) is renewed",
+            extra={"licence_status": licence.status},
+        )
+    opens = renewal_window_opens(licence)
+    if opens is not None and now < opens:
+        raise Conflict(
+            f"the renewal of licence {licence.id} may be applied for from {rfc3339(opens)} "
+            f"({opens.date().isoformat()}), 180 days before its valid_until "
+            f"{rfc3339(licence.valid_until)}",
+            extra={"window_opens": rfc3339(opens)},
+        )
+
+
+def check_registration_number_free(licence: Licence, holder: str | None) -> None:
+    """DRAP issues each registration number once: 409 naming the licence holding it."""
+    if holder is not None and holder != licence.id:
+        raise Conflict(
+            f"registration number {licence.registration_number} is held by licence {holder}",
+            errors=[
+                {
+                    "loc": ["registration_number"],
+                    "msg": f"held by licence {holder}",
+                    "type": "duplicate",
+                }
+            ],
+            extra={"licence_holding": holder},
+        )
 
 
 def lockout_ends(rejected_at: datetime) -> datetime:

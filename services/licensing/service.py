@@ -13,6 +13,7 @@ from services.licensing import contract, domain
 from services.licensing.contract import SERVICE
 from services.licensing.store import FACILITY_VIEWS, LicenceStore, new_licence_id
 from shared import figures  # the module: `nameko run` would take the mixin for a service
+from shared.as_of import instant_of
 from shared.clock import utcnow
 from shared.consistency import ProjectionWatch
 from shared.entrypoints import rpc
@@ -77,31 +78,69 @@ class LicensingService(figures.ServiceFigures):
         return licence.model_dump(mode="json")
 
     @rpc
+    def apply_for_renewal(self, licence_id: str, actor: dict) -> dict:
+        """A renewal application of the licence (docs/licensing.md "Renewal")."""
+        licence = self.store.get(licence_id)
+        application_id, now = new_licence_id(), utcnow()
+
+        def submit(
+            facility: domain.FacilityView | None,
+            last_rejected_at: datetime | None,  # a renewal is not locked out
+            same_type: list[contract.Licence],
+        ) -> domain.LicenceDecision:
+            return domain.apply_for_renewal(
+                licence, facility, same_type, application_id, actor, now
+            )
+
+        application = self.store.apply(licence.facility_id, licence.type, submit)
+        return application.model_dump(mode="json")
+
+    @rpc
     def transition_license(self, licence_id: str, body: str, actor: dict) -> dict:
         request = validated(contract.RequestTransition, body)
 
         def decide(
-            licence: contract.Licence, facility: domain.FacilityView | None
-        ) -> domain.LicenceDecision:
-            return domain.decide(licence, request, actor, utcnow(), facility)
+            licence: contract.Licence,
+            facility: domain.FacilityView | None,
+            renewed: contract.Licence | None,
+        ) -> domain.LicenceChanges:
+            return domain.decide_changes(licence, request, actor, utcnow(), facility, renewed)
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 
     @rpc
-    def get_license(self, licence_id: str) -> dict:
+    def get_license(self, licence_id: str, as_of: str | None = None) -> dict:
+        """The licence now, or `as_of` an instant (RFC 3339)."""
+        if instant := instant_of(as_of):
+            return self.store.get_as_of(licence_id, instant)
         return self.store.get(licence_id).model_dump(mode="json")
 
     @rpc
-    def list_licenses(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.LicenceFilters, filters)
-        found = self.store.find(query.model_dump(exclude_none=True), after, limit)
-        return [licence.model_dump(mode="json") for licence in found]
+    def list_licenses(
+        self, filters: dict, after: str | None, limit: int, as_of: str | None = None
+    ) -> list[dict]:
+        """Licences matching `filters` now, or `as_of` an instant."""
+        query = validated(contract.LicenceFilters, filters).model_dump(exclude_none=True)
+        if instant := instant_of(as_of):
+            return self.store.find_as_of(query, instant, after, limit)
+        return [licence.model_dump(mode="json") for licence in self.store.find(query, after, limit)]
 
     @rpc
-    def license_history(self, licence_id: str, after: str | None, limit: int) -> list[dict]:
-        self.store.get(licence_id)  # 404 for a licence that does not exist
+    def license_history(
+        self, licence_id: str, after: str | None, limit: int, as_of: str | None = None
+    ) -> list[dict]:
+        """The licence's transitions in order; `as_of` an instant, those made by then."""
+        instant = instant_of(as_of)
+        if instant:
+            self.store.get_as_of(licence_id, instant)  # 404 for one applied for later
+        else:
+            self.store.get(licence_id)  # 404 for a licence that does not exist
         entries = self.store.history_of(licence_id, after, limit)
-        return [entry.model_dump(mode="json", by_alias=True) for entry in entries]
+        return [
+            entry.model_dump(mode="json", by_alias=True)
+            for entry in entries
+            if instant is None or entry.time <= instant
+        ]
 
     @ExpirySweepTimer.decorator
     def expire_due_licences(self):

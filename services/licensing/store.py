@@ -6,20 +6,24 @@ from datetime import UTC, datetime, time
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from services.licensing.contract import HistoryEntry, Licence, LicenceEvent
 from services.licensing.domain import (
     IN_FORCE_STATUSES,
     OPEN_STATUSES,
     FacilityView,
+    LicenceChanges,
     LicenceDecision,
+    check_registration_number_free,
     next_expiry_warning_at,
 )
-from shared.codec import to_jsonable
+from shared.as_of import KeepsVersions, equal_to
+from shared.codec import rfc3339, to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
 from shared.inbox import Projection
-from shared.mongo import Repository, UnitOfWork
+from shared.mongo import UnitOfWork
 
 # How often a transition is re-decided when the licence changed while it was decided.
 TRANSITION_ATTEMPTS = 3
@@ -27,6 +31,13 @@ TRANSITION_ATTEMPTS = 3
 
 # The projection of facilities (its documents keep the last applied `sequence`).
 FACILITY_VIEWS = "facilities"
+# Each registration number DRAP issued, by `_id`, with the licence holding it: a second
+# grant with the same number collides on the key, however close together they commit.
+REGISTRATION_NUMBERS = "registration_numbers"
+
+
+class ChangedMeanwhile(Exception):
+    """A licence changed after it was decided on: the whole transaction is abandoned."""
 
 
 def new_licence_id() -> str:
@@ -39,7 +50,10 @@ def history_id(licence_id: str, sequence: int) -> str:
     return f"{licence_id}.{sequence:06d}"
 
 
-class LicenceStore(Repository):
+class LicenceStore(KeepsVersions):
+    AGGREGATE, RESOURCE, AGGREGATES = "license", Licence, "licences"
+    FIXED = ("owner", "facility_id", "venture_id", "type")
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -51,6 +65,8 @@ class LicenceStore(Repository):
         licences.create_index(
             [("facility_id", ASCENDING), ("type", ASCENDING), ("status", ASCENDING)]
         )
+        for field in ("registration_number", "renews"):
+            licences.create_index([(field, ASCENDING), ("_id", ASCENDING)])
         db.history.create_index([("license_id", ASCENDING), ("_id", ASCENDING)])
 
     @property
@@ -85,8 +101,14 @@ class LicenceStore(Repository):
                 return_document=ReturnDocument.AFTER,
                 session=unit.session,
             )
+            # A rejected renewal locks nobody out: its licence runs on until it expires.
             rejected = self.licences.find_one(
-                {"facility_id": facility_id, "type": licence_type, "status": "rejected"},
+                {
+                    "facility_id": facility_id,
+                    "type": licence_type,
+                    "status": "rejected",
+                    "renews": None,
+                },
                 sort=[("updated_at", DESCENDING)],
                 session=unit.session,
             )
@@ -112,36 +134,69 @@ class LicenceStore(Repository):
     def transition(
         self,
         licence_id: str,
-        decide: Callable[[Licence, FacilityView | None], LicenceDecision],
+        decide: Callable[[Licence, FacilityView | None, Licence | None], LicenceChanges],
     ) -> Licence:
-        """Apply the change `decide` makes to the licence as it is now, on its facility as
-        projected now. If another change (a decision, the expiry sweep, the end of the
-        plant) lands in between, decide again on the new state."""
+        """Apply the changes `decide` makes to the licence as it is now, on its facility
+        as projected now (and, for a renewal application, to the licence it renews). If
+        another change (a decision, the expiry sweep, the end of the plant) lands in
+        between, decide again on the new state."""
         for _ in range(TRANSITION_ATTEMPTS):
             licence = self.get(licence_id)
-            decision = decide(licence, self.facility(licence.facility_id))
-            if self.commit(licence, decision):
-                return decision[0]
+            renewed = self.get(licence.renews) if licence.renews else None
+            changes = decide(licence, self.facility(licence.facility_id), renewed)
+            if self.commit_all(changes):
+                return changes[0][1][0]
         raise Conflict(f"licence {licence_id} is changing right now; read it again and retry")
 
     def commit(self, before: Licence, decision: LicenceDecision) -> bool:
-        """Store the decision if the licence is still as it was when decided (same status
-        and version), with its history entry and event, in one transaction. False when
-        it is not: somebody else changed it first, so this change does not happen."""
-        licence, event = decision
+        return self.commit_all([(before, decision)])
 
-        def work(unit: UnitOfWork) -> bool:
-            if licence.status == "granted" and before.status != "granted":
-                # Written, so that the plant's decommissioning, which revokes the licences
-                # it finds in force, conflicts with this one instead of missing it.
-                self.facility_views.update_one(
-                    {"_id": licence.facility_id},
-                    {"$inc": {"grant_count": 1}},
-                    session=unit.session,
-                )
-            return self._replace(before, decision, unit)
+    def commit_all(self, changes: LicenceChanges) -> bool:
+        """Store the decisions if each licence is still as it was when decided (same
+        status and version), with their history entries and events, in one transaction.
+        False when one is not: somebody else changed it first, so nothing happens."""
 
-        return self.unit_of_work(work)
+        def work(unit: UnitOfWork) -> None:
+            for before, decision in changes:
+                licence = decision[0]
+                if licence.status == "granted" and before.status != "granted":
+                    # Written, so that the plant's decommissioning, which revokes the
+                    # licences it finds in force, conflicts with this one instead of
+                    # missing it.
+                    self.facility_views.update_one(
+                        {"_id": licence.facility_id},
+                        {"$inc": {"grant_count": 1}},
+                        session=unit.session,
+                    )
+                if licence.registration_number and not before.registration_number:
+                    self._hold_registration_number(licence, unit)
+                if not self._replace(before, decision, unit):
+                    raise ChangedMeanwhile
+
+        try:
+            self.unit_of_work(work)
+        except ChangedMeanwhile:
+            return False
+        except DuplicateKeyError as error:
+            if f".{REGISTRATION_NUMBERS} " not in str(error):
+                raise
+            # Another grant took the number between our check and our commit.
+            for _, (licence, _) in changes:
+                check_registration_number_free(licence, self._holder_of(licence))
+            raise
+        return True
+
+    def _hold_registration_number(self, licence: Licence, unit: UnitOfWork) -> None:
+        number = licence.registration_number
+        held = self.db[REGISTRATION_NUMBERS].find_one({"_id": number}, session=unit.session)
+        check_registration_number_free(licence, held["license_id"] if held else None)
+        self.db[REGISTRATION_NUMBERS].insert_one(
+            {"_id": number, "license_id": licence.id}, session=unit.session
+        )
+
+    def _holder_of(self, licence: Licence) -> str | None:
+        held = self.db[REGISTRATION_NUMBERS].find_one({"_id": licence.registration_number})
+        return held["license_id"] if held else None
 
     def _replace(self, before: Licence, decision: LicenceDecision, unit: UnitOfWork) -> bool:
         licence, event = decision
@@ -183,6 +238,36 @@ class LicenceStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.licences.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._licence(doc) for doc in cursor]
+
+    def get_as_of(self, licence_id: str, instant: datetime) -> dict:
+        """The licence as it stood at `instant` (shared.as_of)."""
+        state = self.versions.one_at(licence_id, instant)
+        if state is None:
+            raise NotFound(f"no licence {licence_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The licences as they stood at `instant` that matched `filters` then: owner,
+        plant, venture and type never change; status and validity are matched on each
+        licence's state then."""
+        scope = {name: filters.pop(name) for name in self.FIXED if name in filters}
+        expiring_before = filters.pop("expiring_before", None)
+        equal = equal_to(filters)
+
+        def matches(state: dict) -> bool:
+            if expiring_before is None:
+                return equal(state)
+            valid_until = state.get("valid_until")
+            bound = datetime.combine(expiring_before, time.min, UTC)
+            return (
+                valid_until is not None
+                and datetime.fromisoformat(valid_until) < bound
+                and equal(state)
+            )
+
+        return self.versions.list_at(scope, instant, matches, after, limit)
 
     def history_of(self, licence_id: str, after: str | None, limit: int) -> list[HistoryEntry]:
         query: dict = {"license_id": licence_id}

@@ -14,6 +14,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     create_model,
+    model_validator,
 )
 
 from services.facilities import contract as facilities
@@ -40,7 +41,15 @@ SOURCES = {
 FILTERS: dict[str, tuple[str, ...]] = {
     "venture": ("owner", "sector", "province", "status", "partner_country"),
     "facility": ("owner", "venture_id", "province", "kind", "status"),
-    "licence": ("owner", "status", "type", "facility_id", "venture_id"),
+    "licence": (
+        "owner",
+        "status",
+        "type",
+        "facility_id",
+        "venture_id",
+        "registration_number",
+        "renews",
+    ),
 }
 # What `count=` may count, per list.
 VentureFacet = Literal["sector", "province", "status", "partner_country", "owner"]
@@ -123,7 +132,11 @@ class LicenceQuery(licensing.LicenceFilters):
     """Query parameters of the licence list: the filters, `q` (words of the registered
     product), `sort` and `count`."""
 
-    q: Words | None = Field(None, description="words of the product, e.g. `amoxicillin`")
+    q: Words | None = Field(
+        None,
+        description="words of the product, its active ingredients (INN) or registration "
+        "number, e.g. `amoxicillin`",
+    )
     sort: LicenceSort = Field("id", description=SORT_DESCRIPTION)
     count: LicenceFacet | None = Field(None, description=COUNT_DESCRIPTION)
 
@@ -183,6 +196,7 @@ REGISTER_FILTERS: dict[str, tuple[str, ...]] = {
         "province",
         "sector",
         "partner_country",
+        "registration_number",
     ),
 }
 PublicVentureSort = Literal["id", "-id", "name", "-name"]
@@ -244,6 +258,9 @@ class PublicLicenceQuery(Strict):
         description="licences granted and in force now whose validity reaches this day "
         "(`valid_until` on or after it), e.g. `2027-01-01`",
     )
+    registration_number: Identifier | None = Field(
+        None, description="the product registration with DRAP's registration number"
+    )
     q: Words | None = PUBLIC_WORDS
     sort: PublicLicenceSort = Field("id", description=SORT_DESCRIPTION)
 
@@ -291,6 +308,10 @@ PUBLIC_LICENCE_EXAMPLE: dict[str, Any] = {
     "id": licensing.LICENCE_EXAMPLE["id"],
     "type": "dml_formulation",
     "product": None,
+    "registration_number": None,
+    "dosage_form": None,
+    "strength": None,
+    "active_ingredients": None,
     "status": "granted",
     "valid_until": "2031-12-14T23:59:59.999Z",
     "decision_ref": "DRAP/LIC/2026/0412",
@@ -353,6 +374,16 @@ class PublicLicence(BaseModel):
     id: str = Field(description="the licence number")
     type: str
     product: str | None = None
+    registration_number: str | None = Field(
+        None, description="a product registration's number, issued by DRAP on grant"
+    )
+    dosage_form: str | None = None
+    strength: str | None = Field(None, description="e.g. `500 mg`")
+    active_ingredients: str | None = Field(
+        None,
+        description="INN names (each with its strength in a combination), e.g. "
+        "`Amoxicillin 500 mg + Clavulanic acid 125 mg`",
+    )
     status: str
     valid_until: Annotated[datetime, PlainSerializer(rfc3339)] | None = Field(
         None, description="valid through this moment (RFC 3339)"
@@ -366,6 +397,21 @@ class PublicLicence(BaseModel):
     venture_name: str | None = None
     sector: str | None = None
     partners: list[PublicPartner] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def product_shown_flat(cls, data: Any) -> Any:
+        """A product registration's details as plain columns (the CSV export's too)."""
+        details = data.get("product_details") if isinstance(data, dict) else None
+        if not details:
+            return data
+        product = licensing.ProductDetails.model_validate(details)
+        return {
+            **data,
+            "dosage_form": product.dosage_form,
+            "strength": str(product.strength),
+            "active_ingredients": product.ingredients_text(),
+        }
 
 
 REGISTER_VIEWS: dict[str, type[BaseModel]] = {

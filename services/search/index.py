@@ -15,9 +15,12 @@ consumer holds it back until its predecessor arrives. Each document also counts 
 changes applied to it in this index (`applications`; a rebuild loads one), so that an
 event applied twice shows (the chaos suite checks it equals the sequence)."""
 
+import bisect
 import json
+import math
 import re
 import shutil
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,19 @@ FACET_LIMIT = 1000
 # character of a value (hex digits and the ids' [a-z0-9_]), so "ab" sorts before "abc".
 TIE = "."
 WRITER_HEAP_BYTES = 50_000_000
+# Sort windows (SearchIndex.search): the documents whose id ends so are the sample of
+# each sort order (ids end in a hex counter, so about one in 256).
+SAMPLE_SUFFIX = "00"
+# Matches up to which a page is taken from all of them, sorted: too few to need a window.
+FEW_MATCHES = 2_000
+# Words of the index that a word of `q` may begin to be asked as terms (_word_query).
+WORD_EXPANSIONS = 32
+# How much a window that did not fill the page grows.
+WIDEN = 8
+# Facet counts kept up to date (KeptCounts) and compiled sort windows (SortWindows),
+# the least recently asked dropped first.
+KEPT_COUNTS = 256
+KEPT_WINDOWS = 1024
 
 
 class EarlyChange(Exception):
@@ -116,7 +132,8 @@ def words(text: str) -> list[str]:
 
 
 def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
-    """What `q=` searches: names, products and cities."""
+    """What `q=` searches: names, products (their INN names, registration numbers) and
+    cities."""
     parts: list[Any] = [resource.get("name")]
     if doctype == "venture":
         parts += [partner.get("name") for partner in resource.get("partners") or []]
@@ -124,7 +141,9 @@ def _text_of(doctype: str, resource: Mapping[str, Any]) -> str:
     elif doctype == "facility":
         parts += [resource.get("city"), resource.get("sez")]
     elif doctype == "licence":
-        parts += [resource.get("product")]
+        details = resource.get("product_details") or {}
+        parts += [resource.get("product"), resource.get("registration_number")]
+        parts += [ingredient.get("inn") for ingredient in details.get("active_ingredients", [])]
     return " ".join(str(part) for part in parts if part)
 
 
@@ -291,16 +310,30 @@ def _text_range(index: tantivy.Index, name: str, lower: str | None, upper: str |
     return index.parse_query(f"{name}:{{{low} TO {high}}}", [name])
 
 
-def query_of(index: tantivy.Index, query: ListQuery) -> tantivy.Query:
-    """The filter part of `query` (no paging): doctype, equality filters, words, dates."""
+def _word_query(searcher: tantivy.Searcher, word: str, field: str) -> tantivy.Query:
+    """Documents with a word of their text that begins with `word`: the words it begins,
+    each a term, when they are few (a term's postings are skipped through to a sort
+    window's documents, where a pattern collects every posting of every word it matches
+    first); the pattern otherwise."""
+    begun = searcher.terms_with_prefix(field, word, limit=WORD_EXPANSIONS + 1)
+    if len(begun) > WORD_EXPANSIONS:
+        return tantivy.Query.regex_query(SCHEMA, field, re.escape(word) + ".*")
+    return tantivy.Query.boolean_query(
+        [(tantivy.Occur.Should, _term(field, term)) for term, _ in begun]
+    )
+
+
+def query_of(index: tantivy.Index, query: ListQuery, searcher: tantivy.Searcher) -> tantivy.Query:
+    """The filter part of `query` (no paging): doctype, equality filters, words, dates,
+    over what `searcher` sees."""
     must = [_term("doctype", query.doctype)]
     for name, value in sorted(query.filters.items()):
         must.append(_term(name, value))
     for word in words(query.q or ""):
         # Each word of `q` begins a word of the document's text (names, products, cities).
-        found = tantivy.Query.regex_query(SCHEMA, "text", re.escape(word) + ".*")
+        found = _word_query(searcher, word, "text")
         if query.register:  # or of its plant's or venture's
-            related = tantivy.Query.regex_query(SCHEMA, "related_text", re.escape(word) + ".*")
+            related = _word_query(searcher, word, "related_text")
             found = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Should, found), (tantivy.Occur.Should, related)]
             )
@@ -320,6 +353,169 @@ def split_sort(sort: str) -> tuple[str, bool]:
     return (sort[1:], False) if sort.startswith("-") else (sort, True)
 
 
+# --- sort windows ------------------------------------------------------------------------
+# A regular expression over sort keys (ASCII: hex digits, TIE and ids) that tantivy
+# answers from the term dictionary, visiting only the keys it matches; a range over
+# the same keys reads the whole sort column. Long keys are taken WINDOW_CHUNK
+# characters at a time: alternatives for every character of a key at one level would
+# exceed what tantivy compiles (1,000 states), one level per character its nesting.
+WINDOW_CHUNK = 8
+ANY_KEY_CHAR = r"[\x00-\x7f]"
+
+
+def _literal(text: str) -> str:
+    return "".join(char if char.isalnum() else f"\\x{ord(char):02x}" for char in text)
+
+
+def _one_of(low: int, high: int) -> str | None:
+    """Any key starting with one character in [low, high]; None when that is empty."""
+    if low > high:
+        return None
+    return f"[\\x{low:02x}-\\x{high:02x}]{ANY_KEY_CHAR}*"
+
+
+def _either(alternatives: Iterable[str | None]) -> str | None:
+    present = [alternative for alternative in alternatives if alternative is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else "(" + "|".join(present) + ")"
+
+
+def _at_least(lower: str) -> str:
+    """Keys >= `lower`."""
+    if not lower:
+        return f"{ANY_KEY_CHAR}*"
+    chunk, rest = lower[:WINDOW_CHUNK], lower[WINDOW_CHUNK:]
+    greater = [
+        _literal(chunk[:at]) + one_of
+        for at, char in enumerate(chunk)
+        if (one_of := _one_of(ord(char) + 1, 0x7F)) is not None
+    ]
+    return _either([*greater, _literal(chunk) + _at_least(rest)]) or ""
+
+
+def _below(upper: str) -> str | None:
+    """Keys < `upper` (the empty string included); None when there are none."""
+    if not upper:
+        return None
+    chunk, rest = upper[:WINDOW_CHUNK], upper[WINDOW_CHUNK:]
+    prefixes = [_literal(chunk[:at]) for at in range(len(chunk))]
+    smaller = [
+        _literal(chunk[:at]) + one_of
+        for at, char in enumerate(chunk)
+        if (one_of := _one_of(0, ord(char) - 1)) is not None
+    ]
+    below_rest = _below(rest)
+    longer = None if below_rest is None else _literal(chunk) + below_rest
+    return _either([*prefixes, *smaller, longer])
+
+
+def key_window(lower: str | None, upper: str | None) -> str | None:
+    """A regular expression of the sort keys from `lower` (included) to `upper` (not
+    included), `lower` < `upper`; None when both are unbounded (None)."""
+    if upper is not None and (upper == "" or (lower is not None and lower >= upper)):
+        raise ValueError(f"an empty window: {lower!r} to {upper!r}")
+    if lower is None:
+        return None if upper is None else _below(upper)
+    if upper is None:
+        return _at_least(lower)
+    common = 0
+    while lower[common] == upper[common] if common < len(lower) else False:
+        common += 1
+    if common == len(lower):  # `lower` begins `upper`
+        return _literal(lower) + (_below(upper[common:]) or "")
+    below_rest = _below(upper[common + 1 :])
+    return _literal(lower[:common]) + (
+        _either(
+            [
+                _literal(lower[common]) + _at_least(lower[common + 1 :]),
+                _one_of(ord(lower[common]) + 1, ord(upper[common]) - 1),
+                None if below_rest is None else _literal(upper[common]) + below_rest,
+            ]
+        )
+        or ""
+    )
+
+
+def separator(keys: list[str], at: int) -> str:
+    """The shortest beginning of `keys[at]` that sorts after `keys[at - 1]` (sorted,
+    distinct keys, `at` > 0): a window's bound between the two, shorter than either,
+    so that its pattern is quicker to compile."""
+    key, before = keys[at], keys[at - 1]
+    common = 0
+    while common < len(before) and before[common] == key[common]:
+        common += 1
+    return key[: common + 1]
+
+
+class SortWindows:
+    """Where a page's sort window may start and end: the sort keys of a sample of each
+    doctype's documents (those whose id ends in SAMPLE_SUFFIX), per sort field, in
+    order, and the compiled windows between them (compiling one takes milliseconds).
+    The sample is taken from the index on a doctype's first windowed page, then kept
+    as changes are staged. Only how much a page visits depends on it, never what the
+    page holds, so a key a document has since left stays (still a valid bound) and a
+    change rolled back does no harm."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, list[str]]] = {}
+        self.compiled: OrderedDict[tuple[str, str | None, str | None], tantivy.Query] = (
+            OrderedDict()
+        )
+
+    def add(self, change: Change) -> None:
+        kept = self.keys.get(change.doctype)
+        if kept is None or not change.id.endswith(SAMPLE_SUFFIX):
+            return
+        for sort in SORTS[change.doctype]:
+            keys = kept[f"s_{sort}"]
+            key = sort_key(change.doctype, sort, change.resource)
+            at = bisect.bisect_left(keys, key)
+            if at == len(keys) or keys[at] != key:
+                keys.insert(at, key)
+
+    def sample(self, searcher, doctype: str, sort_field: str) -> list[str]:
+        if doctype not in self.keys:
+            self.keys[doctype] = self._taken(searcher, doctype)
+        return self.keys[doctype][sort_field]
+
+    def window(self, sort_field: str, lower: str | None, upper: str | None) -> tantivy.Query:
+        """Documents whose key under `sort_field` is from `lower` (included) to `upper`."""
+        key = (sort_field, lower, upper)
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+            return self.compiled[key]
+        pattern = key_window(lower, upper)
+        query = (
+            tantivy.Query.all_query()
+            if pattern is None
+            else tantivy.Query.regex_query(SCHEMA, sort_field, pattern)
+        )
+        self.compiled[key] = query
+        while len(self.compiled) > KEPT_WINDOWS:
+            self.compiled.popitem(last=False)
+        return query
+
+    @staticmethod
+    def _taken(searcher, doctype: str) -> dict[str, list[str]]:
+        sampled = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, _term("doctype", doctype)),
+                (
+                    tantivy.Occur.Must,
+                    tantivy.Query.regex_query(SCHEMA, "id", ".*" + re.escape(SAMPLE_SUFFIX)),
+                ),
+            ]
+        )
+        found = searcher.search(sampled, 1, count=True).count or 0  # type: ignore[attr-defined]
+        hits = searcher.search(sampled, max(found, 1), count=False).hits
+        resources = [json.loads(bytes(searcher.doc(address)["resource"][0])) for _, address in hits]
+        return {
+            f"s_{sort}": sorted({sort_key(doctype, sort, resource) for resource in resources})
+            for sort in SORTS[doctype]
+        }
+
+
 class SearchIndex:
     """One instance's index in `path`: its documents, the sequence each has reached,
     and the queries of the lists. One writer per index (tantivy locks the directory):
@@ -337,6 +533,8 @@ class SearchIndex:
         self.staged_applications: dict[str, int] = {}
         # id -> the change staged last (its own, or its dependants' rewrite of it).
         self.staged_changes: dict[str, Change] = {}
+        self.windows = SortWindows()
+        self.kept = KeptCounts()
 
     def close(self) -> None:
         self.writer.wait_merging_threads()
@@ -384,8 +582,10 @@ class SearchIndex:
         (staged included): whichever of a licence, its plant and its venture comes
         last, the licence's document ends with all three."""
         related = related_of(change.doctype, change.resource, self.resource_of)
+        self.kept.stage(change, self.get)
         self.writer.delete_documents_by_term("id", change.id)
         self.writer.add_document(document(change, applications, related))
+        self.windows.add(change)
         self.staged[change.id] = change.sequence
         self.staged_applications[change.id] = applications
         self.staged_changes[change.id] = change
@@ -439,10 +639,12 @@ class SearchIndex:
             raise
         self._forget_staged()
         self.index.reload()
+        self.kept.commit()
 
     def rollback(self) -> None:
         self.writer.rollback()
         self._forget_staged()
+        self.kept.rollback()
 
     def _forget_staged(self) -> None:
         self.staged.clear()
@@ -466,10 +668,12 @@ class SearchIndex:
         loaded = 0
         for change in changes:
             self.writer.add_document(document(change, 1))
+            self.windows.add(change)
             loaded += 1
         self.writer.commit()
         self.index.reload()
         self._link_loaded()
+        self.kept.clear()
         return loaded
 
     def _link_loaded(self) -> None:
@@ -521,44 +725,209 @@ class SearchIndex:
         sort, ascending = split_sort(query.sort)
         if sort not in SORTS[query.doctype]:
             raise ValueError(f"{query.doctype} documents do not sort by {sort}")
-        sort_field = f"s_{sort}"
-        matching = query_of(self.index, query)
-        paged = matching
-        if query.after is not None:
-            lower, upper = (query.after, None) if ascending else (None, query.after)
-            paged = tantivy.Query.boolean_query(
-                [
-                    (tantivy.Occur.Must, matching),
-                    (tantivy.Occur.Must, _text_range(self.index, sort_field, lower, upper)),
-                ]
-            )
         searcher = self.index.searcher()
-        result = searcher.search(
-            paged,
-            query.limit + 1,
-            count=False,
-            order_by_field=sort_field,
-            order=tantivy.Order.Asc if ascending else tantivy.Order.Desc,
-        )
-        hits = result.hits[: query.limit]
+        matching = query_of(self.index, query, searcher)
+        found = self._first_after(searcher, matching, query, f"s_{sort}", ascending)
+        hits = found[: query.limit]
         items = [json.loads(bytes(searcher.doc(address)["resource"][0])) for _, address in hits]
-        next_after = str(hits[-1][0]) if len(result.hits) > query.limit and hits else None
+        next_after = str(hits[-1][0]) if len(found) > query.limit and hits else None
         counts = None
         if query.count is not None:
-            counts = self.facet(searcher, matching, query.doctype, query.count)
+            if query.count not in FACETS[query.doctype]:
+                raise ValueError(f"{query.doctype} documents have no facet {query.count}")
+            if kept_countable(query):
+                counts = self.kept.counts(query, lambda: self.facet(searcher, matching, query))
+            else:
+                counts = self.facet(searcher, matching, query)
         return Page(items=items, next_after=next_after, counts=counts)
 
-    def facet(self, searcher, matching, doctype: str, name: str) -> list[dict]:
-        if name not in FACETS[doctype]:
-            raise ValueError(f"{doctype} documents have no facet {name}")
-        answer = searcher.aggregate(
-            matching, {"counts": {"terms": {"field": name, "size": FACET_LIMIT}}}
+    def _first_after(
+        self, searcher, matching, query: ListQuery, sort_field: str, ascending: bool
+    ) -> list:
+        """The first `limit + 1` matches after the cursor in sort order, as (key, address).
+
+        Sorting every match costs what the matches number, so a page visits only a
+        window of the sort order: between two keys of the sample (SortWindows), the
+        first at or before the cursor, the second far enough on to hold the page at the
+        filters' estimated share of documents; widened until the page is full or the
+        window reaches the end. The window's hits are exactly the plain sort's: every
+        document outside it sorts before the cursor or after them. Few matches are
+        sorted whole."""
+        order = tantivy.Order.Asc if ascending else tantivy.Order.Desc
+        wanted = query.limit + 1
+        after = query.after
+
+        def sorted_hits(window, limit: int) -> list:
+            both = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, matching), (tantivy.Occur.Must, window)]
+            )
+            return searcher.search(
+                both, limit, count=False, order_by_field=sort_field, order=order
+            ).hits
+
+        def beyond_cursor(hits: list) -> list:
+            if after is None:
+                return hits
+            return [hit for hit in hits if (hit[0] > after if ascending else hit[0] < after)]
+
+        documents = searcher.doc_freq("doctype", query.doctype)
+        # Each filter term's documents bound the matches (deleted ones included).
+        most = min(
+            [documents] + [searcher.doc_freq(name, value) for name, value in query.filters.items()]
         )
-        buckets = answer["counts"]["buckets"]
-        return [
-            {"term": bucket["key"], "count": bucket["doc_count"]}
-            for bucket in sorted(buckets, key=lambda b: (-b["doc_count"], str(b["key"])))
-        ]
+        if documents <= FEW_MATCHES:
+            if after is None:
+                return sorted_hits(tantivy.Query.all_query(), wanted)
+            lower, upper = (after, None) if ascending else (None, after)
+            return sorted_hits(_text_range(self.index, sort_field, lower, upper), wanted)
+        if most <= FEW_MATCHES:
+            return beyond_cursor(sorted_hits(tantivy.Query.all_query(), most + 1))[:wanted]
+        keys = self.windows.sample(searcher, query.doctype, sort_field)
+        per_key = documents / max(len(keys), 1)
+        # The sample keys a window spans: enough for half as many again as `wanted`
+        # matches at the estimated share, and one more (the cursor is inside the first).
+        span = math.ceil(1.5 * wanted * documents / (most * per_key)) + 1
+        # Matches before the cursor that its window holds: in about two of the sample's
+        # gaps (the one the cursor is in and the one before), at the estimated share.
+        fetch = wanted + (0 if after is None else math.ceil(2 * per_key * most / documents))
+        # The window from sample key `low` to `high` (their separators, see separator(),
+        # None beyond the sample's ends): at or before the cursor on its side, so that
+        # any key past the cursor that the window misses is past its other end.
+        if ascending:
+            low = -1 if after is None else bisect.bisect_right(keys, after) - 1
+        else:
+            high = len(keys) if after is None else bisect.bisect_right(keys, after) + 1
+
+        def bound(at: int) -> str | None:
+            return separator(keys, at) if 0 < at < len(keys) else None
+
+        while True:
+            if ascending:
+                high = low + span
+            else:
+                low = high - span
+            lower, upper = bound(low), bound(high)
+            hits = sorted_hits(self.windows.window(sort_field, lower, upper), fetch)
+            found = beyond_cursor(hits)
+            if len(found) >= wanted:
+                return found[:wanted]
+            if len(hits) == fetch:  # the window holds more: before the cursor, so many
+                fetch *= WIDEN
+                continue
+            if (upper if ascending else lower) is None:
+                return found
+            span *= WIDEN
+
+    @staticmethod
+    def facet(searcher, matching, query: ListQuery) -> list[dict]:
+        """The facet counts of `query.count` over the documents `matching`, most first."""
+        answer = searcher.aggregate(
+            matching, {"counts": {"terms": {"field": query.count, "size": FACET_LIMIT}}}
+        )
+        return ordered_counts(
+            (bucket["key"], bucket["doc_count"]) for bucket in answer["counts"]["buckets"]
+        )
+
+
+def ordered_counts(counts: Iterable[tuple[str, int]]) -> list[dict]:
+    """Facet counts as a list answers them: most first, then by term."""
+    return [
+        {"term": term, "count": count}
+        for term, count in sorted(counts, key=lambda pair: (-pair[1], str(pair[0])))
+    ]
+
+
+class KeptCounts:
+    """Facet counts of lists without words or dates (`count=` with equality filters
+    only), per (doctype, filters, facet): counted by aggregation when first asked, then
+    kept exactly as commits replace documents, so that asking again does not visit
+    every match. A change is counted out with the document it replaces (read when it
+    is staged, once any counts are kept) and in with the new one, at the commit that
+    makes it visible, as readers see it. Counts are not kept when first asked while
+    a change staged before any were kept waits for its commit (its former document
+    was not read), nor once they reach FACET_LIMIT values."""
+
+    def __init__(self) -> None:
+        self.kept: OrderedDict[tuple, Counter[str]] = OrderedDict()
+        # id -> (doctype, the committed document it replaces, its staged one).
+        self.staged: dict[str, tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]] = {}
+        self.unread = False  # a change staged whose former document was not read
+
+    def counts(self, query: ListQuery, aggregated) -> list[dict]:
+        """The counts of `query` from those kept, or `aggregated()` (then kept)."""
+        key = (query.doctype, tuple(sorted(query.filters.items())), query.count)
+        if key in self.kept:
+            self.kept.move_to_end(key)
+            return ordered_counts(self.kept[key].items())
+        answer = aggregated()
+        if not self.unread and len(answer) < FACET_LIMIT:
+            self.kept[key] = Counter({count["term"]: count["count"] for count in answer})
+            while len(self.kept) > KEPT_COUNTS:
+                self.kept.popitem(last=False)
+        return answer
+
+    def stage(self, change: Change, committed_resource) -> None:
+        if not self.kept:
+            self.unread = True
+            return
+        replaced = (
+            self.staged[change.id][1] if change.id in self.staged else committed_resource(change.id)
+        )
+        self.staged[change.id] = (change.doctype, replaced, change.resource)
+
+    def commit(self) -> None:
+        staged, self.staged, self.unread = self.staged, {}, False
+        for key in list(self.kept):
+            doctype, filters, facet = key
+            counts = self.kept[key]
+            for kind, before, after in staged.values():
+                if kind != doctype:
+                    continue
+                counts.subtract(_counted_values(doctype, before, filters, facet))
+                counts.update(_counted_values(doctype, after, filters, facet))
+            for term in [term for term, count in counts.items() if count <= 0]:
+                del counts[term]
+            if len(counts) >= FACET_LIMIT:
+                del self.kept[key]
+
+    def rollback(self) -> None:
+        self.staged.clear()
+        self.unread = False
+
+    def clear(self) -> None:
+        self.kept.clear()
+        self.rollback()
+
+
+def kept_countable(query: ListQuery) -> bool:
+    """Whether `query`'s counts may be kept: no words or dates, and only the document's
+    own fields as filters (a keyed list's; a public register's may filter on what a
+    licence carries of its plant and venture, which its resource does not hold)."""
+    own = set(FILTERS[query.doctype])
+    return (
+        query.q is None
+        and query.expiring_before is None
+        and query.valid_on is None
+        and not query.register
+        and set(query.filters) <= own
+        and query.count in FACETS[query.doctype]
+    )
+
+
+def _counted_values(
+    doctype: str,
+    resource: Mapping[str, Any] | None,
+    filters: tuple[tuple[str, str], ...],
+    facet: str,
+) -> list[str]:
+    """The values of `facet` a document counts for under `filters` (none when it does
+    not match them), as the index holds them."""
+    if resource is None:
+        return []
+    values = _raw_values(doctype, resource, {})  # own fields only (kept_countable)
+    if any(value not in values.get(name, ()) for name, value in filters):
+        return []
+    return values.get(facet, [])
 
 
 def remove(path: Path) -> None:

@@ -6,6 +6,7 @@ from services.ventures import contract, domain
 from services.ventures.contract import SERVICE
 from services.ventures.store import VentureStore, new_venture_id
 from shared import figures  # the module: `nameko run` would take the mixin for a service
+from shared.as_of import instant_of
 from shared.clock import utcnow
 from shared.entrypoints import rpc
 from shared.errors import validated
@@ -32,14 +33,21 @@ class VenturesService(figures.ServiceFigures):
         return venture.model_dump(mode="json")
 
     @rpc
-    def get_venture(self, venture_id: str) -> dict:
+    def get_venture(self, venture_id: str, as_of: str | None = None) -> dict:
+        """The venture now, or `as_of` an instant (RFC 3339)."""
+        if instant := instant_of(as_of):
+            return self.store.get_as_of(venture_id, instant)
         return self.store.get(venture_id).model_dump(mode="json")
 
     @rpc
-    def list_ventures(self, filters: dict, after: str | None, limit: int) -> list[dict]:
-        query = validated(contract.VentureFilters, filters)
-        found = self.store.find(query.model_dump(exclude_none=True), after, limit)
-        return [venture.model_dump(mode="json") for venture in found]
+    def list_ventures(
+        self, filters: dict, after: str | None, limit: int, as_of: str | None = None
+    ) -> list[dict]:
+        """Ventures matching `filters` now, or `as_of` an instant (then without `q`)."""
+        query = validated(contract.VentureFilters, filters).model_dump(exclude_none=True)
+        if instant := instant_of(as_of):
+            return self.store.find_as_of(query, instant, after, limit)
+        return [venture.model_dump(mode="json") for venture in self.store.find(query, after, limit)]
 
     @rpc
     def update_venture(

@@ -3,6 +3,7 @@
 import logging
 import re
 from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
 from pymongo import ASCENDING
@@ -10,8 +11,10 @@ from pymongo.errors import DuplicateKeyError
 
 from services.ventures.contract import Venture, VentureEvent
 from services.ventures.domain import name_key
-from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.mongo import Repository, UnitOfWork
+from shared.as_of import KeepsVersions, equal_to
+from shared.codec import rfc3339
+from shared.errors import Conflict, NotFound, PreconditionFailed, field_error
+from shared.mongo import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ def rekey_names(ventures) -> None:
             log.warning("venture %s (%r) looks like another's name", doc["_id"], doc["name"])
 
 
-class VentureStore(Repository):
+class VentureStore(KeepsVersions):
+    AGGREGATE, RESOURCE, FIXED, AGGREGATES = "venture", Venture, ("owner",), "ventures"
+
     @classmethod
     def ensure_indexes(cls, db):
         super().ensure_indexes(db)
@@ -127,6 +132,24 @@ class VentureStore(Repository):
             query["_id"] = {"$gt": after}
         cursor = self.ventures.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._venture(doc) for doc in cursor]
+
+    def get_as_of(self, venture_id: str, instant: datetime) -> dict:
+        """The venture as it stood at `instant` (shared.as_of)."""
+        state = self.versions.one_at(venture_id, instant)
+        if state is None:
+            raise NotFound(f"no venture {venture_id} at {rfc3339(instant)}")
+        return state
+
+    def find_as_of(
+        self, filters: dict, instant: datetime, after: str | None, limit: int
+    ) -> list[dict]:
+        """The ventures as they stood at `instant` that matched `filters` then; only the
+        owner never changes, so the others are matched on each venture's state then."""
+        if "q" in filters:
+            raise field_error(["q"], "words are not searched as of an instant")
+        scope = {"owner": filters.pop("owner")} if "owner" in filters else {}
+        matches = equal_to(filters, {"partner_country": "partners.country"})
+        return self.versions.list_at(scope, instant, matches, after, limit)
 
     @staticmethod
     def _document(venture: Venture) -> dict:

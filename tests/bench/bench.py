@@ -14,7 +14,11 @@ then measures:
 - the outbox relay against kombu's confirmed publish (bench_relay.py);
 - the read side (issue 13): the investment reports over 1,000 and 100,000 flows
   (bench_investments.py) and the search service's lists at 1,000 to 1,000,000 stored
-  documents, at the gateway too, and its index rebuild (bench_search.py).
+  documents, at the gateway too, and its index rebuild (bench_search.py);
+- exports (issue 14): the gateway's memory streaming 1,000 and 100,000 investment flows
+  as CSV and IATI JSON (bench_exports.py).
+- reads and lists as of a past instant (issue 16) over 1,000 and 10,000 licences'
+  versions (bench_asof.py).
 
 Prints a table with the ratios the issues ask for, writes bench/results.json and
 docs/performance.md. `--quick` runs every part at tiny sizes (for `make test`);
@@ -34,6 +38,8 @@ from ops.processes import ROOT
 from shared.mongo import connect
 from shared.settings import Settings
 
+import bench_asof
+import bench_exports
 import bench_investments
 import bench_relay
 import bench_report
@@ -51,7 +57,7 @@ RATES = (10, 50, 100)
 FULL = {"seconds": 10.0, "licences": 200, "history_events": 200_000}
 QUICK = {"seconds": 0.5, "licences": 20, "history_events": 1_000}
 # The parts of a run, each measured on servers of its own.
-PARTS = ("write", "relay", "reports", "search")
+PARTS = ("write", "relay", "reports", "search", "exports", "asof")
 
 
 STARTED = time.monotonic()
@@ -141,6 +147,10 @@ def run(quick: bool, log_dir: Path, parts: tuple[str, ...] = PARTS) -> dict:
             results["reports"] = bench_investments.run(quick)
         elif part == "search":
             results["search"] = bench_search.run(quick, log_dir)
+        elif part == "exports":
+            results["exports"] = bench_exports.run(quick, log_dir)
+        elif part == "asof":
+            results["asof"] = bench_asof.run(quick)
         results["measured"][part] = measured
     return results
 

@@ -70,6 +70,7 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/licenses"): ("ok", "hidden", "ok", "ok", "ok"),
     ("GET", "/v1/licenses/<license_id>"): ("ok", "404", "ok", "ok", "ok"),
     ("POST", "/v1/licenses/<license_id>/transitions"): ("403", "403", "ok", "ok", "ok"),
+    ("POST", "/v1/licenses/<license_id>/renewal"): ("ok", "404", "403", "403", "ok"),
     ("GET", "/v1/licenses/<license_id>/history"): ("ok", "404", "ok", "ok", "ok"),
     # Webhooks: regulators (and ops); one regulator learns nothing of another's.
     ("POST", "/v1/subscriptions"): ("403", "403", "ok", "ok", "ok"),
@@ -82,6 +83,8 @@ POLICY: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/ventures/<venture_id>/investments"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/ventures/<venture_id>/investments/summary"): ("ok", "404", "ok", "ok", "ok"),
     ("GET", "/v1/investments/summary"): ("ok", "ok", "ok", "ok", "ok"),
+    ("GET", "/v1/ventures/<venture_id>/investments/export"): ("ok", "404", "ok", "ok", "ok"),
+    ("GET", "/v1/investments/export"): ("ok", "ok", "ok", "ok", "ok"),
     ("PUT", "/v1/fx-rates/<currency>/<date>"): ("403", "403", "403", "403", "ok"),
     # The public register: anyone, with or without a key.
     ("GET", "/v1/public/ventures"): ANYONE,
@@ -132,7 +135,8 @@ class Call:
     headers: dict = field(default_factory=dict)
     fresh: str | None = None
     probe: str | None = None
-    # Path parameters taken from another resource of the world than their name's.
+    # Path parameters taken from another resource of the world than their name's (a
+    # fresh one too).
     resources: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,11 +146,16 @@ def unique(prefix: str) -> str:
 
 def registration(facility_id: str) -> dict:
     """An application each caller may make again: one product registration per product
-    (a plant has one application per licence type, or per product, at a time)."""
+    (a plant has one application per licence type, or per product, at a time): a
+    strength of its own makes it another product."""
     return {
         "facility_id": facility_id,
         "type": "product_registration",
-        "product": unique("Matrix Product"),
+        "product_details": {
+            "dosage_form": "tablet",
+            "strength": {"value": str(uuid.uuid4().int % 10**9 + 1), "unit": "mcg"},
+            "active_ingredients": [{"inn": "Matrixamide"}],
+        },
     }
 
 
@@ -193,6 +202,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/v1/licenses/<license_id>/transitions"): Call(
         body=lambda world: {"to": "under_review", "reason": "dossier complete"},
         fresh="license_id",
+    ),
+    ("POST", "/v1/licenses/<license_id>/renewal"): Call(
+        fresh="license_id", resources={"license_id": "renewable_license_id"}
     ),
     ("POST", "/v1/subscriptions"): Call(body=lambda world: WEBHOOK),
     ("GET", "/v1/subscriptions"): Call(probe="subscription_id"),
@@ -293,17 +305,36 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
     facility = client.created("owner investor", facility_path, PLANT)
     application = {"facility_id": facility["id"], "type": "dml_formulation"}
     licence = client.created("owner investor", "/v1/licenses", application)
-    granted = client.created("owner investor", "/v1/licenses", registration(facility["id"]))
     in_two_weeks = (datetime.now(UTC) + timedelta(days=14)).date().isoformat()
-    for step in (
-        {"to": "under_review", "reason": "dossier complete"},
-        {"to": "inspection_scheduled", "reason": "site visit", "inspection_date": in_two_weeks},
-        {"to": "granted", "reason": "inspection satisfactory", "decision_ref": "DRAP/M/1"},
-    ):
-        moved = client.send(
-            "regulator", "POST", f"/v1/licenses/{granted['id']}/transitions", json=step
+
+    def granted_registration(**grant) -> str:
+        """A product registration granted, with a registration number of its own."""
+        granted = client.created("owner investor", "/v1/licenses", registration(facility["id"]))
+        for step in (
+            {"to": "under_review", "reason": "dossier complete"},
+            {"to": "inspection_scheduled", "reason": "site visit", "inspection_date": in_two_weeks},
+            {
+                "to": "granted",
+                "reason": "inspection satisfactory",
+                "decision_ref": "DRAP/M/1",
+                "registration_number": f"M{uuid.uuid4().hex[:12]}",
+                **grant,
+            },
+        ):
+            moved = client.send(
+                "regulator", "POST", f"/v1/licenses/{granted['id']}/transitions", json=step
+            )
+            assert moved.status_code == 200, moved.text
+        return granted["id"]
+
+    def renewable() -> str:
+        """A licence in the last 180 days of its validity (a renewal each caller may
+        apply for)."""
+        return granted_registration(
+            valid_until=(datetime.now(UTC) + timedelta(days=100)).isoformat()
         )
-        assert moved.status_code == 200, moved.text
+
+    granted_id = granted_registration()
     flow = client.created("owner investor", f"/v1/ventures/{venture['id']}/investments", FLOW)
     subscription = client.created("regulator", "/v1/subscriptions", WEBHOOK)
 
@@ -316,7 +347,8 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
         "venture_name": venture["name"],
         "facility_id": facility["id"],
         "license_id": licence["id"],
-        "granted_license_id": granted["id"],
+        "granted_license_id": granted_id,
+        "renewable_license_id": granted_id,
         "flow_id": flow["id"],
         "subscription_id": subscription["id"],
         "currency": "PKR",
@@ -328,6 +360,7 @@ def world(matrix_gateway, registry) -> tuple[Client, dict]:
             "license_id": lambda: client.created(
                 "owner investor", "/v1/licenses", registration(facility["id"])
             )["id"],
+            "renewable_license_id": renewable,
             "subscription_id": lambda: client.created("regulator", "/v1/subscriptions", WEBHOOK)[
                 "id"
             ],
@@ -346,7 +379,7 @@ def outcome_of(client: Client, route: tuple[str, str], principal: str, world: di
     call = CALLS.get(route, Call())
     values = {name: world[call.resources.get(name, name)] for name in PATH_PARAMETER.findall(rule)}
     if call.fresh:
-        values[call.fresh] = world["fresh"][call.fresh]()
+        values[call.fresh] = world["fresh"][call.resources.get(call.fresh, call.fresh)]()
     path = PATH_PARAMETER.sub(lambda match: values[match.group(1)], rule)
     params = call.query(world)
     body = call.body(world) if call.body else None

@@ -64,7 +64,14 @@ def application(ops, investor, regulator) -> dict:
     )
     move(regulator, licence["id"], "under_review")
     move(regulator, licence["id"], "inspection_scheduled", inspection_date=inspection_date())
-    product = {"type": "product_registration", "product": "Amoxicillin 500 mg capsules"}
+    product = {
+        "type": "product_registration",
+        "product_details": {
+            "dosage_form": "capsule",
+            "strength": {"value": "500", "unit": "mg"},
+            "active_ingredients": [{"inn": "Amoxicillin"}],
+        },
+    }
     created(investor, "/v1/licenses", {"facility_id": plant["id"], **product})
     return {"venture": venture, "plant": plant, "licence": licence}
 

@@ -28,6 +28,11 @@ from support import contract_event, handled
 INVESTOR = {"key_id": "key_1", "role": "investor", "owner": "Lahore Pharma Holdings"}
 REGULATOR = {"key_id": "key_2", "role": "regulator", "owner": "DRAP Licensing Division"}
 SWEEP_SECONDS = 0.2
+AMOXICILLIN = {
+    "dosage_form": "capsule",
+    "strength": {"value": "500", "unit": "mg"},
+    "active_ingredients": [{"inn": "Amoxicillin"}],
+}
 
 
 @pytest.fixture
@@ -88,13 +93,20 @@ def move(proxy, licence: dict, to: str, **fields) -> dict:
     return proxy.transition_license(licence["id"], json.dumps(body), REGULATOR)
 
 
-def grant(proxy, licence: dict, valid_until: str | None = None) -> dict:
+def grant(proxy, licence: dict, valid_until: str | None = None, **grant_fields) -> dict:
     licence = move(proxy, licence, "under_review")
     licence = move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02")
-    fields = {"decision_ref": "DRAP/LIC/2026/0412"}
+    fields = {"decision_ref": "DRAP/LIC/2026/0412", **grant_fields}
     if valid_until:
         fields["valid_until"] = valid_until
     return move(proxy, licence, "granted", **fields)
+
+
+def registered(proxy, facility_id: str, strength: int) -> dict:
+    """A product registration granted: its product and number its own by `strength`."""
+    product = {**AMOXICILLIN, "strength": {"value": str(strength), "unit": "mg"}}
+    applied = apply(proxy, facility_id, "product_registration", product_details=product)
+    return grant(proxy, applied, registration_number=f"X{strength:05d}")
 
 
 def test_the_facility_projection_follows_facilities_events(licensing, facilities):
@@ -206,7 +218,7 @@ def test_the_list_filters_licences(licensing, facilities):
     facilities(db, "fac_e", venture_id="jv_e")
     soon = grant(proxy, apply(proxy, "fac_d"), valid_until="2027-01-31")
     later = grant(proxy, apply(proxy, "fac_e"), valid_until="2030-01-31")
-    product = apply(proxy, "fac_d", "product_registration", product="Amoxicillin 500 mg")
+    product = apply(proxy, "fac_d", "product_registration", product_details=AMOXICILLIN)
 
     def ids(filters):
         return [licence["id"] for licence in proxy.list_licenses(filters, None, 50)]
@@ -226,10 +238,7 @@ def test_two_instances_expire_each_licence_exactly_once(
     second = container_factory(LicensingService, config)
     second.start()
     facilities(db, "fac_f")
-    licences = [
-        grant(proxy, apply(proxy, "fac_f", "product_registration", product=f"Product {n}"))
-        for n in range(40)
-    ]
+    licences = [registered(proxy, "fac_f", strength=n + 1) for n in range(40)]
     # Time passes: every licence falls due at the same moment, under both sweeps.
     db.licences.update_many(
         {"facility_id": "fac_f"}, {"$set": {"valid_until": utcnow() - timedelta(seconds=1)}}
@@ -379,3 +388,93 @@ def test_two_instances_send_each_expiry_warning_exactly_once(
         history = proxy.license_history(licence["id"], None, 50)
         assert history[-1]["event"] == "license.expiring"
         assert history[-1]["fields"] == {"days_before": days_before}
+
+
+def test_a_registration_number_is_issued_once_even_when_granted_at_once(
+    licensing, facilities, config
+):
+    _, proxy, db = licensing
+    facilities(db, "fac_r")
+    scheduled = []
+    for strength in ("250", "500", "750", "1000"):
+        details = {**AMOXICILLIN, "strength": {"value": strength, "unit": "mg"}}
+        licence = apply(proxy, "fac_r", "product_registration", product_details=details)
+        licence = move(proxy, licence, "under_review")
+        scheduled.append(move(proxy, licence, "inspection_scheduled", inspection_date="2026-04-02"))
+
+    def attempt(licence):
+        with ServiceRpcProxy("licensing", config) as own_proxy:  # a reply queue each
+            fields = {"decision_ref": "DRAP/REG/2026/0091", "registration_number": "082341"}
+            try:
+                return move(own_proxy, licence, "granted", **fields)["id"]
+            except Conflict as conflict:
+                return conflict.extra
+
+    outcomes = list(eventlet.GreenPool(4).imap(attempt, scheduled))
+    granted = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    assert len(granted) == 1
+    assert [o for o in outcomes if not isinstance(o, str)] == [{"licence_holding": granted[0]}] * 3
+    assert db.licences.count_documents({"registration_number": "082341"}) == 1
+    assert db.registration_numbers.find_one({"_id": "082341"})["license_id"] == granted[0]
+    refused = [licence["id"] for licence in scheduled if licence["id"] != granted[0]]
+    assert db.licences.count_documents({"_id": {"$in": refused}, "status": "granted"}) == 0
+
+
+def renewable(proxy, db, facility_id: str) -> dict:
+    """A licence granted until 100 days from now: inside the renewal window."""
+    until = (utcnow() + timedelta(days=100)).date().isoformat()
+    return grant(proxy, apply(proxy, facility_id), until)
+
+
+def test_one_renewal_application_at_a_time_even_when_sent_at_once(licensing, facilities, config):
+    _, proxy, db = licensing
+    facilities(db, "fac_n")
+    licence = renewable(proxy, db, "fac_n")
+
+    def attempt(_):
+        with ServiceRpcProxy("licensing", config) as own_proxy:
+            try:
+                return own_proxy.apply_for_renewal(licence["id"], INVESTOR)["id"]
+            except Conflict as conflict:
+                return conflict.extra
+
+    outcomes = list(eventlet.GreenPool(5).imap(attempt, range(5)))
+    accepted = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    assert len(accepted) == 1
+    assert all(
+        o == {"open_application": accepted[0], "application_status": "submitted"}
+        for o in outcomes
+        if not isinstance(o, str)
+    )
+    assert db.licences.count_documents({"renews": licence["id"]}) == 1
+
+
+def test_a_granted_renewal_renews_the_licence_in_the_same_transaction(
+    licensing, facilities, amqp_uri
+):
+    _, proxy, db = licensing
+    facilities(db, "fac_x")
+    licence = renewable(proxy, db, "fac_x")
+    application = proxy.apply_for_renewal(licence["id"], INVESTOR)
+    application = move(proxy, application, "under_review")
+    application = move(proxy, application, "inspection_scheduled", inspection_date="2026-04-02")
+    ended = move(proxy, application, "granted", decision_ref="DRAP/LIC/2027/0001")
+
+    assert ended["status"] == "renewal_granted" and ended["renews"] == licence["id"]
+    renewed = proxy.get_license(licence["id"])
+    assert renewed["status"] == "granted"
+    assert renewed["valid_until"] > licence["valid_until"]
+    assert renewed["decision_ref"] == "DRAP/LIC/2027/0001"
+    [renewal] = db.outbox.find({"subject": licence["id"], "routing_key": "license.renewed"})
+    fields = json.loads(renewal["envelope"])["data"]["change"]["fields"]
+    assert fields["renewal_application"] == application["id"]
+    assert (
+        db.outbox.count_documents(
+            {"subject": application["id"], "routing_key": "license.renewal_granted"}
+        )
+        == 1
+    )
+    last = proxy.license_history(licence["id"], None, 50)[-1]
+    assert (last["event"], last["sequence"]) == ("license.renewed", renewed["version"])
+    # Only one licence of the type is in force: the renewal application is not another.
+    assert db.licences.count_documents({"facility_id": "fac_x", "status": "granted"}) == 1

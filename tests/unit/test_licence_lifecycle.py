@@ -26,6 +26,7 @@ ALLOWED = {
     "rejected": [],
     "revoked": [],
     "expired": [],
+    "renewal_granted": [],
 }
 # (from, requested) -> (status afterwards, event routing key)
 OUTCOMES = {
@@ -276,14 +277,19 @@ def test_the_lockout_ends_ninety_days_after_the_rejection():
     domain.check_lockout("dml_basic", None, NOW)
 
 
-def test_a_product_registration_names_its_product():
+def test_a_product_registration_identifies_its_product():
     with pytest.raises(ValidationError) as refused:
-        contract.ApplyForLicence(facility_id="fac_1", type="product_registration")
-    assert refused.value.errors()[0]["loc"] == ("product",)
+        contract.ApplyForLicence(
+            facility_id="fac_1", type="product_registration", product="Amoxicillin 500 mg"
+        )
+    assert refused.value.errors()[0]["loc"] == ("product_details",)
     application = contract.ApplyForLicence(
-        facility_id="fac_1", type="product_registration", product="Amoxicillin 500 mg capsules"
+        facility_id="fac_1",
+        type="product_registration",
+        product="Amoxil 500 mg capsules",
+        product_details=contract.AMOXICILLIN,
     )
-    assert application.product == "Amoxicillin 500 mg capsules"
+    assert application.display_name() == "Amoxil 500 mg capsules"
 
 
 def test_a_plant_licence_names_no_product():

@@ -45,8 +45,13 @@ def plant(kind: str = "formulation_plant", status: str = "operational") -> domai
     )
 
 
-def application(licence_type: str = "dml_formulation", product: str | None = None):
-    return contract.ApplyForLicence(facility_id="fac_1", type=licence_type, product=product)
+def application(licence_type: str = "dml_formulation", product: str | None = None, **details):
+    product_details = (
+        {**contract.AMOXICILLIN, **details} if licence_type == "product_registration" else None
+    )
+    return contract.ApplyForLicence(
+        facility_id="fac_1", type=licence_type, product=product, product_details=product_details
+    )
 
 
 def licence(status: str, licence_type: str = "dml_formulation", **fields) -> contract.Licence:
@@ -111,7 +116,7 @@ def test_no_new_application_while_a_licence_of_the_type_is_in_force(status):
     assert "renew" in refused.value.detail
 
 
-def test_registrations_are_one_at_a_time_per_product_not_per_plant():
+def test_registrations_made_before_product_details_are_known_by_their_name():
     open_one = licence(
         "under_review", "product_registration", product="Amoxicillin 500 mg capsules"
     )
@@ -190,6 +195,7 @@ def test_an_expiry_warning_is_the_nearest_one_due(days_left, warned, days_before
     assert event.change.fields == {"days_before": days_before}
     assert (after.status, after.version) == ("granted", before.version + 1)
     assert after.expiry_warnings == sorted(sent, reverse=True)
+    assert event.license == after  # the event carries the licence as it is stored
     assert after.valid_until == before.valid_until
     assert domain.next_expiry_warning_at(after) != domain.next_expiry_warning_at(before)
 

@@ -137,3 +137,38 @@ def test_the_public_view_shows_nothing_private(index):
         assert private not in text
     assert shown[0]["decision_ref"] == "DRAP/LIC/2026/0412"
     assert index.register_views("licence", [VENTURE_ID, "lic_unknown"]) == []
+
+
+def test_a_product_registration_is_found_by_its_ingredients_and_number(index):
+    registered = licence(
+        type="product_registration",
+        status="granted",
+        product="Augmentin 625",
+        registration_number="082341",
+        product_details={
+            "dosage_form": "film_coated_tablet",
+            "strength": {"value": "625", "unit": "mg"},
+            "active_ingredients": [
+                {"inn": "Amoxicillin", "strength": {"value": "500", "unit": "mg"}},
+                {"inn": "Clavulanic acid", "strength": {"value": "125", "unit": "mg"}},
+            ],
+        },
+    )
+    index.apply([venture(), facility(), registered])
+    assert register(index, q="clavul") == register(index, q="082341") == [LICENCE_ID]
+    assert register(index, registration_number="082341") == [LICENCE_ID]
+    assert register(index, registration_number="082342") == []
+    keyed = index.search(ListQuery("licence", {"registration_number": "082341"})).items
+    assert [item["id"] for item in keyed] == [LICENCE_ID]
+    shown = view(index)
+    assert (shown["product"], shown["registration_number"]) == ("Augmentin 625", "082341")
+    assert (shown["dosage_form"], shown["strength"]) == ("film_coated_tablet", "625 mg")
+    assert shown["active_ingredients"] == "Amoxicillin 500 mg + Clavulanic acid 125 mg"
+    assert "product_details" not in shown
+
+
+def test_a_registration_made_before_product_details_shows_its_name_only(index):
+    index.apply([venture(), facility(), licence(product="Amoxicillin 500 mg capsules")])
+    shown = view(index)
+    assert shown["product"] == "Amoxicillin 500 mg capsules"
+    assert shown["dosage_form"] is shown["registration_number"] is None

@@ -4,10 +4,12 @@ service."""
 from typing import Any
 
 from services.facilities.contract import Facility, RegisterFacility
+from services.gateway.as_of import as_of_in, page_as_of, with_as_of
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.lists import search_list
 from services.gateway.routing import route
 from services.search.contract import FacilityPage, FacilityQuery
+from shared.as_of import AsOfQuery
 from shared.errors import NotFound
 
 TAG = "facilities"
@@ -20,12 +22,15 @@ class FacilityRoutes:
     facilities: Any  # a nameko dependency of the gateway service
     search: Any  # the search service, which answers the lists
 
-    def _visible_facility(self, principal, facility_id: str, field: str | None = None) -> dict:
-        """The facility, if the caller may see it. `field` names the input that gave its id."""
+    def _visible_facility(
+        self, principal, facility_id: str, field: str | None = None, as_of: str | None = None
+    ) -> dict:
+        """The facility (`as_of` an instant, as it stood then), if the caller may see it.
+        `field` names the input that gave its id."""
         errors = [{"loc": [field], "msg": "no such facility", "type": "not_found"}] if field else []
         missing = NotFound(f"no facility {facility_id}", errors=errors)
         try:
-            facility = self.facilities.get_facility(facility_id)
+            facility = self.facilities.get_facility(facility_id, as_of)
         except NotFound:
             raise missing from None
         if not principal.may_see(facility["owner"]):
@@ -62,11 +67,15 @@ class FacilityRoutes:
         "/v1/facilities",
         summary="List, search and count facilities",
         tag=TAG,
-        query=FacilityQuery,
+        query=with_as_of(FacilityQuery),
         paged=True,
         response=FacilityPage,
     )
     def list_facilities(self, request, principal):
+        if as_of := as_of_in(request.args):
+            return json_response(
+                page_as_of(self.facilities.list_facilities, as_of, request.args, principal)
+            )
         return json_response(search_list(self.search, "facility", request, principal))
 
     @route(
@@ -74,9 +83,11 @@ class FacilityRoutes:
         "/v1/facilities/<facility_id>",
         summary="Read a facility",
         tag=TAG,
+        query=AsOfQuery,
         response=Facility,
         headers=("ETag",),
     )
     def get_facility(self, request, principal, facility_id):
-        facility = self._visible_facility(principal, facility_id)
+        as_of = as_of_in(request.args)
+        facility = self._visible_facility(principal, facility_id, as_of=as_of)
         return json_response(facility, headers={"ETag": etag(facility["version"])})

@@ -4,6 +4,7 @@ import json
 import logging
 from typing import Any
 
+from services.gateway.as_of import as_of_in, page_as_of, with_as_of
 from services.gateway.http import etag, json_response, read_json_body
 from services.gateway.lists import search_list
 from services.gateway.routing import route
@@ -14,6 +15,7 @@ from services.licensing.contract import (
     RequestTransition,
 )
 from services.search.contract import LicencePage, LicenceQuery
+from shared.as_of import AsOfQuery
 from shared.consistency import CATCH_UP_SECONDS
 from shared.errors import NotFound, ServiceUnavailable
 from shared.pagination import decode_cursor, page, page_of, parse_limit
@@ -42,8 +44,8 @@ class LicenceRoutes:
     facilities: Any
     search: Any
 
-    def _visible_licence(self, principal, license_id: str) -> dict:
-        licence = self.licensing.get_license(license_id)
+    def _visible_licence(self, principal, license_id: str, as_of: str | None = None) -> dict:
+        licence = self.licensing.get_license(license_id, as_of)
         if not principal.may_see(licence["owner"]):
             # Not 403: an investor learns nothing about other investors' licences.
             raise NotFound(f"no licence {license_id}")
@@ -76,15 +78,43 @@ class LicenceRoutes:
         )
 
     @route(
+        "POST",
+        "/v1/licenses/<license_id>/renewal",
+        summary="Apply for the renewal of a licence in the last 180 days of its validity; "
+        "409 says when the window opens",
+        tag=TAG,
+        roles=("investor", "ops"),
+        response=Licence,
+        status=(201,),
+        headers=("Location", "ETag"),
+        refusals=(403, 404, 409),
+    )
+    def apply_for_renewal(self, request, principal, license_id):
+        self._visible_licence(principal, license_id)  # an investor renews only its own
+        application = self.licensing.apply_for_renewal(license_id, principal.model_dump())
+        return json_response(
+            application,
+            201,
+            {
+                "Location": f"/v1/licenses/{application['id']}",
+                "ETag": etag(application["version"]),
+            },
+        )
+
+    @route(
         "GET",
         "/v1/licenses",
         summary="List, search and count licences",
         tag=TAG,
-        query=LicenceQuery,
+        query=with_as_of(LicenceQuery),
         paged=True,
         response=LicencePage,
     )
     def list_licenses(self, request, principal):
+        if as_of := as_of_in(request.args):
+            return json_response(
+                page_as_of(self.licensing.list_licenses, as_of, request.args, principal)
+            )
         return json_response(search_list(self.search, "licence", request, principal))
 
     @route(
@@ -92,11 +122,12 @@ class LicenceRoutes:
         "/v1/licenses/<license_id>",
         summary="Read a licence",
         tag=TAG,
+        query=AsOfQuery,
         response=Licence,
         headers=("ETag",),
     )
     def get_license(self, request, principal, license_id):
-        licence = self._visible_licence(principal, license_id)
+        licence = self._visible_licence(principal, license_id, as_of_in(request.args))
         return json_response(licence, headers={"ETag": etag(licence["version"])})
 
     @route(
@@ -144,12 +175,14 @@ class LicenceRoutes:
         "/v1/licenses/<license_id>/history",
         summary="Every transition of a licence, in order",
         tag=TAG,
+        query=AsOfQuery,
         paged=True,
         response=page_of(HistoryEntry),
     )
     def license_history(self, request, principal, license_id):
         limit = parse_limit(request.args.get("limit"))
         after = decode_cursor(request.args.get("cursor"))
-        self._visible_licence(principal, license_id)
-        items = self.licensing.license_history(license_id, after, limit + 1)
+        as_of = as_of_in(request.args)
+        self._visible_licence(principal, license_id, as_of)
+        items = self.licensing.license_history(license_id, after, limit + 1, as_of)
         return json_response(page(items, limit))

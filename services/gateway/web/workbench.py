@@ -23,7 +23,14 @@ AGES = (
 DECIDED = ("granted", "rejected", "deferred", "suspended", "revoked", "expired")
 FEED_LENGTH = 15
 # The decision form's fields: the API's (RequestTransition), in the form's order.
-DECISION_FIELDS = ("to", "reason", "decision_ref", "inspection_date", "valid_until")
+DECISION_FIELDS = (
+    "to",
+    "reason",
+    "decision_ref",
+    "inspection_date",
+    "valid_until",
+    "registration_number",
+)
 TARGETS = get_args(TransitionTarget)
 
 
