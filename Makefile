@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down jvreg logs ps lock clean
+.PHONY: help venv dev cluster cluster-down dlq test test-unit test-integration test-e2e test-chaos chaos bench bench-investments lint fmt docs up down jvreg logs ps lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ venv: $(STAMP) ## create .venv with the pinned dependencies
 
 dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every service)
 	$(BIN)/jvreg dev
+
+cluster: $(STAMP) ## a local three-node RabbitMQ cluster (not the machine's default node); prints its AMQP addresses
+	$(BIN)/python tests/rabbit_nodes.py up
+
+cluster-down: $(STAMP) ## stop the cluster `make cluster` started and remove its data
+	$(BIN)/python tests/rabbit_nodes.py down
 
 dlq: $(STAMP) ## list the dead-letter queue (jvreg dlq requeue --id ID | --all sends back)
 	$(BIN)/jvreg dlq list

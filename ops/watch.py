@@ -32,9 +32,11 @@ class Stopped(Exception):
     """A signal asked to stop while no message was being handled."""
 
 
-def regulator_queue(name: str, exchange: str, pattern: str) -> Queue:
+def regulator_queue(name: str, exchange: str, pattern: str, queue_type: str = "classic") -> Queue:
     """The watcher's own queue: durable, bound to `exchange` with `pattern`, and
-    dead-lettering what it rejects to the registry's dead-letter exchange."""
+    dead-lettering what it rejects to the registry's dead-letter exchange. A quorum
+    queue has a replica on every node of a RabbitMQ cluster and outlives the loss of
+    one; a classic queue lives on the node it was declared on."""
     events = messaging.events_exchange(exchange.removesuffix(".events"))
     return Queue(
         name,
@@ -42,7 +44,12 @@ def regulator_queue(name: str, exchange: str, pattern: str) -> Queue:
         exchange=Exchange(events.name, type=events.type, durable=True, no_declare=True),
         routing_key=pattern,
         durable=True,
-        queue_arguments={"x-dead-letter-exchange": messaging.DEAD_LETTER_EXCHANGE},
+        queue_arguments={
+            "x-dead-letter-exchange": messaging.DEAD_LETTER_EXCHANGE,
+            # Classic is the broker's default: said only for quorum, the arguments of a
+            # classic queue stay those it was first declared with.
+            **({"x-queue-type": queue_type} if queue_type != "classic" else {}),
+        },
     )
 
 
@@ -188,7 +195,15 @@ def check_exchange(ctx, param, value: str) -> str:
     "--amqp-uri",
     default=lambda: Settings().amqp_uri,
     show_default="JVREG_AMQP_URI",
-    help="the registry's RabbitMQ",
+    help="the registry's RabbitMQ; the nodes of a cluster separated by ';', tried in turn",
+)
+@click.option(
+    "--queue-type",
+    type=click.Choice(["classic", "quorum"]),
+    default="classic",
+    show_default=True,
+    help="quorum on a RabbitMQ cluster: the queue outlives the loss of a node "
+    "(a queue's type is fixed when it is first declared)",
 )
 @click.option(
     "--exchange",
@@ -198,13 +213,22 @@ def check_exchange(ctx, param, value: str) -> str:
     help="the events exchange to bind to",
 )
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="exit after this many")
-def watch(queue_name: str, pattern: str, amqp_uri: str, exchange: str, max_events: int | None):
+def watch(
+    queue_name: str,
+    pattern: str,
+    amqp_uri: str,
+    queue_type: str,
+    exchange: str,
+    max_events: int | None,
+):
     """Print the registry's events as JSON lines, from a durable queue of your own.
 
     Each event is acknowledged only after its line is written; stopped and started
     again with the same --queue, it resumes where it stopped. Messages that are not
     CloudEvents go to the dead-letter queue (reported on stderr)."""
-    queue = regulator_queue(queue_name, exchange, pattern)
+    queue = regulator_queue(queue_name, exchange, pattern, queue_type)
+    # Given several addresses, kombu connects to the first that answers and, when the
+    # connection drops, fails over to the next (the consume loop reconnects).
     with Connection(amqp_uri, heartbeat=HEARTBEAT_SECONDS) as connection:
         watcher = EventWatcher(connection, queue, max_events)
         signal.signal(signal.SIGINT, watcher.request_stop)

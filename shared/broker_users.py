@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 from shared import messaging
+from shared.settings import amqp_addresses, each_amqp_address
 
 RPC_EXCHANGE = "nameko-rpc"  # nameko's default, which the registry keeps
 # Publishing to the default exchange (a copy to the tail of one's own queue, ops
@@ -117,18 +118,23 @@ class RabbitAdmin:
 
 
 def vhost_of(amqp_uri: str) -> str:
-    """The vhost an AMQP URI names (`/` when it names none)."""
-    path = urlsplit(amqp_uri).path
+    """The vhost an AMQP URI names (`/` when it names none); every address of a
+    cluster's names the same."""
+    path = urlsplit(amqp_addresses(amqp_uri)[0]).path
     return requests.utils.unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def with_credentials(amqp_uri: str, user: str, password: str) -> str:
-    """`amqp_uri` logging in as `user`."""
-    parts = urlsplit(amqp_uri)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """`amqp_uri` (each of its addresses) logging in as `user`."""
+
+    def as_user(address: str) -> str:
+        parts = urlsplit(address)
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    return each_amqp_address(amqp_uri, as_user)
 
 
 def registry_amqp_uris(amqp_uri: str, user_template: str, passwords: dict[str, str]) -> dict:

@@ -193,6 +193,11 @@ class EventPublisher:
                         self._next_tag += 1
                         producer.publish(event.wire(), **publication(event, self.user))
                     self._await_confirms()
+                    if self._outcome.failure is not None:
+                        # Nacked: on a cluster, a quorum queue whose leader's node just
+                        # died refuses it, and the channel that saw that may keep
+                        # refusing; the next batch gets a fresh one.
+                        self.close()
                 except Exception as error:  # broker down, connection lost, no confirm in time
                     self.close()
                     settled = self._outcome.confirmed or self._outcome.unroutable

@@ -1,9 +1,10 @@
 """Runtime settings, read from JVREG_* environment variables (docs/architecture.md §3)."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import limits
 from pydantic import Field, field_validator
@@ -11,8 +12,40 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?directConnection=true"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+# JVREG_AMQP_URI may list several nodes of one RabbitMQ cluster, separated by `;`:
+# kombu's failover syntax, which nameko hands to kombu untouched. A connection tries
+# them in turn and moves on to the next when its node goes away.
+AMQP_ADDRESS_SEPARATOR = ";"
 # 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h: about 16 hours in all.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800)
+
+
+def amqp_addresses(amqp_uri: str) -> list[str]:
+    """The broker addresses an AMQP URI lists, in the order connections try them."""
+    return amqp_uri.split(AMQP_ADDRESS_SEPARATOR)
+
+
+def each_amqp_address(amqp_uri: str, change: Callable[[str], str]) -> str:
+    """`amqp_uri` with `change` applied to every address it lists."""
+    return AMQP_ADDRESS_SEPARATOR.join(change(address) for address in amqp_addresses(amqp_uri))
+
+
+def check_amqp_addresses(amqp_uri: str) -> str:
+    """`amqp_uri` when every address it lists is an amqp(s) URL of a host, all on one
+    vhost; else a ValueError saying which address is wrong."""
+    vhosts = set()
+    for address in amqp_addresses(amqp_uri):
+        # nameko reads the setting raw from its config: kombu would take a space as
+        # part of the next address.
+        if address != address.strip() or not address:
+            raise ValueError(f"separate the addresses with {AMQP_ADDRESS_SEPARATOR!r} alone")
+        parts = urlsplit(address)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"{address!r} is not an amqp:// or amqps:// URL of a host")
+        vhosts.add(parts.path or "/")
+    if len(vhosts) > 1:
+        raise ValueError("every address must name the same vhost")
+    return amqp_uri
 
 
 class Settings(BaseSettings):
@@ -75,6 +108,11 @@ class Settings(BaseSettings):
     def _a_rate_limit(cls, value: str) -> str:
         limits.parse(value)  # a ValueError names the setting
         return value
+
+    @field_validator("amqp_uri")
+    @classmethod
+    def _amqp_addresses(cls, value: str) -> str:
+        return check_amqp_addresses(value)
 
     @field_validator("webhook_retry_schedule_seconds", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from ops.processes import (  # noqa: E402
 from shared.dead_letters import broker_user  # noqa: E402
 
 from docker_backends import docker_backends, docker_compose_file, docker_setup  # noqa: E402,F401
+from rabbit_nodes import RabbitCluster  # noqa: E402
 from support import RabbitManagement, amqp_uri_for  # noqa: E402
 
 USE_DOCKER = os.environ.get("JVREG_TEST_DOCKER") == "1"
@@ -60,6 +61,18 @@ def backends(request, tmp_path_factory):
     server.start()
     request.addfinalizer(server.stop)
     return {"mongo_uri": server.uri, **rabbit}
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster():
+    """A three-node RabbitMQ cluster of the session's own (tests/rabbit_nodes.py), for
+    tests that kill broker nodes; each such test leaves every node running again."""
+    cluster = RabbitCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

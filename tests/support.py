@@ -32,6 +32,7 @@ from shared.broker_users import (
 )
 from shared.contract import EVENT_TYPES, EventPayload, Subscription, example, topic_matches
 from shared.envelope import CloudEvent, aggregate_event
+from shared.settings import each_amqp_address
 
 # The registry's broker users in tests. Users are global in RabbitMQ (permissions are
 # per vhost), so every test run, even one running beside another, sets the same
@@ -49,7 +50,10 @@ def nameko_config() -> dict:
 
 
 def amqp_uri_for(base: str, vhost: str) -> str:
-    return base.rstrip("/") + "/" + quote(vhost, safe="")
+    """`base` (each of its addresses, for a cluster) on `vhost`."""
+    return each_amqp_address(
+        base, lambda address: address.rstrip("/") + "/" + quote(vhost, safe="")
+    )
 
 
 class RabbitManagement(RabbitAdmin):

@@ -13,7 +13,7 @@ import pytest
 from harness import MIN_LIFE_SECONDS, Launcher, chaos_registry
 from report import DOC, write_report
 
-from rabbit_nodes import RabbitNode
+from rabbit_nodes import RabbitCluster, RabbitNode
 from support import RabbitManagement
 
 # `full` (make chaos): at least 1,000 faults in all; otherwise a reduced run that
@@ -33,11 +33,19 @@ def launcher(tmp_path_factory):
 def registry(backends, rabbit_management, launcher, tmp_path):
     """Start a registry of the scenario's own: `with registry(licensing=2) as r: ...`;
     `min_life`: seconds a process runs at least before a fault may kill it; `broker`:
-    a RabbitNode of the scenario's own instead of the machine's RabbitMQ."""
+    a RabbitNode or RabbitCluster of the scenario's own instead of the machine's RabbitMQ
+    (every service given the cluster's three addresses)."""
 
-    def start(min_life: float = MIN_LIFE_SECONDS, broker: RabbitNode | None = None, **instances):
+    def start(
+        min_life: float = MIN_LIFE_SECONDS,
+        broker: RabbitNode | RabbitCluster | None = None,
+        **instances,
+    ):
         where, management = backends, rabbit_management
-        if broker:
+        if isinstance(broker, RabbitCluster):
+            where = {**backends, "amqp_uri": broker.amqp_uri}
+            management = ClusterManagement(broker)
+        elif broker:
             where = {**backends, "amqp_uri": broker.amqp_uri}
             management = RabbitManagement(broker.management_url)
         return chaos_registry(
@@ -45,6 +53,18 @@ def registry(backends, rabbit_management, launcher, tmp_path):
         )
 
     return start
+
+
+class ClusterManagement(RabbitManagement):
+    """The management API of a cluster's first node; a scenario's vhost is made ready
+    on every node, its classic queues mirrored (RabbitCluster.create_vhost)."""
+
+    def __init__(self, cluster: RabbitCluster):
+        super().__init__(cluster.management_url)
+        self.cluster = cluster
+
+    def create_vhost(self, vhost: str) -> None:
+        self.cluster.create_vhost(vhost)
 
 
 @pytest.fixture
@@ -66,7 +86,7 @@ class Report:
 
 
 # Every scenario of test_chaos.py adds its outcome once all its checks passed.
-SCENARIOS = 6
+SCENARIOS = 7
 # What a full run must inject in all (issue 5).
 FULL_RUN_FAULTS = 1000
 

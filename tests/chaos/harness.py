@@ -31,7 +31,7 @@ from shared.dead_letters import DeadLetterQueue, broker_user
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
 
-from rabbit_nodes import RabbitNode
+from rabbit_nodes import RabbitCluster, RabbitNode
 from support import PLANT, Api, RabbitManagement, amqp_uri_for, venture_body
 from webhook_receiver import WebhookReceiver
 
@@ -719,6 +719,8 @@ class Outcome:
     lost: int
     applied_twice: int
     converge_seconds: float
+    # A cluster node's kill: the longest it took until the services worked on without it.
+    recover_seconds: float | None = None
 
     @classmethod
     def of(cls, scenario: str, faults: int, measurement: Measurement, seconds: float):
@@ -739,6 +741,11 @@ class Outcome:
             f"delivered {self.delivered}, duplicated on the wire {self.duplicated}, "
             f"lost {self.lost}, applied twice {self.applied_twice}, "
             f"converged in {self.converge_seconds:.1f} s"
+            + (
+                ""
+                if self.recover_seconds is None
+                else f", recovered in {self.recover_seconds:.1f} s"
+            )
         )
 
 
@@ -771,6 +778,40 @@ def restart_broker(node: RabbitNode, down_seconds: float) -> None:
         eventlet.sleep(down_seconds)
     finally:
         node.start_app()
+
+
+@dataclass
+class NodeKill:
+    node: str
+    recovered_seconds: float  # until every queue had a leader elsewhere and a consumer
+    rejoined_seconds: float  # until the node, started again, was back in the cluster
+
+
+def kill_the_busiest_leader(cluster: RabbitCluster, vhost: str, queues: Iterable[str]) -> NodeKill:
+    """SIGKILL the node leading most of `queues` (quorum queues) and measure, through
+    another node's management API, how long until each of them has a leader elsewhere
+    and a consumer again (the services failed over); then start the node again and
+    wait until the cluster lists it."""
+    stats = {
+        queue: RabbitManagement(cluster.management_url).queue(vhost, queue) for queue in queues
+    }
+    leader = Counter(queue["leader"] for queue in stats.values()).most_common(1)[0][0]
+    node = cluster.node(leader)
+    survivor = RabbitManagement(next(n for n in cluster.nodes if n is not node).management_url)
+
+    def failed_over() -> bool:
+        now = [survivor.queue(vhost, queue) for queue in stats]
+        return all(
+            queue.get("leader") not in (None, leader) and queue["consumers"] for queue in now
+        )
+
+    killed = time.monotonic()
+    node.kill()
+    wait_until(failed_over, 120, f"{sorted(stats)} led and consumed away from {leader}")
+    recovered = time.monotonic() - killed
+    node.start()
+    cluster.wait_running()
+    return NodeKill(leader, recovered, time.monotonic() - killed)
 
 
 def kill_at_random(
