@@ -25,9 +25,10 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
+from shared.codec import rfc3339
 from shared.contract import Strict
 from shared.envelope import CloudEvent
-from shared.errors import ServiceUnavailable, validated
+from shared.errors import NotFound, ServiceUnavailable, validated
 from shared.inbox import EventLog
 from shared.mongo import DecimalCodec, Repository
 from shared.outbox import Outbox, _event_of
@@ -239,6 +240,7 @@ class KeepsVersions(Repository):
     RESOURCE: ClassVar[type[BaseModel]]
     FIXED: ClassVar[tuple[str, ...]]
     AGGREGATES: ClassVar[str]
+    NOUN: ClassVar[str]  # how a refusal names one: "venture", "facility", "licence"
 
     @classmethod
     def versions_in(cls, db: Database) -> Versions:
@@ -259,6 +261,13 @@ class KeepsVersions(Repository):
 
     def keep_versions(self, events: list[CloudEvent], session: ClientSession) -> None:
         self.versions.keep(events, session)
+
+    def get_as_of(self, key: str, instant: datetime) -> dict:
+        """The aggregate as it stood at `instant`; 404 before its first version."""
+        state = self.versions.one_at(key, instant)
+        if state is None:
+            raise NotFound(f"no {self.NOUN} {key} at {rfc3339(instant)}")
+        return state
 
 
 def values_at(document: Any, path: str) -> list[Any]:

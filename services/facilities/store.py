@@ -11,7 +11,6 @@ from pymongo.client_session import ClientSession
 from services.facilities.contract import Facility
 from services.facilities.domain import FacilityChange, VentureView
 from shared.as_of import KeepsVersions, equal_to
-from shared.codec import rfc3339
 from shared.envelope import CloudEvent
 from shared.errors import NotFound
 from shared.inbox import Projection
@@ -29,6 +28,7 @@ def new_facility_id() -> str:
 
 class FacilityStore(KeepsVersions):
     AGGREGATE, RESOURCE, AGGREGATES = "facility", Facility, "facilities"
+    NOUN = "facility"
     FIXED = ("owner", "venture_id")
 
     @classmethod
@@ -84,13 +84,6 @@ class FacilityStore(KeepsVersions):
             query["_id"] = {"$gt": after}
         cursor = self.facilities.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._facility(doc) for doc in cursor]
-
-    def get_as_of(self, facility_id: str, instant: datetime) -> dict:
-        """The facility as it stood at `instant` (shared.as_of)."""
-        state = self.versions.one_at(facility_id, instant)
-        if state is None:
-            raise NotFound(f"no facility {facility_id} at {rfc3339(instant)}")
-        return state
 
     def find_as_of(
         self, filters: dict, instant: datetime, after: str | None, limit: int

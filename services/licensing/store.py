@@ -19,7 +19,7 @@ from services.licensing.domain import (
     next_expiry_warning_at,
 )
 from shared.as_of import KeepsVersions, equal_to
-from shared.codec import rfc3339, to_jsonable
+from shared.codec import to_jsonable
 from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound
 from shared.inbox import Projection
@@ -52,6 +52,7 @@ def history_id(licence_id: str, sequence: int) -> str:
 
 class LicenceStore(KeepsVersions):
     AGGREGATE, RESOURCE, AGGREGATES = "license", Licence, "licences"
+    NOUN = "licence"
     FIXED = ("owner", "facility_id", "venture_id", "type")
 
     @classmethod
@@ -238,13 +239,6 @@ class LicenceStore(KeepsVersions):
             query["_id"] = {"$gt": after}
         cursor = self.licences.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._licence(doc) for doc in cursor]
-
-    def get_as_of(self, licence_id: str, instant: datetime) -> dict:
-        """The licence as it stood at `instant` (shared.as_of)."""
-        state = self.versions.one_at(licence_id, instant)
-        if state is None:
-            raise NotFound(f"no licence {licence_id} at {rfc3339(instant)}")
-        return state
 
     def find_as_of(
         self, filters: dict, instant: datetime, after: str | None, limit: int

@@ -12,7 +12,6 @@ from pymongo.errors import DuplicateKeyError
 from services.ventures.contract import Venture, VentureEvent
 from services.ventures.domain import name_key
 from shared.as_of import KeepsVersions, equal_to
-from shared.codec import rfc3339
 from shared.errors import Conflict, NotFound, PreconditionFailed, field_error
 from shared.mongo import UnitOfWork
 
@@ -40,6 +39,7 @@ def rekey_names(ventures) -> None:
 
 class VentureStore(KeepsVersions):
     AGGREGATE, RESOURCE, FIXED, AGGREGATES = "venture", Venture, ("owner",), "ventures"
+    NOUN = "venture"
 
     @classmethod
     def ensure_indexes(cls, db):
@@ -132,13 +132,6 @@ class VentureStore(KeepsVersions):
             query["_id"] = {"$gt": after}
         cursor = self.ventures.find(query).sort("_id", ASCENDING).limit(limit)
         return [self._venture(doc) for doc in cursor]
-
-    def get_as_of(self, venture_id: str, instant: datetime) -> dict:
-        """The venture as it stood at `instant` (shared.as_of)."""
-        state = self.versions.one_at(venture_id, instant)
-        if state is None:
-            raise NotFound(f"no venture {venture_id} at {rfc3339(instant)}")
-        return state
 
     def find_as_of(
         self, filters: dict, instant: datetime, after: str | None, limit: int
