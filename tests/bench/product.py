@@ -99,7 +99,12 @@ def licence_applications(investor: Api, count: int) -> list[tuple[str, int]]:
         if n % 20 < len(PLANT_DMLS):
             body["type"] = PLANT_DMLS[n % 20]
         else:
-            body["product"] = f"Bench product {n}"
+            # A strength of its own makes each registration another product.
+            body["product_details"] = {
+                "dosage_form": "tablet",
+                "strength": {"value": str(n + 1), "unit": "mg"},
+                "active_ingredients": [{"inn": "Paracetamol"}],
+            }
         licences.append((created(investor, "/v1/licenses", body)["id"], 1))
     return licences
 

@@ -47,8 +47,11 @@ def test_make_bench_quick_runs_every_part_and_writes_its_results(tmp_path):
         "search_index",
         "search_gateway",
         "portfolio",
+        "exports",
+        "asof_read",
+        "asof_list",
     }
-    assert set(results["measured"]) == {"write", "relay", "reports", "search"}
+    assert set(results["measured"]) == {"write", "relay", "reports", "search", "exports", "asof"}
     text = page.read_text()
     assert "| measure | load | empty registry | with history | raw limit | ratio |" in text
     assert "| report (median ms) | 1,000 flows | 10,000 flows |" in text
