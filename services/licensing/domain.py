@@ -2,6 +2,7 @@
 licence as an explicit state machine (Drugs (Licensing, Registering and Advertising)
 Rules 1976). Pure rules over pydantic models; no I/O."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -273,10 +274,19 @@ def decide(
     actor: dict,
     now: datetime,
     facility: FacilityView | None = None,
+    renewal_applications: Sequence[Licence] = (),
 ) -> LicenceDecision:
     """Apply a regulator's (or ops') request to the licence (of `facility`, as projected
-    now: a decommissioned plant's licence is put in force no more)."""
+    now: a decommissioned plant's licence is put in force no more; with its
+    `renewal_applications` open, it is renewed by granting the open one, not directly)."""
     transition = find_transition(licence.status, request.to)
+    if transition is RENEWAL:
+        check_no_open_renewal(
+            licence.id,
+            renewal_applications,
+            "grant it (or reject it) rather than renewing the licence directly, so that "
+            "one renewal extends the licence once",
+        )
     if (
         facility is not None
         and facility.status == "decommissioned"
@@ -297,13 +307,14 @@ def decide_changes(
     now: datetime,
     facility: FacilityView | None = None,
     renewed: Licence | None = None,
+    renewal_applications: Sequence[Licence] = (),
 ) -> LicenceChanges:
     """What the request changes: the licence (`decide`), or, when a renewal application
     (renewing `renewed`) is granted, the application and the licence it renews."""
     if licence.renews is not None and request.to == "granted":
         assert renewed is not None, "a renewal application's licence is read with it"
         return grant_renewal(licence, renewed, request, actor, now)
-    return [(licence, decide(licence, request, actor, now, facility))]
+    return [(licence, decide(licence, request, actor, now, facility, renewal_applications))]
 
 
 def grant_renewal(
@@ -520,13 +531,7 @@ def apply_for_renewal(
     check_facility_accepts_applications(facility, licence.facility_id)
     current = next((found for found in same_type if found.id == licence.id), licence)
     check_renewable(current, now)
-    for found in same_type:
-        if found.renews == licence.id and found.status in OPEN_STATUSES:
-            raise Conflict(
-                f"renewal application {found.id} of licence {licence.id} is still open "
-                f"({found.status}); it is decided before another is made",
-                extra={"open_application": found.id, "application_status": found.status},
-            )
+    check_no_open_renewal(licence.id, same_type, "it is decided before another is made")
     application = Licence(
         **current.model_dump(include={"facility_id", "venture_id", "owner", "type", "product"}),
         product_details=current.product_details,
@@ -548,6 +553,18 @@ def apply_for_renewal(
         "time": now,
     }
     return application, LicenceSubmitted.model_validate({"license": application, "change": change})
+
+
+def check_no_open_renewal(licence_id: str, licences: Sequence[Licence], instead: str) -> None:
+    """One renewal at a time: while a renewal application of the licence (among
+    `licences`) is open, a 409 naming it, saying what to do `instead`."""
+    for found in licences:
+        if found.renews == licence_id and found.status in OPEN_STATUSES:
+            raise Conflict(
+                f"renewal application {found.id} of licence {licence_id} is still open "
+                f"({found.status}); {instead}",
+                extra={"open_application": found.id, "application_status": found.status},
+            )
 
 
 def renewal_window_opens(licence: Licence) -> datetime | None:
