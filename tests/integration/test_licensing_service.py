@@ -493,6 +493,8 @@ def test_a_renewal_application_made_while_a_direct_renewal_commits_stops_it(
         decision_ref="DRAP/LIC/2027/0003",
         valid_until=utcnow() + timedelta(days=1000),
     )
+    # Once the sweep has warned of the expiry (180 days), only this test changes it.
+    wait_until(lambda: store.get(licence["id"]).expiry_warnings, 20, "the expiry warning")
     # Decided when no renewal application was open; one is made before it commits.
     stale = store.get(licence["id"])
     decided = domain.decide(stale, direct, REGULATOR, utcnow())
