@@ -2,6 +2,7 @@
 licence as an explicit state machine (Drugs (Licensing, Registering and Advertising)
 Rules 1976). Pure rules over pydantic models; no I/O."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -273,10 +274,19 @@ def decide(
     actor: dict,
     now: datetime,
     facility: FacilityView | None = None,
+    renewal_applications: Sequence[Licence] = (),
 ) -> LicenceDecision:
     """Apply a regulator's (or ops') request to the licence (of `facility`, as projected
-    now: a decommissioned plant's licence is put in force no more)."""
+    now: a decommissioned plant's licence is put in force no more; with its
+    `renewal_applications` open, it is renewed by granting the open one, not directly)."""
     transition = find_transition(licence.status, request.to)
+    if transition is RENEWAL:
+        check_no_open_renewal(
+            licence.id,
+            renewal_applications,
+            "grant it (or reject it) rather than renewing the licence directly, so that "
+            "one renewal extends the licence once",
+        )
     if (
         facility is not None
         and facility.status == "decommissioned"
@@ -297,13 +307,14 @@ def decide_changes(
     now: datetime,
     facility: FacilityView | None = None,
     renewed: Licence | None = None,
+    renewal_applications: Sequence[Licence] = (),
 ) -> LicenceChanges:
     """What the request changes: the licence (`decide`), or, when a renewal application
     (renewing `renewed`) is granted, the application and the licence it renews."""
     if licence.renews is not None and request.to == "granted":
         assert renewed is not None, "a renewal application's licence is read with it"
         return grant_renewal(licence, renewed, request, actor, now)
-    return [(licence, decide(licence, request, actor, now, facility))]
+    return [(licence, decide(licence, request, actor, now, facility, renewal_applications))]
 
 
 def grant_renewal(
@@ -404,12 +415,24 @@ def submit(
     check_type_fits_plant(application.type, facility)
     check_no_duplicate(application, same_type)
     check_lockout(application.type, last_rejected_at, now)
-    licence = Licence(
+    record = {
         **application.model_dump(exclude={"product"}),
-        product=application.display_name(),
+        "product": application.display_name(),
+        "venture_id": facility.venture_id,
+        "owner": facility.owner,
+    }
+    return application_opened(record, "application submitted", licence_id, actor, now)
+
+
+def application_opened(
+    record: dict[str, Any], reason: str, licence_id: str, actor: dict, now: datetime
+) -> LicenceDecision:
+    """An application of `record` (what it is for, and for whom), as it is opened:
+    `submitted` at version 1, with the `license.submitted` event (and history entry) of
+    it, whether it applies for a new licence or for the renewal of one."""
+    licence = Licence(
+        **record,
         id=licence_id,
-        venture_id=facility.venture_id,
-        owner=facility.owner,
         status="submitted",
         version=1,
         created_at=now,
@@ -419,7 +442,7 @@ def submit(
         "from": None,
         "to": "submitted",
         "event": LicenceSubmitted.routing_key,
-        "reason": "application submitted",
+        "reason": reason,
         "actor": actor,
         "role": actor.get("role"),
         "fields": {},
@@ -483,6 +506,16 @@ def same_product(licence: Licence, application: ApplyForLicence) -> bool:
     )
 
 
+def check_not_open(found: Licence, described: str, instead: str) -> None:
+    """One application at a time: 409 naming `found` (`described` so) while it is still
+    open, saying what to do `instead`."""
+    if found.status in OPEN_STATUSES:
+        raise Conflict(
+            f"{described} is still open ({found.status}); {instead}",
+            extra={"open_application": found.id, "application_status": found.status},
+        )
+
+
 def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -> None:
     """One application at a time per plant and type (per product for a registration:
     its ingredients, strength and form), and none while a licence of it is in force:
@@ -491,12 +524,11 @@ def check_no_duplicate(application: ApplyForLicence, same_type: list[Licence]) -
         if application.type == "product_registration" and not same_product(licence, application):
             continue
         what = f"{application.type} of {licence.product}" if licence.product else application.type
-        if licence.status in OPEN_STATUSES:
-            raise Conflict(
-                f"application {licence.id} for the {what} licence of this facility is "
-                f"still open ({licence.status}); it is decided before another is made",
-                extra={"open_application": licence.id, "application_status": licence.status},
-            )
+        check_not_open(
+            licence,
+            f"application {licence.id} for the {what} licence of this facility",
+            "it is decided before another is made",
+        )
         if licence.status in IN_FORCE_STATUSES:
             raise Conflict(
                 f"licence {licence.id} ({what}) of this facility is {licence.status} until "
@@ -520,34 +552,25 @@ def apply_for_renewal(
     check_facility_accepts_applications(facility, licence.facility_id)
     current = next((found for found in same_type if found.id == licence.id), licence)
     check_renewable(current, now)
-    for found in same_type:
-        if found.renews == licence.id and found.status in OPEN_STATUSES:
-            raise Conflict(
-                f"renewal application {found.id} of licence {licence.id} is still open "
-                f"({found.status}); it is decided before another is made",
-                extra={"open_application": found.id, "application_status": found.status},
-            )
-    application = Licence(
+    check_no_open_renewal(licence.id, same_type, "it is decided before another is made")
+    record = {
         **current.model_dump(include={"facility_id", "venture_id", "owner", "type", "product"}),
-        product_details=current.product_details,
-        renews=current.id,
-        id=application_id,
-        status="submitted",
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
-    change = {
-        "from": None,
-        "to": "submitted",
-        "event": LicenceSubmitted.routing_key,
-        "reason": f"renewal of licence {current.id} applied for",
-        "actor": actor,
-        "role": actor.get("role"),
-        "fields": {},
-        "time": now,
+        "product_details": current.product_details,
+        "renews": current.id,
     }
-    return application, LicenceSubmitted.model_validate({"license": application, "change": change})
+    return application_opened(
+        record, f"renewal of licence {current.id} applied for", application_id, actor, now
+    )
+
+
+def check_no_open_renewal(licence_id: str, licences: Sequence[Licence], instead: str) -> None:
+    """One renewal at a time: while a renewal application of the licence (among
+    `licences`) is open, a 409 naming it, saying what to do `instead`."""
+    for found in licences:
+        if found.renews == licence_id:
+            check_not_open(
+                found, f"renewal application {found.id} of licence {licence_id}", instead
+            )
 
 
 def renewal_window_opens(licence: Licence) -> datetime | None:

@@ -103,8 +103,11 @@ class LicensingService(figures.ServiceFigures):
             licence: contract.Licence,
             facility: domain.FacilityView | None,
             renewed: contract.Licence | None,
+            renewal_applications: list[contract.Licence],
         ) -> domain.LicenceChanges:
-            return domain.decide_changes(licence, request, actor, utcnow(), facility, renewed)
+            return domain.decide_changes(
+                licence, request, actor, utcnow(), facility, renewed, renewal_applications
+            )
 
         return self.store.transition(licence_id, decide).model_dump(mode="json")
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
 from services.licensing.contract import HistoryEntry, Licence, LicenceEvent
@@ -135,16 +136,20 @@ class LicenceStore(KeepsVersions):
     def transition(
         self,
         licence_id: str,
-        decide: Callable[[Licence, FacilityView | None, Licence | None], LicenceChanges],
+        decide: Callable[
+            [Licence, FacilityView | None, Licence | None, list[Licence]], LicenceChanges
+        ],
     ) -> Licence:
         """Apply the changes `decide` makes to the licence as it is now, on its facility
-        as projected now (and, for a renewal application, to the licence it renews). If
-        another change (a decision, the expiry sweep, the end of the plant) lands in
-        between, decide again on the new state."""
+        as projected now (and, for a renewal application, to the licence it renews; for
+        a licence, given its renewal applications open now). If another change (a
+        decision, the expiry sweep, the end of the plant, a renewal application) lands
+        in between, decide again on the new state."""
         for _ in range(TRANSITION_ATTEMPTS):
             licence = self.get(licence_id)
             renewed = self.get(licence.renews) if licence.renews else None
-            changes = decide(licence, self.facility(licence.facility_id), renewed)
+            applications = self._open_renewals_of(licence.id)
+            changes = decide(licence, self.facility(licence.facility_id), renewed, applications)
             if self.commit_all(changes):
                 return changes[0][1][0]
         raise Conflict(f"licence {licence_id} is changing right now; read it again and retry")
@@ -159,7 +164,7 @@ class LicenceStore(KeepsVersions):
 
         def work(unit: UnitOfWork) -> None:
             for before, decision in changes:
-                licence = decision[0]
+                licence, event = decision
                 if licence.status == "granted" and before.status != "granted":
                     # Written, so that the plant's decommissioning, which revokes the
                     # licences it finds in force, conflicts with this one instead of
@@ -169,6 +174,10 @@ class LicenceStore(KeepsVersions):
                         {"$inc": {"grant_count": 1}},
                         session=unit.session,
                     )
+                if event.routing_key == "license.renewed" and self._renewal_applied_meanwhile(
+                    licence, event, unit
+                ):
+                    raise ChangedMeanwhile
                 if licence.registration_number and not before.registration_number:
                     self._hold_registration_number(licence, unit)
                 if not self._replace(before, decision, unit):
@@ -186,6 +195,31 @@ class LicenceStore(KeepsVersions):
                 check_registration_number_free(licence, self._holder_of(licence))
             raise
         return True
+
+    def _open_renewals_of(
+        self, licence_id: str, session: ClientSession | None = None
+    ) -> list[Licence]:
+        cursor = self.licences.find(
+            {"renews": licence_id, "status": {"$in": list(OPEN_STATUSES)}}, session=session
+        )
+        return [self._licence(doc) for doc in cursor]
+
+    def _renewal_applied_meanwhile(
+        self, licence: Licence, event: LicenceEvent, unit: UnitOfWork
+    ) -> bool:
+        """Whether a renewal application of the licence, other than the one this renewal
+        grants, was opened after the renewal was decided on. The plant's projection is
+        written (as an application writes it), so that an application made at the same
+        time conflicts with this transaction instead of slipping past it."""
+        self.facility_views.update_one(
+            {"_id": licence.facility_id},
+            {"$inc": {"renewal_count": 1}},
+            session=unit.session,
+        )
+        granting = event.change.fields.get("renewal_application")
+        return any(
+            found.id != granting for found in self._open_renewals_of(licence.id, unit.session)
+        )
 
     def _hold_registration_number(self, licence: Licence, unit: UnitOfWork) -> None:
         number = licence.registration_number

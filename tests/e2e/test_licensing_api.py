@@ -13,6 +13,7 @@ from kombu import Connection, Queue
 
 from ops.processes import Stack, wait_until
 from services.gateway.problems import PROBLEM_CONTENT_TYPE
+from services.licensing.domain import default_valid_until
 from shared.clock import utcnow
 from shared.codec import rfc3339
 from shared.messaging import EVENT_CONTENT_TYPES, events_exchange
@@ -603,3 +604,50 @@ def test_a_renewal_is_applied_for_in_its_window_and_only_for_a_licence_in_force(
     unchanged(investor, suspended)
     assert_problem(regulator.post(f"/v1/licenses/{granted['id']}/renewal"), 403)
     assert_problem(investor.post("/v1/licenses/lic_000000000000000000000000/renewal"), 404)
+
+
+def test_a_licence_with_an_open_renewal_application_is_renewed_by_granting_it(investor, regulator):
+    plant = plant_of(investor)
+    applied = created(investor, "/v1/licenses", {**DML, "facility_id": plant["id"]})
+    granted = grant(regulator, applied, valid_until=rfc3339(utcnow() + timedelta(days=100)))
+    applied_for = investor.post(f"/v1/licenses/{granted['id']}/renewal")
+    assert applied_for.status_code == 201, applied_for.text
+    application = applied_for.json()
+
+    # DRAP renews on the holder's application: renewing the licence directly while it
+    # is open would leave the application to extend the licence a second time.
+    direct = regulator.post(
+        f"/v1/licenses/{granted['id']}/transitions",
+        json={
+            "to": "renewed",
+            "reason": "renewed by the Central Licensing Board",
+            "decision_ref": "DRAP/LIC/2026/0901",
+            "valid_until": rfc3339(utcnow() + timedelta(days=1000)),
+        },
+    )
+    problem = assert_problem(direct, 409)
+    assert (problem["open_application"], problem["application_status"]) == (
+        application["id"],
+        "submitted",
+    )
+    assert application["id"] in problem["detail"]
+    licence = investor.get(f"/v1/licenses/{granted['id']}").json()
+    assert (licence["valid_until"], licence["decision_ref"]) == (
+        granted["valid_until"],
+        granted["decision_ref"],
+    )
+
+    # Granting the application renews the licence, once: five years past its validity.
+    application = move(regulator, application, "under_review")
+    application = move(regulator, application, "inspection_scheduled", inspection_date="2026-05-04")
+    move(regulator, application, "granted", decision_ref="DRAP/LIC/2026/0902")
+    renewed = investor.get(f"/v1/licenses/{granted['id']}").json()
+    assert datetime.fromisoformat(renewed["valid_until"]) == default_valid_until(
+        datetime.fromisoformat(granted["valid_until"])
+    )
+    history = investor.get(f"/v1/licenses/{granted['id']}/history").json()["items"]
+    assert [
+        entry["fields"].get("renewal_application")
+        for entry in history
+        if entry["event"] == "license.renewed"
+    ] == [application["id"]]

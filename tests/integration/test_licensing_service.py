@@ -15,7 +15,7 @@ from nameko.testing.services import entrypoint_waiter
 
 from ops.processes import wait_until
 from services.facilities import contract as facilities_contract
-from services.licensing import domain
+from services.licensing import contract, domain
 from services.licensing.service import LicensingService
 from shared import messaging
 from shared.clock import utcnow
@@ -478,3 +478,50 @@ def test_a_granted_renewal_renews_the_licence_in_the_same_transaction(
     assert (last["event"], last["sequence"]) == ("license.renewed", renewed["version"])
     # Only one licence of the type is in force: the renewal application is not another.
     assert db.licences.count_documents({"facility_id": "fac_x", "status": "granted"}) == 1
+
+
+def test_a_renewal_application_made_while_a_direct_renewal_commits_stops_it(
+    licensing, facilities, config
+):
+    container, proxy, db = licensing
+    facilities(db, "fac_r")
+    licence = renewable(proxy, db, "fac_r")
+    store = next(d for d in container.dependencies if d.attr_name == "store").repository()
+    direct = contract.RequestTransition(
+        to="renewed",
+        reason="renewed by the Central Licensing Board",
+        decision_ref="DRAP/LIC/2027/0003",
+        valid_until=utcnow() + timedelta(days=1000),
+    )
+    # Once the sweep has warned of the expiry (180 days), only this test changes it.
+    wait_until(lambda: store.get(licence["id"]).expiry_warnings, 20, "the expiry warning")
+    # Decided when no renewal application was open; one is made before it commits.
+    stale = store.get(licence["id"])
+    decided = domain.decide(stale, direct, REGULATOR, utcnow())
+    application = proxy.apply_for_renewal(licence["id"], INVESTOR)
+    assert store.commit(stale, decided) is False
+    assert store.get(licence["id"]).valid_until == stale.valid_until
+    with pytest.raises(Conflict) as refused:
+        move(proxy, licence, "renewed", decision_ref="DRAP/LIC/2027/0004", valid_until="2031-12-31")
+    assert refused.value.extra["open_application"] == application["id"]
+
+    # Sent at once, the application and the direct renewal never both happen.
+    def attempt(kind: str):
+        with ServiceRpcProxy("licensing", config) as own_proxy:
+            try:
+                if kind == "apply":
+                    return own_proxy.apply_for_renewal(contested["id"], INVESTOR)["status"]
+                body = direct.model_dump_json(exclude_none=True)
+                return own_proxy.transition_license(contested["id"], body, REGULATOR)["status"]
+            except Conflict as conflict:
+                return conflict.extra
+
+    for facility_id in ("fac_r1", "fac_r2", "fac_r3"):
+        facilities(db, facility_id)
+        contested = renewable(proxy, db, facility_id)
+        outcomes = list(eventlet.GreenPool(2).imap(attempt, ["apply", "renew"]))
+        renewals = db.history.count_documents(
+            {"license_id": contested["id"], "event": "license.renewed"}
+        )
+        applications = db.licences.count_documents({"renews": contested["id"]})
+        assert (renewals, applications) in ((1, 0), (0, 1)), outcomes

@@ -307,3 +307,51 @@ def test_regulators_may_still_renew_directly():
     [(_, (after, event))] = domain.decide_changes(renewed, direct, DRAP, NOW)
     assert after.status == "granted" and event.routing_key == "license.renewed"
     assert "renewal_application" not in event.change.fields
+
+
+@pytest.mark.parametrize("status", domain.OPEN_STATUSES)
+def test_a_licence_with_an_open_renewal_application_is_not_renewed_directly(status):
+    renewed = licence("granted")
+    open_renewal = licence(status, id="lic_open", renews=renewed.id)
+    direct = request("renewed", decision_ref="DRAP/LIC/2027/0003", valid_until="2031-12-31")
+    with pytest.raises(Conflict) as refused:
+        domain.decide_changes(
+            renewed, direct, DRAP, NOW, plant(), renewal_applications=[open_renewal]
+        )
+    assert refused.value.extra == {"open_application": "lic_open", "application_status": status}
+    assert "lic_open" in refused.value.detail and "grant it" in refused.value.detail
+
+
+def test_only_an_open_renewal_application_of_the_licence_stops_a_direct_renewal():
+    renewed = licence("granted")
+    decided = [
+        licence(status, id=f"lic_{status}_renewal", renews=renewed.id)
+        for status in ("rejected", "renewal_granted")
+    ]
+    of_another = licence("under_review", id="lic_other_renewal", renews="lic_other")
+    direct = request("renewed", decision_ref="DRAP/LIC/2027/0003", valid_until="2031-12-31")
+    [(_, (after, event))] = domain.decide_changes(
+        renewed, direct, DRAP, NOW, plant(), renewal_applications=[*decided, of_another]
+    )
+    assert event.routing_key == "license.renewed" and after.valid_until > renewed.valid_until
+
+
+def test_an_open_renewal_application_leaves_every_other_decision_alone():
+    renewed = licence("granted")
+    open_renewal = licence("submitted", id="lic_open", renews=renewed.id)
+    suspension = request("suspended", decision_ref="DRAP/LIC/2027/0004")
+    [(_, (after, _))] = domain.decide_changes(
+        renewed, suspension, DRAP, NOW, plant(), renewal_applications=[open_renewal]
+    )
+    assert after.status == "suspended"
+
+
+def test_a_renewal_is_one_extension_whichever_way_the_regulator_takes():
+    renewed = licence("granted")
+    application = scheduled_renewal(renewed)
+    direct = request("renewed", decision_ref="DRAP/LIC/2027/0003", valid_until="2031-12-31")
+    with pytest.raises(Conflict):
+        domain.decide(renewed, direct, DRAP, NOW, plant(), [application])
+    grant = request("granted", decision_ref="DRAP/LIC/2027/0001")
+    [_, (_, (extended, _))] = domain.decide_changes(application, grant, DRAP, NOW, plant(), renewed)
+    assert extended.valid_until == domain.default_valid_until(renewed.valid_until)
