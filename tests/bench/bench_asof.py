@@ -12,16 +12,14 @@ instant when only a few were), which reads every candidate's history to fill its
 `--json PATH` writes them. Not a test (pytest does not collect `bench_*.py`).
 """
 
-import argparse
-import json
 import random
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bson import ObjectId
+from timing import run_alone
 
 from services.licensing.contract import LICENCE_EXAMPLE, Licence
 from services.licensing.store import LicenceStore
@@ -140,17 +138,5 @@ def run(quick: bool) -> dict:
     return {"sizes": [measure(count, rng) for count in (QUICK_SIZES if quick else SIZES)]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    figures = run(args.quick)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_alone(__doc__, run))

@@ -20,10 +20,11 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+
+from timing import median_ms
 
 from services.investments import contract, domain
 from services.investments.service import portfolio_summary, venture_summary
@@ -133,27 +134,22 @@ def load(store: InvestmentStore, rng: random.Random, projected: list[dict], coun
     print()
 
 
-def median_ms(work: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return round(statistics.median(timings) * 1000, 1)
+def median_runs(work) -> float:
+    return median_ms(work, RUNS, warm=False, digits=1)
 
 
 def time_reports(store: InvestmentStore, projected: list[dict]) -> dict:
     figures: dict = {"portfolio_summary_ms": {}}
     for group_by in (None, "sector", "province", "partner_country"):
         query = contract.PortfolioQuery(currency="USD", group_by=group_by)
-        figures["portfolio_summary_ms"][group_by or "none"] = median_ms(
+        figures["portfolio_summary_ms"][group_by or "none"] = median_runs(
             lambda query=query: portfolio_summary(store, query, None)
         )
     owner = projected[0]["owner"]
     query = contract.PortfolioQuery(currency="USD", group_by="sector")
-    figures["owner_portfolio_ms"] = median_ms(lambda: portfolio_summary(store, query, owner))
+    figures["owner_portfolio_ms"] = median_runs(lambda: portfolio_summary(store, query, owner))
     venture_id = projected[0]["_id"]
-    figures["venture_summary_ms"] = median_ms(lambda: venture_summary(store, venture_id, "USD"))
+    figures["venture_summary_ms"] = median_runs(lambda: venture_summary(store, venture_id, "USD"))
     figures["portfolio_day_entries"] = len(store.portfolio_day_totals("sector"))
     figures["portfolio_documents"] = store.db[PORTFOLIO_TOTALS].count_documents({})
     summary = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)
@@ -171,7 +167,7 @@ def time_with_pending(store: InvestmentStore, rng: random.Random, projected: lis
     figures: dict = {"pending": PENDING, "portfolio_summary_ms": {}}
     for group_by in (None, "sector"):
         query = contract.PortfolioQuery(currency="USD", group_by=group_by)
-        figures["portfolio_summary_ms"][group_by or "none"] = median_ms(
+        figures["portfolio_summary_ms"][group_by or "none"] = median_runs(
             lambda query=query: portfolio_summary(store, query, None)
         )
     summary = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)

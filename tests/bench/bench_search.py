@@ -24,18 +24,17 @@ Goals (issue 13): each page at 100k and 1M within 1.5x of the same page at 1k, a
 them. Nothing here is asserted: the figures are `make bench`'s to report.
 """
 
-import argparse
 import copy
-import json
 import random
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import get_args
+
+from timing import median_ms, run_alone
 
 from ops.processes import ensure_management_api, wait_until
 from ops.search import rebuild_index
@@ -103,16 +102,6 @@ def list_query(query: dict, after: str | None = None) -> ListQuery:
         limit=50,
         after=after,
     )
-
-
-def median_ms(call: Callable[[], object], repeats: int) -> float:
-    call()  # warm
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return round(statistics.median(times) * 1000, 2)
 
 
 def index_figures(sizes: tuple[int, ...], repeats: int) -> dict:
@@ -277,17 +266,5 @@ def say(line: str) -> None:
     print(f"[bench_search] {line}", file=sys.stderr, flush=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--json", type=Path, help="write the figures to this file")
-    args = parser.parse_args()
-    figures = run(args.quick)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_alone(__doc__, run))
