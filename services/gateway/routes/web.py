@@ -152,10 +152,7 @@ class WebRoutes:
 
     @page("GET", "/ventures")
     def ventures_page(self, request):
-        session = self._signed_in(request, expensive=True)
-        args = list_args(request, sort="name")
-        ventures = search_page(self.search, "venture", args, session.principal)
-        return render("ventures.html", session, page=ventures, q=args.get("q", ""))
+        return self._list_page(request, "venture", "ventures.html", sort="name")
 
     @page("GET", "/ventures/<venture_id>")
     def venture_page(self, request, venture_id):
@@ -176,17 +173,19 @@ class WebRoutes:
 
     @page("GET", "/plants")
     def plants_page(self, request):
-        session = self._signed_in(request, expensive=True)
-        args = list_args(request, sort="name")
-        plants = search_page(self.search, "facility", args, session.principal)
-        return render("plants.html", session, page=plants, q=args.get("q", ""))
+        return self._list_page(request, "facility", "plants.html", sort="name")
 
     @page("GET", "/licences")
     def licences_page(self, request):
+        return self._list_page(request, "licence", "licences.html", sort="-updated_at")
+
+    def _list_page(self, request, doctype: str, template: str, sort: str):
+        """A signed-in list page: the search service's page of `doctype` the principal
+        may see, in `sort` order unless the request asks for another."""
         session = self._signed_in(request, expensive=True)
-        args = list_args(request, sort="-updated_at")
-        licences = search_page(self.search, "licence", args, session.principal)
-        return render("licences.html", session, page=licences, q=args.get("q", ""))
+        args = list_args(request, sort=sort)
+        found = search_page(self.search, doctype, args, session.principal)
+        return render(template, session, page=found, q=args.get("q", ""))
 
     @page("GET", "/licences/<license_id>")
     def licence_page(self, request, license_id):
