@@ -1,6 +1,6 @@
 """Starting and stopping the registry's processes: the local MongoDB wire server
-(SecantusDB) and one `nameko run` per instance of each service. Used by `jvreg dev` and by the
-end-to-end tests, so the tests run the registry exactly as a developer does."""
+(SecantusDB) and one `nameko run` per instance of each service. Used by `jvreg dev`
+and by the end-to-end tests, so the tests run the registry exactly as a developer does."""
 
 import os
 import shutil
