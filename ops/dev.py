@@ -18,11 +18,12 @@ from ops.processes import (
     broker_reachable,
     ensure_management_api,
     port_open,
+    wait_until,
 )
 from ops.search import rebuild_index
 from ops.signing_keys import ensure_key_ring
 from services.gateway.keys import weak_bootstrap_key
-from services.search.settings import CURRENT, SearchSettings
+from services.search.settings import CURRENT, REBUILDING, SearchSettings
 from shared import messaging
 from shared.broker_users import create_users_for, registry_amqp_uris
 from shared.mongo import connect
@@ -82,15 +83,22 @@ def index_exists(index: SearchSettings) -> bool:
     return (index.index_root / CURRENT).exists()
 
 
-def build_indexes(indexes: list[SearchSettings]) -> None:
+def build_indexes(indexes: list[SearchSettings], timeout: float = 60) -> None:
     """Build each (new) search instance's index from the event logs, while the instance
-    runs: it takes the index up and replays into it what it applied meanwhile."""
+    runs: it takes the index up and replays into it what it applied meanwhile; until it
+    has (it removes the rebuild's mark), it answers from the empty one."""
     for index in indexes:
         mongo = connect(index.mongo_uri)
         try:
             built = rebuild_index(index, mongo)
         finally:
             mongo.close()
+        mark = index.index_root / REBUILDING
+        wait_until(
+            lambda: not mark.exists(),  # noqa: B023 - waited for before the loop goes on
+            timeout,
+            f"search instance {index.search_instance} answering from its built index",
+        )
         click.echo(
             f"search instance {built['instance']}: its index built from "
             f"{built['events']} logged events ({built['documents']} documents)"
