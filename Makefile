@@ -21,8 +21,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
-dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every service)
-	$(BIN)/jvreg dev
+SCALE ?= 1
+dev: $(STAMP) ## run the whole registry locally (SecantusDB + RabbitMQ + every service; SCALE=N: N instances of each)
+	$(BIN)/jvreg dev --scale $(SCALE)
 
 cluster: $(STAMP) ## a local three-node RabbitMQ cluster (not the machine's default node); prints its AMQP addresses
 	$(BIN)/python tests/rabbit_nodes.py up

@@ -18,15 +18,23 @@ from ops.processes import (
     broker_reachable,
     ensure_management_api,
     port_open,
+    wait_until,
 )
+from ops.search import rebuild_index
 from ops.signing_keys import ensure_key_ring
 from services.gateway.keys import weak_bootstrap_key
+from services.search.settings import CURRENT, REBUILDING, SearchSettings
 from shared import messaging
 from shared.broker_users import create_users_for, registry_amqp_uris
+from shared.mongo import connect
 from shared.settings import Settings
 
 VAR = ROOT / "var"
 LOCAL_MONGO_PORT = 27027
+# With several instances of each, one that exits is started again, as a process
+# manager would; one that exits this soon after its start again is broken, not
+# unlucky, and stops the registry as a single instance's exit does.
+CRASH_LOOP_SECONDS = 10
 
 
 def bootstrap_ops_key(data_dir: Path) -> str:
@@ -58,6 +66,61 @@ def broker_passwords(data_dir: Path) -> dict[str, str]:
     return passwords
 
 
+def search_indexes(stack: Stack) -> list[SearchSettings]:
+    """The settings of each search instance of `stack`: where its index lives."""
+    return [
+        SearchSettings(
+            mongo_uri=process.env["JVREG_MONGO_URI"],
+            search_instance=process.env["JVREG_SEARCH_INSTANCE"],
+            search_data_dir=Path(process.env["JVREG_SEARCH_DATA_DIR"]),
+        )
+        for name, process in stack.processes.items()
+        if stack.services[name] == "search"
+    ]
+
+
+def index_exists(index: SearchSettings) -> bool:
+    return (index.index_root / CURRENT).exists()
+
+
+def build_indexes(indexes: list[SearchSettings], timeout: float = 60) -> None:
+    """Build each (new) search instance's index from the event logs, while the instance
+    runs: it takes the index up and replays into it what it applied meanwhile; until it
+    has (it removes the rebuild's mark), it answers from the empty one."""
+    for index in indexes:
+        mongo = connect(index.mongo_uri)
+        try:
+            built = rebuild_index(index, mongo)
+        finally:
+            mongo.close()
+        mark = index.index_root / REBUILDING
+        wait_until(
+            lambda: not mark.exists(),  # noqa: B023 - waited for before the loop goes on
+            timeout,
+            f"search instance {index.search_instance} answering from its built index",
+        )
+        click.echo(
+            f"search instance {built['instance']}: its index built from "
+            f"{built['events']} logged events ({built['documents']} documents)"
+        )
+
+
+def restart_instances(stack: Stack, dead: list[str]) -> str | None:
+    """Start again each instance in `dead` (they exited), saying so; or, with one
+    instance of each service, or an instance that exited again right after its start,
+    why the registry stops instead."""
+    if stack.scale == 1:
+        return f"{', '.join(dead)} exited"
+    for name in dead:
+        process = stack.processes[name]
+        ended = process.process.returncode if process.process else None
+        how = f"signal {-ended}" if ended is not None and ended < 0 else f"code {ended}"
+        if time.monotonic() - process.started_at < CRASH_LOOP_SECONDS:
+            return f"{name} exited ({how}) within {CRASH_LOOP_SECONDS} s of its start"
+        click.echo(f"{name} exited ({how}); started it again (pid {stack.restart(name)})")
+    return None
+
+
 @click.command()
 @click.option(
     "--health-timeout",
@@ -78,7 +141,14 @@ def broker_passwords(data_dir: Path) -> dict[str, str]:
     show_default=True,
     help="port of the local SecantusDB (when JVREG_MONGO_URI is not set)",
 )
-def dev(health_timeout: int, data_dir: Path, mongo_port: int):
+@click.option(
+    "--scale",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="instances of every service, behind the same queues (the gateways share one port)",
+)
+def dev(health_timeout: int, data_dir: Path, mongo_port: int, scale: int):
     """Run every service locally, on SecantusDB and the local RabbitMQ, until Ctrl-C."""
     settings = Settings()
     ops_key = bootstrap_ops_key(data_dir)
@@ -132,6 +202,15 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
     env.setdefault(
         "JVREG_SEARCH_DATA_DIR", os.environ.get("JVREG_SEARCH_DATA_DIR", str(data_dir / "search"))
     )
+    # The gateways bind with SO_REUSEPORT (to share their port): a gateway already on
+    # it, another `make dev`'s, would silently share it with ours.
+    if port_open("127.0.0.1", settings.gateway_port):
+        click.echo(
+            f"port {settings.gateway_port} is taken: is another `make dev` running? "
+            "Stop it, or set JVREG_GATEWAY_PORT.",
+            err=True,
+        )
+        sys.exit(2)
     mongo = None
     if "JVREG_MONGO_URI" not in os.environ:
         if port_open("127.0.0.1", mongo_port):
@@ -148,22 +227,33 @@ def dev(health_timeout: int, data_dir: Path, mongo_port: int):
 
     # Every service logs in as its own user (shared.broker_users).
     stack = Stack(
-        env, amqp_uris=registry_amqp_uris(settings.amqp_uri, settings.broker_user, passwords)
+        env,
+        amqp_uris=registry_amqp_uris(settings.amqp_uri, settings.broker_user, passwords),
+        scale=scale,
     )
+    new_indexes = [index for index in search_indexes(stack) if not index_exists(index)]
     exit_code = 0
     try:
         stack.start()
         stack.wait_healthy(health_timeout)
+        build_indexes(new_indexes)
+        instances = (
+            f"  {scale} instances of every service (their lines prefixed [licensing.1] …), "
+            "the gateways sharing the port\n"
+            if scale > 1
+            else ""
+        )
         click.echo(
             f"\nJV Pharma Registry is up at {stack.gateway_url}\n"
+            f"{instances}"
             f"  bootstrap ops key: {env['JVREG_OPS_KEY']}\n"
             f"  try: curl -H 'Authorization: Bearer {env['JVREG_OPS_KEY']}' "
             f"{stack.gateway_url}/v1/ventures\n"
             "Ctrl-C stops everything.\n"
         )
         while not stopping:
-            if dead := stack.exited():
-                click.echo(f"stopping: {', '.join(dead)} exited", err=True)
+            if (dead := stack.exited()) and (problem := restart_instances(stack, dead)):
+                click.echo(f"stopping: {problem}", err=True)
                 exit_code = 1
                 break
             time.sleep(0.5)

@@ -1,6 +1,6 @@
 """Starting and stopping the registry's processes: the local MongoDB wire server
-(SecantusDB) and one `nameko run` per service. Used by `jvreg dev` and by the
-end-to-end tests, so the tests run the registry exactly as a developer does."""
+(SecantusDB) and one `nameko run` per instance of each service. Used by `jvreg dev`
+and by the end-to-end tests, so the tests run the registry exactly as a developer does."""
 
 import os
 import shutil
@@ -17,6 +17,7 @@ from typing import IO
 import requests
 from kombu import Connection
 
+from services.search.settings import default_instance
 from shared.messaging import SERVICES
 from shared.mongo import connect
 
@@ -103,6 +104,7 @@ class ManagedProcess:
         self.env = env
         self.log_path = log
         self.process: subprocess.Popen | None = None
+        self.started_at = 0.0  # monotonic
 
     def start(self) -> subprocess.Popen:
         output: IO | int
@@ -119,6 +121,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
         )
+        self.started_at = time.monotonic()
         if process.stdout is not None:  # no log file: echo its output, prefixed
             threading.Thread(target=self._echo, args=(process.stdout,), daemon=True).start()
         return process
@@ -199,8 +202,22 @@ class MongoServer(ManagedProcess):
         return process
 
 
+def instance_names(service: str, scale: int) -> list[str]:
+    """The names of a service's `scale` instances: the service's own name alone, else
+    `licensing.1`, `licensing.2`, … (their log files and their lines' prefix)."""
+    return [service] if scale == 1 else [f"{service}.{n}" for n in range(1, scale + 1)]
+
+
+def search_instance(base: str, number: int) -> str:
+    """JVREG_SEARCH_INSTANCE of the search service's instance `number`: the first keeps
+    the name one instance has (its index and queues stay when the stack scales), each
+    other is named after it; every instance keeps an index of its own."""
+    return base if number == 1 else f"{base}-{number}"
+
+
 class Stack:
-    """Every registry service as its own `nameko run` process; `amqp_uris` gives a
+    """Every registry service as its own `nameko run` process, `scale` of each behind
+    the same queues (the gateways on one port, SO_REUSEPORT); `amqp_uris` gives a
     service its own broker login (JVREG_AMQP_URI)."""
 
     def __init__(
@@ -209,6 +226,7 @@ class Stack:
         log_dir: Path | None = None,
         services: tuple[str, ...] = SERVICES,
         amqp_uris: dict[str, str] | None = None,
+        scale: int = 1,
     ):
         self.env = {
             **os.environ,
@@ -219,15 +237,27 @@ class Stack:
             "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::UserWarning:nameko.cli.main,"
             "ignore::Warning:nameko.cli.commands",
         }
-        self.processes = {
-            name: ManagedProcess(
-                name,
-                [_bin("nameko"), "run", "--config", str(NAMEKO_CONFIG), f"services.{name}.service"],
-                {**self.env, **({"JVREG_AMQP_URI": amqp_uris[name]} if amqp_uris else {})},
-                log_dir / f"{name}.log" if log_dir else None,
-            )
-            for name in services
-        }
+        self.scale = scale
+        self.services: dict[str, str] = {}  # instance name -> its service
+        self.processes: dict[str, ManagedProcess] = {}
+        search_base = self.env.get("JVREG_SEARCH_INSTANCE") or default_instance()
+        for service in services:
+            argv = [_bin("nameko"), "run", "--config", str(NAMEKO_CONFIG)]
+            service_env = {
+                **self.env,
+                **({"JVREG_AMQP_URI": amqp_uris[service]} if amqp_uris else {}),
+            }
+            for number, name in enumerate(instance_names(service, scale), 1):
+                instance_env = dict(service_env)
+                if service == "search":
+                    instance_env["JVREG_SEARCH_INSTANCE"] = search_instance(search_base, number)
+                self.services[name] = service
+                self.processes[name] = ManagedProcess(
+                    name,
+                    [*argv, f"services.{service}.service"],
+                    instance_env,
+                    log_dir / f"{name}.log" if log_dir else None,
+                )
 
     @property
     def gateway_url(self) -> str:
@@ -239,6 +269,10 @@ class Stack:
 
     def exited(self) -> list[str]:
         return [name for name, process in self.processes.items() if not process.running]
+
+    def restart(self, name: str) -> int:
+        """Start the instance `name` again (it exited); its new pid."""
+        return self.processes[name].start().pid
 
     def wait_healthy(self, timeout: float = 60) -> None:
         def healthy() -> bool:

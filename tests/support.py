@@ -136,13 +136,14 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
 
 
 class DevProcess:
-    """`jvreg dev` (what `make dev` runs) with `env`, its output (every service's log
-    lines, each prefixed with `[service]`) collected as it comes."""
+    """`jvreg dev` (what `make dev` runs) with `env` and `options` (`--scale 2`), its
+    output (every service's log lines, each prefixed with `[service]`, or
+    `[service.N]` for instance N of several) collected as it comes."""
 
-    def __init__(self, env: dict, data_dir: Path, mongo_port: int):
+    def __init__(self, env: dict, data_dir: Path, mongo_port: int, *options: str):
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [JVREG, "dev", "--data-dir", str(data_dir), "--mongo-port", str(mongo_port)],
+            [JVREG, "dev", "--data-dir", str(data_dir), "--mongo-port", str(mongo_port), *options],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 URL and the ops key, stops everything on Ctrl-C, and keeps the data for next time."""
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -33,14 +34,33 @@ def test_dev_runs_stops_on_ctrl_c_and_keeps_the_data(dev_env, tmp_path):
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftovers.stdout == "", "processes left behind"
 
-    again = DevProcess(dev_env, tmp_path, mongo_port)
+    # Again, scaled: the second search instance is new, and builds its index from the
+    # event logs; the first keeps its own.
+    again = DevProcess(dev_env, tmp_path, mongo_port, "--scale", "2")
     try:
         again.wait_for("bootstrap ops key:")
         assert again.value_after("bootstrap ops key:") == ops_key  # kept in the data dir
+        built = [line for line in again.lines if line.startswith("search instance")]
+        assert len(built) == 1 and "built from 1 logged events (1 documents)" in built[0], built
         response = Api(url, ops_key).get(f"/v1/ventures/{venture['id']}")
         assert response.status_code == 200 and response.json()["name"] == venture["name"]
+        # Both search instances answer the list, each from its own index.
+        for _ in range(4):
+            listed = Api(url, ops_key).get("/v1/ventures").json()["items"]
+            assert [item["id"] for item in listed] == [venture["id"]]
     finally:
         assert again.interrupt() == 0
+
+
+def test_dev_refuses_a_gateway_port_already_taken_and_starts_nothing(dev_env, tmp_path):
+    """The gateways share their port (SO_REUSEPORT): a second `make dev` on the same
+    port would share it with the first, unseen, were it not refused."""
+    gateway_port, mongo_port = int(dev_env["JVREG_GATEWAY_PORT"]), free_port()
+    with socket.create_server(("127.0.0.1", gateway_port)):
+        dev = DevProcess(dev_env, tmp_path, mongo_port, "--scale", "2")
+        assert dev.process.wait(60) == 2
+    assert f"port {gateway_port} is taken" in dev.output()
+    assert not (tmp_path / "mongo").exists() and not port_open("127.0.0.1", mongo_port)
 
 
 def test_dev_without_rabbitmq_says_how_to_start_it_and_starts_nothing(dev_env, tmp_path):
