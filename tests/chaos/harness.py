@@ -470,15 +470,19 @@ def walk(
             continue
         if status == 409 and plant_ended(response):
             return
-        if status not in (409, 503, None):
+        if status not in (409, 422, 503, None):
             raise AssertionError(f"{path}: {status} {response.text}")
-        settled = time.monotonic() + (0 if status == 409 else UNKNOWN_OUTCOME_SECONDS)
+        settled = time.monotonic() + (UNKNOWN_OUTCOME_SECONDS if status in (503, None) else 0)
         before = licence["version"]
         while True:
             licence = insist(api, "GET", path, deadline).json()
             if licence["version"] != before or time.monotonic() >= min(settled, until):
                 break
             eventlet.sleep(0.5)
+        # A renewal decided on a validity an earlier attempt (its outcome unknown) has
+        # since extended is invalid, not a conflict; on a licence as read, it is a defect.
+        if status == 422 and licence["version"] == before:
+            raise AssertionError(f"{path}: {status} {response.text}")
 
 
 def created(api: Api, path: str, body: dict, deadline: float) -> dict:
