@@ -448,8 +448,9 @@ def walk(
     """Take one licence through its walk (`steps`: the next transition from where the
     licence is, by default `next_transition`) until it ends or `until` (monotonic)
     passes. After a failure (503 while licensing is down, a 409 because the change had
-    committed before a crash) re-read the licence and carry on from its actual status;
-    a licence whose plant was decommissioned is put in force no more, and its walk ends."""
+    committed before a crash, a 422 for a renewal that such a change made moot) re-read
+    the licence and carry on from its actual status; a licence whose plant was
+    decommissioned is put in force no more, and its walk ends."""
     steps = steps or partial(next_transition, cycles=load.cycles)
     path = f"/v1/licenses/{licence_id}"
     deadline = until + 120
@@ -479,8 +480,8 @@ def walk(
             if licence["version"] != before or time.monotonic() >= min(settled, until):
                 break
             eventlet.sleep(0.5)
-        # A renewal decided on a validity an earlier attempt (its outcome unknown) has
-        # since extended is invalid, not a conflict; on a licence as read, it is a defect.
+        # A renewal decided on a validity that an earlier attempt (its outcome unknown)
+        # has since extended is invalid, not a conflict; on the licence as read, a defect.
         if status == 422 and licence["version"] == before:
             raise AssertionError(f"{path}: {status} {response.text}")
 
