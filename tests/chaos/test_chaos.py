@@ -350,9 +350,9 @@ PLANTS_AND_LADDER = (
 )
 # Licensing dies after its commits (a decision, a sweep's warning, the revocations of a
 # plant's end), after the broker confirmed an event, and after applying a facility's
-# event; the consumers of its events after applying them.
-# A kill with another worker's transaction open locks its documents for 60 s (see
-# "Known limits"): the reduced run injects fewer.
+# event; the consumers of its events after applying them. A kill with another worker's
+# transaction open locks its documents for 60 s (docs/reliability.md, "Known limits"):
+# the reduced run injects fewer.
 LICENSING_FAULTS = (
     "after_commit:0.1,after_confirm:0.1,after_apply:0.2"
     if FULL
