@@ -168,12 +168,15 @@ class LicenceStore(KeepsVersions):
                 if licence.status == "granted" and before.status != "granted":
                     # Written, so that the plant's decommissioning, which revokes the
                     # licences it finds in force, conflicts with this one instead of
-                    # missing it.
-                    self.facility_views.update_one(
+                    # missing it; and read, because the grant was decided on the plant
+                    # as read before this transaction: if it ended since, decide again.
+                    plant = self.facility_views.find_one_and_update(
                         {"_id": licence.facility_id},
                         {"$inc": {"grant_count": 1}},
                         session=unit.session,
                     )
+                    if plant is not None and plant["status"] == "decommissioned":
+                        raise ChangedMeanwhile
                 if event.routing_key == "license.renewed" and self._renewal_applied_meanwhile(
                     licence, event, unit
                 ):

@@ -86,7 +86,7 @@ class Report:
 
 
 # Every scenario of test_chaos.py adds its outcome once all its checks passed.
-SCENARIOS = 7
+SCENARIOS = 8
 # What a full run must inject in all (issue 5).
 FULL_RUN_FAULTS = 1000
 

@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import eventlet
@@ -27,6 +28,8 @@ from pymongo import MongoClient
 
 from ops.processes import ROOT, free_port, wait_until
 from ops.reconcile import reconcile
+from services.licensing.contract import EXPIRY_WARNING_DAYS
+from services.licensing.domain import IN_FORCE_STATUSES, PLANT_ENDED_ACTOR
 from shared.dead_letters import DeadLetterQueue, broker_user
 from shared.messaging import DEAD_LETTER_QUEUE, events_exchange
 from shared.settings import Settings
@@ -65,6 +68,7 @@ WEBHOOK_PATH = "/drap"
 MIN_LIFE_SECONDS = 3
 # The DMLs a formulation plant (the harness's PLANT) may hold (docs/licensing.md).
 MANUFACTURING_LICENCES = ("dml_formulation", "dml_repacking", "dml_experimental")
+PLANT_ENDED_KEY = PLANT_ENDED_ACTOR["key_id"]
 
 
 # --- processes -------------------------------------------------------------------------
@@ -229,6 +233,13 @@ class ServiceProcess:
             wait_until(lambda: not self.running, 10, f"{self.label} to die", pause=0.05)
 
 
+def restart_together(processes: list[ServiceProcess]) -> None:
+    """Restart the processes at once: a graceful stop waits for the running workers
+    (1–2 s each), and one after the other they would add up."""
+    for _ in eventlet.GreenPool().imap(ServiceProcess.restart, processes):
+        pass
+
+
 class Supervisor:
     """Restarts every supervised process that died, as a process manager would, and
     counts the deaths: by SIGKILL (the faults injected) and any other exit (crashes,
@@ -350,6 +361,54 @@ def next_transition(licence: dict, cycles: int) -> dict | None:
     return None
 
 
+def walked_until(status: str) -> Callable[[dict], dict | None]:
+    """The steps of the usual walk up to `status`."""
+
+    def step(licence: dict) -> dict | None:
+        return None if licence["status"] == status else next_transition(licence, cycles=0)
+
+    return step
+
+
+# The expiry ladder: validities (days from today) a licence is granted and then renewed
+# with, each with the warning (days before valid_until) the expiry sweep owes it: one
+# granted 20 days before its end is warned once, of 30 days (covering 180 and 90).
+EXPIRY_LADDER = ((20, 30), (60, 90), (150, 180), (5 * 365, None))
+
+
+def expiry_ladder(first_rung: int) -> Callable[[dict], dict | None]:
+    """The steps of a licence granted on `first_rung` of the ladder and renewed up it
+    rung by rung, each renewal only once the sweep warned of the current validity's
+    end (so that each warning due is sent, and observed, before the next)."""
+
+    def step(licence: dict) -> dict | None:
+        status = licence["status"]
+        ref = f"DRAP/LIC/{date.today().year}/{licence['version']:04d}"
+        if status == "inspection_scheduled":
+            return {"to": "granted", "decision_ref": ref, **validity(first_rung)}
+        if status != "granted":
+            return next_transition(licence, cycles=0)
+        rung = ladder_rung(licence["valid_until"])
+        warning = EXPIRY_LADDER[rung][1]
+        if warning is not None and warning not in licence["expiry_warnings"]:
+            return AWAIT_SWEEP
+        if rung + 1 == len(EXPIRY_LADDER):
+            return None
+        return {"to": "renewed", "decision_ref": ref, **validity(rung + 1)}
+
+    return step
+
+
+def validity(rung: int) -> dict:
+    return {"valid_until": (date.today() + timedelta(days=EXPIRY_LADDER[rung][0])).isoformat()}
+
+
+def ladder_rung(valid_until: str) -> int:
+    """The rung of the ladder a valid_until is on (the rungs are far apart)."""
+    left = (datetime.fromisoformat(valid_until) - datetime.now(UTC)).days
+    return min(range(len(EXPIRY_LADDER)), key=lambda rung: abs(EXPIRY_LADDER[rung][0] - left))
+
+
 # A request that got no answer may still be running: waiting in licensing for a
 # document that a killed process's open transaction keeps locked until the database
 # reaps it (60 s). The driver watches for its outcome this long before asking again,
@@ -365,15 +424,42 @@ class Traffic:
     transitions: int = 0
 
 
-def walk(api: Api, licence_id: str, load: "Load", traffic: Traffic, until: float) -> None:
-    """Take one licence through its walk until it ends or `until` (monotonic) passes.
-    After a failure (503 while licensing is down, a 409 because the change had
-    committed before a crash) re-read the licence and carry on from its actual
-    status."""
+# What a walk's step returns when the licence waits for the expiry sweep, not a person.
+AWAIT_SWEEP: dict = {}
+
+
+def plant_ended(response: requests.Response) -> bool:
+    """A 409 because the licence's plant was decommissioned: it is put in force no more."""
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return False
+    return any(error.get("type") == "decommissioned" for error in errors)
+
+
+def walk(
+    api: Api,
+    licence_id: str,
+    load: "Load",
+    traffic: Traffic,
+    until: float,
+    steps: Callable[[dict], dict | None] | None = None,
+) -> None:
+    """Take one licence through its walk (`steps`: the next transition from where the
+    licence is, by default `next_transition`) until it ends or `until` (monotonic)
+    passes. After a failure (503 while licensing is down, a 409 because the change had
+    committed before a crash, a 422 for a renewal that such a change made moot) re-read
+    the licence and carry on from its actual status; a licence whose plant was
+    decommissioned is put in force no more, and its walk ends."""
+    steps = steps or partial(next_transition, cycles=load.cycles)
     path = f"/v1/licenses/{licence_id}"
     deadline = until + 120
     licence = insist(api, "GET", path, deadline).json()
-    while time.monotonic() < until and (step := next_transition(licence, load.cycles)):
+    while time.monotonic() < until and (step := steps(licence)) is not None:
+        if step is AWAIT_SWEEP:
+            eventlet.sleep(0.5)
+            licence = insist(api, "GET", path, deadline).json()
+            continue
         body = {**step, "reason": f"DRAP decided: {step['to']}"}
         response = call(api, "POST", path + "/transitions", json=body)
         status = response.status_code if response is not None else None
@@ -383,15 +469,21 @@ def walk(api: Api, licence_id: str, load: "Load", traffic: Traffic, until: float
             licence = response.json()
             eventlet.sleep(load.pause)
             continue
-        if status not in (409, 503, None):
+        if status == 409 and plant_ended(response):
+            return
+        if status not in (409, 422, 503, None):
             raise AssertionError(f"{path}: {status} {response.text}")
-        settled = time.monotonic() + (0 if status == 409 else UNKNOWN_OUTCOME_SECONDS)
+        settled = time.monotonic() + (UNKNOWN_OUTCOME_SECONDS if status in (503, None) else 0)
         before = licence["version"]
         while True:
             licence = insist(api, "GET", path, deadline).json()
             if licence["version"] != before or time.monotonic() >= min(settled, until):
                 break
             eventlet.sleep(0.5)
+        # A renewal decided on a validity that an earlier attempt (its outcome unknown)
+        # has since extended is invalid, not a conflict; on the licence as read, a defect.
+        if status == 422 and licence["version"] == before:
+            raise AssertionError(f"{path}: {status} {response.text}")
 
 
 def created(api: Api, path: str, body: dict, deadline: float) -> dict:
@@ -415,6 +507,12 @@ class Load:
     # Seconds a driver waits after each decision: many licences change at once, each
     # at the pace of a regulator's decisions, and the consumers' kills fall among them.
     pause: float = 0
+
+
+@dataclass
+class VentureMade:
+    id: str
+    plants: dict[str, list[str]]  # plant id -> its licences' ids
 
 
 class ChaosRegistry:
@@ -452,6 +550,8 @@ class ChaosRegistry:
             "JVREG_OPS_KEY": self.ops_key,
             "JVREG_WEBHOOK_ALLOW_PRIVATE": "true",
             "JVREG_RELAY_POLL_SECONDS": "0.2",
+            # The sweep's warnings are automatic events the suite follows too (scenario 8).
+            "JVREG_EXPIRY_SWEEP_SECONDS": "1",
             "JVREG_RPC_TIMEOUT_SECONDS": "3",
             "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
             "JVREG_SEARCH_INSTANCE": "chaos",
@@ -510,15 +610,16 @@ class ChaosRegistry:
 
     def arm(self, faults: str, *names: str) -> None:
         """Restart the processes of `names` with the fault hook JVREG_FAULTS=`faults`."""
-        for process in self.of(*names):
+        armed = self.of(*names)
+        for process in armed:
             process.env["JVREG_FAULTS"] = faults
-            process.restart()
+        restart_together(armed)
 
     def disarm(self) -> None:
         """The end of the faults: restart every armed process without its hook."""
-        for process in self.processes:
-            if process.env.pop("JVREG_FAULTS", None):
-                process.restart()
+        restart_together(
+            [process for process in self.processes if process.env.pop("JVREG_FAULTS", None)]
+        )
 
     def stop(self) -> None:
         if self.supervisor:
@@ -535,33 +636,52 @@ class ChaosRegistry:
 
     def apply_for_licences(self, load: Load, timeout: float = 120) -> list[str]:
         """`load.ventures` ventures with a plant each, and its manufacturing licences."""
+        ventures = self.ventures_with_plants(load.ventures, 1, load.licences_per_plant, timeout)
+        return [lid for venture in ventures for ids in venture.plants.values() for lid in ids]
+
+    def ventures_with_plants(
+        self, ventures: int, plants: int, licences_per_plant: int, timeout: float = 120
+    ) -> list["VentureMade"]:
+        """`ventures` ventures with `plants` plants each, and each plant's first
+        `licences_per_plant` manufacturing licences applied for."""
         deadline = time.monotonic() + timeout
 
-        def plant_with_licences(_) -> list[str]:
+        def venture_with_plants(_) -> VentureMade:
             ops = Api(self.url, self.ops_key)  # a session per green thread, as a driver has
             venture = created(ops, "/v1/ventures", venture_body(), deadline)
-            plant = created(ops, f"/v1/ventures/{venture['id']}/facilities", PLANT, deadline)
-            return [
-                created(ops, "/v1/licenses", {"facility_id": plant["id"], "type": kind}, deadline)[
-                    "id"
+            made = VentureMade(venture["id"], {})
+            for _ in range(plants):
+                plant = created(ops, f"/v1/ventures/{venture['id']}/facilities", PLANT, deadline)
+                made.plants[plant["id"]] = [
+                    created(
+                        ops, "/v1/licenses", {"facility_id": plant["id"], "type": kind}, deadline
+                    )["id"]
+                    for kind in MANUFACTURING_LICENCES[:licences_per_plant]
                 ]
-                for kind in MANUFACTURING_LICENCES[: load.licences_per_plant]
-            ]
+            return made
 
         pool = eventlet.GreenPool(8)
-        return [lid for ids in pool.imap(plant_with_licences, range(load.ventures)) for lid in ids]
+        return list(pool.imap(venture_with_plants, range(ventures)))
 
-    def drive(self, licences: list[str], load: Load) -> Traffic:
+    def drive(
+        self,
+        licences: list[str],
+        load: Load,
+        steps: dict[str, Callable[[dict], dict | None]] | None = None,
+    ) -> Traffic:
         """Walk licences for `load.seconds`, `load.drivers` at a time, each driver taking
-        the next licence when its licence reached the end of its walk."""
+        the next licence when its licence reached the end of its walk (`steps`: the
+        walk of a licence, by licence id, when it is not the usual one)."""
         traffic = Traffic()
         until = time.monotonic() + load.seconds
         waiting = list(reversed(licences))
+        steps = steps or {}
 
         def driver() -> None:
             api = Api(self.url, self.regulator_key)
             while waiting and time.monotonic() < until:
-                walk(api, waiting.pop(), load, traffic, until)
+                licence_id = waiting.pop()
+                walk(api, licence_id, load, traffic, until, steps.get(licence_id))
 
         for thread in [eventlet.spawn(driver) for _ in range(load.drivers)]:
             thread.wait()  # raises what the driver raised
@@ -636,6 +756,65 @@ class ChaosRegistry:
             found.append(f"{dead} dead letters, {expected_dead_letters} expected")
         return found
 
+    # --- the automatic events (scenario 8) ----------------------------------------------
+
+    def histories(self, licences: Iterable[str]) -> dict[str, list[dict]]:
+        """The history entries of each licence, in sequence order."""
+        found: dict[str, list[dict]] = {licence_id: [] for licence_id in licences}
+        query = {"license_id": {"$in": list(found)}}
+        for entry in self.db("licensing").history.find(query).sort("_id", 1):
+            found[entry["license_id"]].append(entry)
+        return found
+
+    def plant_ending_violations(self, plants: dict[str, list[str]]) -> list[str]:
+        """`plants` (plant id -> its licences) were decommissioned with their ventures:
+        each is decommissioned at facilities and in licensing's projection, none of its
+        licences is in force, and a licence the plant's end revoked has exactly one such
+        revocation, from `granted` or `suspended`, and nothing after it."""
+        found = []
+        for service in ("facilities", "licensing"):
+            statuses = {
+                doc["_id"]: doc.get("status")
+                for doc in self.db(service).facilities.find({"_id": {"$in": list(plants)}})
+            }
+            if ongoing := [p for p in plants if statuses.get(p) != "decommissioned"]:
+                found.append(f"{service}: {len(ongoing)} plants not decommissioned")
+        licences = [licence_id for ids in plants.values() for licence_id in ids]
+        for licence_id, entries in self.histories(licences).items():
+            ended = [e for e in entries if e["actor"]["key_id"] == PLANT_ENDED_KEY]
+            if entries and entries[-1]["to"] in IN_FORCE_STATUSES:
+                found.append(f"{licence_id}: {entries[-1]['to']} on a decommissioned plant")
+            if len(ended) > 1:
+                found.append(f"{licence_id}: revoked with its plant {len(ended)} times")
+            elif ended and ended[0] is not entries[-1]:
+                found.append(f"{licence_id}: changed after its plant's end revoked it")
+            elif ended and not (
+                ended[0]["from"] in IN_FORCE_STATUSES and ended[0]["event"] == "license.revoked"
+            ):
+                found.append(f"{licence_id}: ended with its plant by {ended[0]}")
+        return found
+
+    def warning_violations(self, licences: Iterable[str]) -> list[str]:
+        """Each validity a licence was granted or renewed with owes the warning of the
+        nearest threshold it starts within (none for one beyond 180 days): exactly one
+        `license.expiring` of those days before the next validity or the end (no licence
+        of scenario 8 is suspended while a warning is due)."""
+        found = []
+        for licence_id, entries in self.histories(licences).items():
+            periods: list[tuple[int | None, list[int]]] = []
+            for entry in entries:
+                if valid_until := entry["fields"].get("valid_until"):
+                    periods.append((owed_warning(valid_until, entry["time"]), []))
+                elif entry["event"] == "license.expiring":
+                    if not periods:
+                        found.append(f"{licence_id}: warned before any validity")
+                        continue
+                    periods[-1][1].append(entry["fields"]["days_before"])
+            for owed, sent in periods:
+                if sent != ([owed] if owed else []):
+                    found.append(f"{licence_id}: owed warning {owed}, sent {sent}")
+        return found
+
     def converge(
         self,
         timeout: float,
@@ -662,6 +841,14 @@ class ChaosRegistry:
             if (ready, unacked) != (0, 0):
                 problems.append(f"queue {name}: {ready} ready, {unacked} unacked")
         return problems
+
+
+def owed_warning(valid_until: str, since: datetime) -> int | None:
+    """The expiry warning (days before `valid_until`) owed to a validity that began at
+    `since`: the nearest threshold it starts within."""
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    left = datetime.fromisoformat(valid_until) - since
+    return min((d for d in EXPIRY_WARNING_DAYS if left <= timedelta(days=d)), default=None)
 
 
 @dataclass

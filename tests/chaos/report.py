@@ -20,7 +20,7 @@ INTRO = """\
 
 This page is written by `make chaos` (the fault-injection suite in `tests/chaos/`, issue 5)
 at the end of a full run in which every scenario passed; do not edit it by hand. A reduced
-run of the same seven scenarios (a few faults each) is part of `make test`, so CI guards the
+run of the same eight scenarios (a few faults each) is part of `make test`, so CI guards the
 same invariants on every change.
 """
 
@@ -83,6 +83,24 @@ limits").
    started again once every one of those queues has a leader elsewhere and a consumer
    again; it rejoins the cluster. Faults = node kills; **time to recover** = the longest
    from a kill until the services consumed through the other nodes.
+8. **Plants decommissioned and expiry warnings, services killed.** The automatic licence
+   events (issue 16) while three licensing instances run with `after_commit`,
+   `after_confirm` and `after_apply` (a decision, a sweep's warning or the revocations of
+   a plant's end committed; an event confirmed; a facility's event applied) and
+   facilities, notifications and the tally (two instances each) with `after_apply`; the
+   expiry sweep runs every second (`JVREG_EXPIRY_SWEEP_SECONDS=1`). Ventures of two
+   plants each are dissolved mid-traffic while their plants' licences, in force before
+   the faults, are being suspended and reinstated: every licence of a decommissioned
+   plant ends up out of force, and one the plant's end revoked (actor
+   `system:plant-decommissioned`) was revoked so exactly once, from `granted` or
+   `suspended`, with nothing after it; both facilities and licensing's projection hold
+   the plants decommissioned. Other licences climb an expiry ladder: granted 20, 60 or
+   150 days before their end and renewed up the rungs (60, 150 days, then five years),
+   each renewal once the sweep has warned: each validity is warned exactly once, of the
+   nearest threshold it starts within (30, 90, 180 days; one 20 days from its end is
+   warned once, of 30), and none beyond 180 days is warned. Other licences walk their
+   usual way. The reduced run injects fewer faults (a kill with another worker's
+   transaction open locks its documents for 60 s; see "Known limits").
 
 ## The columns and the invariants every scenario checks
 
@@ -132,6 +150,13 @@ limits").
   kills the whole container, so `nameko run` exited. The registry's RPC entrypoint
   (`shared/entrypoints.py`) now logs a reply it cannot send; the request was carried out,
   and if the broker redelivers it, its command key keeps it to one effect.
+- **A grant could put a licence in force on a decommissioned plant** (found while
+  writing scenario 8's invariant, by reading the code). A grant or reinstatement is
+  decided on the plant as read before its transaction; a decommissioning that committed
+  in between found the licence not in force and left it, and the grant then committed.
+  The grant's transaction now reads the plant (the same write that makes a concurrent
+  decommissioning conflict with it) and decides again if it ended
+  (`services/licensing/store.py`; `tests/integration/test_licensing_service.py`).
 - **Relays were slow.** Each record cost two synced writes and a read (claim,
   predecessor check, mark sent): under the suite's load a relay published 1–3 events a
   second, and a burst of decisions queued up in the outbox. A relay then claimed up to

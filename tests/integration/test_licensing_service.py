@@ -357,6 +357,41 @@ def test_a_decommissioned_plant_ends_its_licences_in_force_exactly_once(licensin
     assert refused.value.errors[0]["loc"] == ["to"]
 
 
+def test_a_grant_decided_before_the_plant_ended_is_not_committed_after(licensing, facilities):
+    """A grant (or reinstatement) is decided on the plant as read before its transaction:
+    if the plant's decommissioning commits in between, it found this licence not in
+    force and left it, so the grant must not put it in force on the ended plant (chaos
+    scenario 8 checks the same: no licence of a decommissioned plant in force)."""
+    container, proxy, db = licensing
+    facilities(db, "fac_r")
+    scheduled = move(
+        proxy,
+        move(proxy, apply(proxy, "fac_r"), "under_review"),
+        "inspection_scheduled",
+        inspection_date="2026-04-02",
+    )
+    store = next(d for d in container.dependencies if d.attr_name == "store").repository()
+    request = domain.RequestTransition(
+        to="granted", reason="inspection passed", decision_ref="DRAP/LIC/2026/0701"
+    )
+    decommissioned = facility_event("facility.status_changed", "fac_r", 2, "decommissioned")
+    decided_on = []
+
+    def decide(licence, facility, renewed):
+        if not decided_on:  # the plant ends after the read, before the commit
+            with handled(container, "follow_facility", decommissioned):
+                facilities.publish(decommissioned)
+        decided_on.append(facility.status)
+        return domain.decide_changes(licence, request, REGULATOR, utcnow(), facility, renewed)
+
+    with pytest.raises(Conflict) as refused:
+        store.transition(scheduled["id"], decide)
+    assert decided_on == ["planned", "decommissioned"]
+    assert refused.value.errors[0]["loc"] == ["to"]
+    assert proxy.get_license(scheduled["id"])["status"] == "inspection_scheduled"
+    assert db.outbox.count_documents({"subject": scheduled["id"]}) == 3
+
+
 def test_two_instances_send_each_expiry_warning_exactly_once(
     licensing, config, container_factory, facilities
 ):
