@@ -377,12 +377,14 @@ def test_a_grant_decided_before_the_plant_ended_is_not_committed_after(licensing
     decommissioned = facility_event("facility.status_changed", "fac_r", 2, "decommissioned")
     decided_on = []
 
-    def decide(licence, facility, renewed):
+    def decide(licence, facility, renewed, renewal_applications):
         if not decided_on:  # the plant ends after the read, before the commit
             with handled(container, "follow_facility", decommissioned):
                 facilities.publish(decommissioned)
         decided_on.append(facility.status)
-        return domain.decide_changes(licence, request, REGULATOR, utcnow(), facility, renewed)
+        return domain.decide_changes(
+            licence, request, REGULATOR, utcnow(), facility, renewed, renewal_applications
+        )
 
     with pytest.raises(Conflict) as refused:
         store.transition(scheduled["id"], decide)
