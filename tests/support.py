@@ -1,6 +1,8 @@
 """Helpers for the tests (not fixtures): a RabbitMQ management client, an HTTP client
 for the gateway, a registry of its own, and example request bodies."""
 
+import json
+import os
 import secrets
 import signal
 import subprocess
@@ -133,6 +135,23 @@ def running_registry(backends, rabbit_management, log_dir, **settings):
     finally:
         stack.stop()
         rabbit_management.delete_vhost(vhost)
+
+
+def dev_environment(amqp_uri: str, management_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment of a `jvreg dev` on the broker address `amqp_uri` (a test's vhost),
+    its data in `data_dir`, on a free gateway port."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
+    env.update(
+        JVREG_AMQP_URI=amqp_uri,
+        JVREG_GATEWAY_PORT=str(free_port()),
+        JVREG_BROKER_USER=TEST_BROKER_USER,
+        JVREG_BROKER_ADMIN_URL=management_url,
+    )
+    # The tests' broker users and password (users are global): `jvreg dev` keeps them.
+    names = (*messaging.SERVICES, messaging.OPS)
+    passwords = {name: TEST_BROKER_PASSWORD for name in names}
+    (data_dir / "broker-passwords.json").write_text(json.dumps(passwords))
+    return env
 
 
 class DevProcess:

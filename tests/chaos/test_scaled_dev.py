@@ -7,7 +7,6 @@ event reaches the regulator's webhook once (two notifications instances). Then o
 instance of every service is killed mid-traffic: `jvreg dev` starts each again, and
 nothing is lost or applied twice (a duplicate on the wire is allowed after a kill)."""
 
-import json
 import os
 import re
 import signal
@@ -41,11 +40,10 @@ from shared.settings import Settings
 
 from support import (
     PLANT,
-    TEST_BROKER_PASSWORD,
-    TEST_BROKER_USER,
     Api,
     DevProcess,
     RabbitManagement,
+    dev_environment,
     venture_body,
 )
 from webhook_receiver import WebhookReceiver
@@ -242,21 +240,13 @@ def webhook_ids(webhooks: WebhookReceiver) -> Counter:
 
 @pytest.fixture
 def scaled(backends, rabbit_management: RabbitManagement, vhost, amqp_uri, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
+    env = dev_environment(amqp_uri, backends["management_url"], tmp_path)
     env.update(
-        JVREG_AMQP_URI=amqp_uri,
-        JVREG_GATEWAY_PORT=str(free_port()),
-        JVREG_BROKER_USER=TEST_BROKER_USER,
-        JVREG_BROKER_ADMIN_URL=backends["management_url"],
         JVREG_EXPIRY_SWEEP_SECONDS="1",
         JVREG_WEBHOOK_ALLOW_PRIVATE="true",
         JVREG_RELAY_POLL_SECONDS="0.2",
         JVREG_RPC_TIMEOUT_SECONDS="5",
     )
-    names = (*messaging.SERVICES, messaging.OPS)
-    # The tests' broker users and password (users are global): `jvreg dev` keeps them.
-    passwords = {name: TEST_BROKER_PASSWORD for name in names}
-    (tmp_path / "broker-passwords.json").write_text(json.dumps(passwords))
     mongo_port = free_port()
     dev = DevProcess(env, tmp_path, mongo_port, "--scale", str(SCALE))
     try:

@@ -1,16 +1,11 @@
 """End-to-end: the registry's real processes (one `nameko run` per service, as
 `make dev` starts them) on a vhost and databases of their own, driven over HTTP."""
 
-import json
-import os
 import uuid
 
 import pytest
 
-from ops.processes import free_port
-from shared import messaging
-
-from support import TEST_BROKER_PASSWORD, TEST_BROKER_USER, Api, running_registry
+from support import Api, dev_environment, running_registry
 from webhook_receiver import WebhookReceiver
 
 
@@ -59,15 +54,4 @@ def receiver():
 @pytest.fixture
 def dev_env(amqp_uri, backends, tmp_path):
     """The environment of a `jvreg dev` on this test's vhost, data in `tmp_path`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("JVREG_MONGO_URI", "JVREG_OPS_KEY")}
-    env.update(
-        JVREG_AMQP_URI=amqp_uri,
-        JVREG_GATEWAY_PORT=str(free_port()),
-        JVREG_BROKER_USER=TEST_BROKER_USER,
-        JVREG_BROKER_ADMIN_URL=backends["management_url"],
-    )
-    # The tests' broker users and password (users are global): `jvreg dev` keeps them.
-    names = (*messaging.SERVICES, messaging.OPS)
-    passwords = {name: TEST_BROKER_PASSWORD for name in names}
-    (tmp_path / "broker-passwords.json").write_text(json.dumps(passwords))
-    return env
+    return dev_environment(amqp_uri, backends["management_url"], tmp_path)
