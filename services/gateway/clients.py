@@ -6,7 +6,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
 import shared.rpc_errors  # noqa: F401 - the services' refusals arrive as their own types
-from shared.entrypoints import RPC_PUBLISH
+from shared.entrypoints import BROKER_GONE, RPC_PUBLISH
 from shared.errors import ServiceUnavailable
 from shared.messaging import SERVICES
 from shared.settings import Settings
@@ -39,6 +39,11 @@ class BoundedServiceProxy:
                 ) from None
             except UnknownService:
                 raise ServiceUnavailable(f"the {self._service} service is not running") from None
+            except BROKER_GONE as error:  # the request could not be sent: nothing was asked
+                raise ServiceUnavailable(
+                    f"the message broker is unreachable ({error}); the {self._service} "
+                    "service was not asked; try again shortly"
+                ) from None
 
         return call
 
