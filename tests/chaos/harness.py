@@ -316,7 +316,7 @@ class RegulatorQueue:
 
 
 def _transient(response: requests.Response | None) -> bool:
-    return response is None or response.status_code >= 500
+    return response is None or response.status_code >= 500 or response.status_code == 429
 
 
 def call(api: Api, method: str, path: str, **kwargs) -> requests.Response | None:
@@ -553,6 +553,9 @@ class ChaosRegistry:
             # The sweep's warnings are automatic events the suite follows too (scenario 8).
             "JVREG_EXPIRY_SWEEP_SECONDS": "1",
             "JVREG_RPC_TIMEOUT_SECONDS": "3",
+            # Every driver comes from 127.0.0.1: the bound on one client address's
+            # connections is for the internet's clients, not a scenario's many drivers.
+            "JVREG_HTTP_CONNECTIONS_PER_CLIENT": "256",
             "JVREG_SEARCH_DATA_DIR": str(log_dir / "search"),
             "JVREG_SEARCH_INSTANCE": "chaos",
         }
