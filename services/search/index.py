@@ -44,15 +44,18 @@ FACET_LIMIT = 1000
 # character of a value (hex digits and the ids' [a-z0-9_]), so "ab" sorts before "abc".
 TIE = "."
 WRITER_HEAP_BYTES = 50_000_000
-# Sort windows (SearchIndex.search): the documents whose id ends so are the sample of
-# each sort order (ids end in a hex counter, so about one in 256).
-SAMPLE_SUFFIX = "00"
+# Sort windows (SearchIndex.search): the documents whose id ends so (a regular
+# expression) are the sample of each sort order (ids end in a hex counter, so about one
+# in 16: windows of many gaps vary little in size).
+SAMPLE_ENDING = "0"
 # Matches up to which a page is taken from all of them, sorted: too few to need a window.
 FEW_MATCHES = 2_000
 # Words of the index that a word of `q` may begin to be asked as terms (_word_query).
 WORD_EXPANSIONS = 32
-# How much a window that did not fill the page grows.
+# How many times the gaps already read a window after them spans at most.
 WIDEN = 8
+# How many more matches than wanted a sort window is sized to hold.
+WINDOW_MARGIN = 1.1
 # Facet counts kept up to date (KeptCounts) and compiled sort windows (SortWindows),
 # the least recently asked dropped first.
 KEPT_COUNTS = 256
@@ -323,6 +326,22 @@ def _word_query(searcher: tantivy.Searcher, word: str, field: str) -> tantivy.Qu
     )
 
 
+def most_matches(searcher: tantivy.Searcher, query: ListQuery) -> int:
+    """At most how many documents match `query`, by its terms' document frequencies
+    (deleted documents included): of its doctype, of each filter, and of the words
+    that each word of `q` begins (when they are few enough to be asked as terms)."""
+    bounds = [searcher.doc_freq("doctype", query.doctype)]
+    bounds += [searcher.doc_freq(name, value) for name, value in query.filters.items()]
+    fields = ("text", "related_text") if query.register else ("text",)
+    for word in words(query.q or ""):
+        begun = [
+            searcher.terms_with_prefix(field, word, limit=WORD_EXPANSIONS + 1) for field in fields
+        ]
+        if all(len(terms) <= WORD_EXPANSIONS for terms in begun):
+            bounds.append(sum(count for terms in begun for _, count in terms))
+    return min(bounds)
+
+
 def query_of(index: tantivy.Index, query: ListQuery, searcher: tantivy.Searcher) -> tantivy.Query:
     """The filter part of `query` (no paging): doctype, equality filters, words, dates,
     over what `searcher` sees."""
@@ -450,7 +469,7 @@ def separator(keys: list[str], at: int) -> str:
 
 class SortWindows:
     """Where a page's sort window may start and end: the sort keys of a sample of each
-    doctype's documents (those whose id ends in SAMPLE_SUFFIX), per sort field, in
+    doctype's documents (those whose id ends as SAMPLE_ENDING), per sort field, in
     order, and the compiled windows between them (compiling one takes milliseconds).
     The sample is taken from the index on a doctype's first windowed page, then kept
     as changes are staged. Only how much a page visits depends on it, never what the
@@ -465,7 +484,7 @@ class SortWindows:
 
     def add(self, change: Change) -> None:
         kept = self.keys.get(change.doctype)
-        if kept is None or not change.id.endswith(SAMPLE_SUFFIX):
+        if kept is None or not re.fullmatch(f".*{SAMPLE_ENDING}", change.id):
             return
         for sort in SORTS[change.doctype]:
             keys = kept[f"s_{sort}"]
@@ -503,17 +522,18 @@ class SortWindows:
                 (tantivy.Occur.Must, _term("doctype", doctype)),
                 (
                     tantivy.Occur.Must,
-                    tantivy.Query.regex_query(SCHEMA, "id", ".*" + re.escape(SAMPLE_SUFFIX)),
+                    tantivy.Query.regex_query(SCHEMA, "id", f".*{SAMPLE_ENDING}"),
                 ),
             ]
         )
         found = searcher.search(sampled, 1, count=True).count or 0  # type: ignore[attr-defined]
         hits = searcher.search(sampled, max(found, 1), count=False).hits
-        resources = [json.loads(bytes(searcher.doc(address)["resource"][0])) for _, address in hits]
-        return {
-            f"s_{sort}": sorted({sort_key(doctype, sort, resource) for resource in resources})
-            for sort in SORTS[doctype]
-        }
+        keys: dict[str, set[str]] = {f"s_{sort}": set() for sort in SORTS[doctype]}
+        for _, address in hits:  # one document at a time: a sample holds many
+            resource = json.loads(bytes(searcher.doc(address)["resource"][0]))
+            for sort in SORTS[doctype]:
+                keys[f"s_{sort}"].add(sort_key(doctype, sort, resource))
+        return {field: sorted(taken) for field, taken in keys.items()}
 
 
 class SearchIndex:
@@ -746,77 +766,73 @@ class SearchIndex:
     ) -> list:
         """The first `limit + 1` matches after the cursor in sort order, as (key, address).
 
-        Sorting every match costs what the matches number, so a page visits only a
-        window of the sort order: between two keys of the sample (SortWindows), the
-        first at or before the cursor, the second far enough on to hold the page at the
-        filters' estimated share of documents; widened until the page is full or the
-        window reaches the end. The window's hits are exactly the plain sort's: every
-        document outside it sorts before the cursor or after them. Few matches are
-        sorted whole."""
+        Ordering by a text fast field costs what the hits returned number (each segment
+        turns its best ones into their keys) and what the query visits, so a page reads
+        the sort order a window at a time: the sample's keys (SortWindows) cut it into
+        gaps of about as many documents as one in SAMPLE_ENDING's; a window is the next
+        gaps from the cursor, as many as should hold the matches still wanted (and
+        WINDOW_MARGIN more), cut at the cursor itself. The
+        windows are disjoint and read in order, so their sorted hits, one after another,
+        are exactly the plain sort's. Few matches are sorted whole."""
         order = tantivy.Order.Asc if ascending else tantivy.Order.Desc
         wanted = query.limit + 1
         after = query.after
+        # Keys past the cursor (all when there is none).
+        beyond = None
+        if after is not None:
+            lower, upper = (after, None) if ascending else (None, after)
+            beyond = _text_range(self.index, sort_field, lower, upper)
 
         def sorted_hits(window, limit: int) -> list:
-            both = tantivy.Query.boolean_query(
-                [(tantivy.Occur.Must, matching), (tantivy.Occur.Must, window)]
-            )
+            parts = [matching] + [part for part in (window, beyond) if part is not None]
+            both = tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in parts])
             return searcher.search(
                 both, limit, count=False, order_by_field=sort_field, order=order
             ).hits
 
-        def beyond_cursor(hits: list) -> list:
-            if after is None:
-                return hits
-            return [hit for hit in hits if (hit[0] > after if ascending else hit[0] < after)]
-
         documents = searcher.doc_freq("doctype", query.doctype)
-        # Each filter term's documents bound the matches (deleted ones included).
-        most = min(
-            [documents] + [searcher.doc_freq(name, value) for name, value in query.filters.items()]
-        )
-        if documents <= FEW_MATCHES:
-            if after is None:
-                return sorted_hits(tantivy.Query.all_query(), wanted)
-            lower, upper = (after, None) if ascending else (None, after)
-            return sorted_hits(_text_range(self.index, sort_field, lower, upper), wanted)
-        if most <= FEW_MATCHES:
-            return beyond_cursor(sorted_hits(tantivy.Query.all_query(), most + 1))[:wanted]
+        most = most_matches(searcher, query)
+        if documents <= FEW_MATCHES or most <= FEW_MATCHES:
+            return sorted_hits(None, wanted)
         keys = self.windows.sample(searcher, query.doctype, sort_field)
-        per_key = documents / max(len(keys), 1)
-        # The sample keys a window spans: enough for half as many again as `wanted`
-        # matches at the estimated share, and one more (the cursor is inside the first).
-        span = math.ceil(1.5 * wanted * documents / (most * per_key)) + 1
-        # Matches before the cursor that its window holds: in about two of the sample's
-        # gaps (the one the cursor is in and the one before), at the estimated share.
-        fetch = wanted + (0 if after is None else math.ceil(2 * per_key * most / documents))
-        # The window from sample key `low` to `high` (their separators, see separator(),
-        # None beyond the sample's ends): at or before the cursor on its side, so that
-        # any key past the cursor that the window misses is past its other end.
-        if ascending:
-            low = -1 if after is None else bisect.bisect_right(keys, after) - 1
-        else:
-            high = len(keys) if after is None else bisect.bisect_right(keys, after) + 1
+        gaps = len(keys)
+        if not gaps:
+            return sorted_hits(None, wanted)
 
         def bound(at: int) -> str | None:
-            return separator(keys, at) if 0 < at < len(keys) else None
+            """Where gap `at` begins (gap 0 from the start, the last to the end)."""
+            return separator(keys, at) if 0 < at < gaps else None
 
+        # The gap the cursor is in, from bound(gap) at or before it to bound(gap + 1) after.
+        if after is None:
+            gap = 0 if ascending else gaps - 1
+        else:
+            gap = max(bisect.bisect_right(keys, after) - 1, 0)
+            if gap + 1 < gaps and (bound(gap + 1) or "") <= after:
+                gap += 1
+        # Matches per gap: the rarest term's share of the gap's documents at first; what
+        # windows read through held (words, deletions) weighs in as they are read.
+        estimated = most / gaps
+        prior_gaps = math.ceil(WINDOW_MARGIN * wanted / estimated)
+        read_gaps, read_hits = 0.0, 0
+        found: list = []
         while True:
-            if ascending:
-                high = low + span
-            else:
-                low = high - span
-            lower, upper = bound(low), bound(high)
-            hits = sorted_hits(self.windows.window(sort_field, lower, upper), fetch)
-            found = beyond_cursor(hits)
-            if len(found) >= wanted:
-                return found[:wanted]
-            if len(hits) == fetch:  # the window holds more: before the cursor, so many
-                fetch *= WIDEN
-                continue
-            if (upper if ascending else lower) is None:
+            need = wanted - len(found)
+            rate = (read_hits + estimated * prior_gaps) / (read_gaps + prior_gaps)
+            span = math.ceil(WINDOW_MARGIN * need / rate)
+            if read_gaps:
+                span = min(span, math.ceil(WIDEN * read_gaps))
+            low, high = (gap, gap + span) if ascending else (gap - span + 1, gap + 1)
+            low, high = max(low, 0), min(high, gaps)
+            hits = sorted_hits(self.windows.window(sort_field, bound(low), bound(high)), need)
+            found += hits
+            if len(found) >= wanted or (high == gaps if ascending else low == 0):
                 return found
-            span *= WIDEN
+            # Read through: the window held fewer matches than asked for. (Of the
+            # cursor's gap, about half is past the cursor.)
+            read_hits += len(hits)
+            read_gaps += high - low - (0.5 if after is not None and not read_gaps else 0)
+            gap = high if ascending else low - 1
 
     @staticmethod
     def facet(searcher, matching, query: ListQuery) -> list[dict]:

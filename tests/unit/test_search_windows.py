@@ -102,9 +102,8 @@ def random_query(rng: random.Random, count: str | None = None) -> ListQuery:
 
 @pytest.fixture
 def small_windows(monkeypatch):
-    """Windows at a small scale: a sample of one id in 16 and windows from 40 matches
-    on, so that a few hundred documents hold many windows."""
-    monkeypatch.setattr(search_index, "SAMPLE_SUFFIX", "0")
+    """Windows at a small scale: from 40 matches on, so that a few hundred documents (a
+    sample of one in 16) hold many windows."""
     monkeypatch.setattr(search_index, "FEW_MATCHES", 40)
 
 
