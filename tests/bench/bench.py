@@ -186,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     kept = json.loads(stored.read_text()) if set(parts) != set(PARTS) and stored.exists() else {}
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-logs-") as logs:
         measured = run(args.quick, Path(logs), parts)
+    machine = bench_report.machine(MANAGEMENT_URL)
+    # Each part says what it ran on: kept parts may have run on another machine.
+    for when in kept.get("measured", {}).values():
+        when.setdefault("machine", kept.get("machine"))
+    for when in measured["measured"].values():
+        when["machine"] = machine
     results = {**kept, **measured, "measured": {**kept.get("measured", {}), **measured["measured"]}}
-    results["machine"] = bench_report.machine(MANAGEMENT_URL)
+    results["machine"] = machine
     results["checks"] = bench_report.checks(results)
     print(bench_report.table(results))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -408,16 +408,26 @@ def table(results: dict) -> str:
 
 
 def when(results: dict) -> list[str]:
-    """When each part was measured (a run of some parts keeps the others' figures)."""
-    return [
-        f"- {part}: {measured['at']}{QUICK_NOTE if measured['quick'] else ''}"
-        for part, measured in results["measured"].items()
-    ]
+    """When each part was measured (a run of some parts keeps the others' figures), and
+    on which machine when it was not this run's."""
+    lines = []
+    for part, measured in results["measured"].items():
+        elsewhere = measured.get("machine") or results["machine"]
+        on = "" if elsewhere == results["machine"] else f", on {describe(elsewhere)}"
+        lines.append(f"- {part}: {measured['at']}{on}{QUICK_NOTE if measured['quick'] else ''}")
+    return lines
+
+
+def describe(machine: dict) -> str:
+    return (
+        f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"RabbitMQ {machine['rabbitmq']}, SecantusDB {machine['secantusdb']} "
+        f"(`--sync-on-commit`), {machine['os']}"
+    )
 
 
 def page(results: dict) -> str:
     """docs/performance.md: the tables of the last `make bench` and what it ran on."""
-    machine = results["machine"]
     sections = []
     for heading, rows in tables(results):
         sections += [f"## {heading}", "", *markdown_table(rows), ""]
@@ -442,9 +452,7 @@ def page(results: dict) -> str:
             "measures and how: [the benchmark's docstrings](../tests/bench/bench.py), and",
             "[the notes below](#how-it-is-measured).",
             "",
-            f"On {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
-            f"RabbitMQ {machine['rabbitmq']}, SecantusDB {machine['secantusdb']} "
-            f"(`--sync-on-commit`), {machine['os']}. Each part as measured:",
+            f"On {describe(results['machine'])}. Each part as measured:",
             "",
             *when(results),
             "",
