@@ -343,6 +343,29 @@ def asof_rows(asof: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def builds_line(search: dict) -> str | None:
+    """How many indexes of each size the index figures are the median of, and how far
+    their builds differed."""
+    sizes = sorted(search["index"], key=int)
+    builds = [search["index"][size].get("builds", []) for size in sizes]
+    if not all(builds) or len(builds[0]) < 2:
+        return None
+
+    def spread(name: str) -> str:
+        return ", ".join(
+            f"{int(size):,} {min(b[f'{name}_ms'] for b in built)}–"
+            f"{max(b[f'{name}_ms'] for b in built)}"
+            for size, built in zip(sizes, builds, strict=True)
+        )
+
+    return (
+        f"Index figures: the median of {len(builds[0])} indexes built of each size (their "
+        "segments differ from build to build, and a page's cost with them; each build's "
+        "figures are in bench/results.json). Across builds, ms: the filtered sorted page "
+        f"{spread('filtered_sorted_page')}; the page after it {spread('next_page')}."
+    )
+
+
 def rebuild_line(search: dict) -> str:
     rebuild = search["rebuild"]
     return (
@@ -441,6 +464,8 @@ def page(results: dict) -> str:
         if heading.startswith("Investment"):
             sections += [reports_line(results["reports"]), ""]
         if heading.startswith("Lists"):
+            if line := builds_line(results["search"]):
+                sections += [line, ""]
             sections += [rebuild_line(results["search"]), ""]
         if heading.startswith("Exports"):
             sections += [exports_line(results["exports"]), ""]
