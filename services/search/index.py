@@ -769,11 +769,11 @@ class SearchIndex:
         Ordering by a text fast field costs what the hits returned number (each segment
         turns its best ones into their keys) and what the query visits, so a page reads
         the sort order a window at a time: the sample's keys (SortWindows) cut it into
-        gaps of about as many documents as one in SAMPLE_ENDING's; a window is the next
-        gaps from the cursor, as many as should hold the matches still wanted (and
-        WINDOW_MARGIN more), cut at the cursor itself. The
-        windows are disjoint and read in order, so their sorted hits, one after another,
-        are exactly the plain sort's. Few matches are sorted whole."""
+        gaps, each of about as many documents as the sample holds one in; a window is
+        the next gaps from the cursor, as many as should hold the matches still wanted
+        (WINDOW_MARGIN times), cut at the cursor itself. The windows are disjoint and
+        read in order, so their sorted hits, one after another, are exactly the plain
+        sort's. Few matches are sorted whole."""
         order = tantivy.Order.Asc if ascending else tantivy.Order.Desc
         wanted = query.limit + 1
         after = query.after
