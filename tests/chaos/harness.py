@@ -418,10 +418,15 @@ UNKNOWN_OUTCOME_SECONDS = 10
 
 @dataclass
 class Traffic:
-    """What the driver saw: answers by status, and transitions confirmed with 200."""
+    """What the driver saw: answers by status, and transitions confirmed with 200.
+    A scenario that ends the traffic on what it sees, not on a clock, calls `stop`."""
 
     answers: Counter = field(default_factory=Counter)
     transitions: int = 0
+    stopped: bool = False
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 # What a walk's step returns when the licence waits for the expiry sweep, not a person.
@@ -446,16 +451,16 @@ def walk(
     steps: Callable[[dict], dict | None] | None = None,
 ) -> None:
     """Take one licence through its walk (`steps`: the next transition from where the
-    licence is, by default `next_transition`) until it ends or `until` (monotonic)
-    passes. After a failure (503 while licensing is down, a 409 because the change had
-    committed before a crash, a 422 for a renewal that such a change made moot) re-read
-    the licence and carry on from its actual status; a licence whose plant was
-    decommissioned is put in force no more, and its walk ends."""
+    licence is, by default `next_transition`) until it ends, `until` (monotonic)
+    passes or the traffic is stopped. After a failure (503 while licensing is down, a
+    409 because the change had committed before a crash, a 422 for a renewal that such
+    a change made moot) re-read the licence and carry on from its actual status; a
+    licence whose plant was decommissioned is put in force no more, and its walk ends."""
     steps = steps or partial(next_transition, cycles=load.cycles)
     path = f"/v1/licenses/{licence_id}"
     deadline = until + 120
     licence = insist(api, "GET", path, deadline).json()
-    while time.monotonic() < until and (step := steps(licence)) is not None:
+    while not traffic.stopped and time.monotonic() < until and (step := steps(licence)) is not None:
         if step is AWAIT_SWEEP:
             eventlet.sleep(0.5)
             licence = insist(api, "GET", path, deadline).json()
@@ -477,7 +482,8 @@ def walk(
         before = licence["version"]
         while True:
             licence = insist(api, "GET", path, deadline).json()
-            if licence["version"] != before or time.monotonic() >= min(settled, until):
+            settling = time.monotonic() < min(settled, until) and not traffic.stopped
+            if licence["version"] != before or not settling:
                 break
             eventlet.sleep(0.5)
         # A renewal decided on a validity that an earlier attempt (its outcome unknown)
@@ -671,18 +677,20 @@ class ChaosRegistry:
         licences: list[str],
         load: Load,
         steps: dict[str, Callable[[dict], dict | None]] | None = None,
+        traffic: Traffic | None = None,
     ) -> Traffic:
-        """Walk licences for `load.seconds`, `load.drivers` at a time, each driver taking
-        the next licence when its licence reached the end of its walk (`steps`: the
-        walk of a licence, by licence id, when it is not the usual one)."""
-        traffic = Traffic()
+        """Walk licences for `load.seconds` or until `traffic` is stopped, `load.drivers`
+        at a time, each driver taking the next licence when its licence reached the end
+        of its walk (`steps`: the walk of a licence, by licence id, when it is not the
+        usual one)."""
+        traffic = traffic or Traffic()
         until = time.monotonic() + load.seconds
         waiting = list(reversed(licences))
         steps = steps or {}
 
         def driver() -> None:
             api = Api(self.url, self.regulator_key)
-            while waiting and time.monotonic() < until:
+            while waiting and not traffic.stopped and time.monotonic() < until:
                 licence_id = waiting.pop()
                 walk(api, licence_id, load, traffic, until, steps.get(licence_id))
 

@@ -9,6 +9,7 @@ reduced run of every scenario guards the same invariants in `make test`."""
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import eventlet
@@ -22,6 +23,7 @@ from harness import (
     ChaosRegistry,
     Load,
     Outcome,
+    Traffic,
     VentureMade,
     expiry_ladder,
     insist,
@@ -50,6 +52,11 @@ KILLED_ALONE = ("search",)
 CONVERGE_SECONDS = 240
 # Kills a full run's kill scenario injects at least.
 MIN_KILLS = 3
+# Suspensions and reinstatements per licence in a walk that the scenario, not the walk's
+# end, stops: the licences never run out of transitions before the faults are over.
+LONG_WALK = 200
+# Transitions confirmed before each fault and after the last one.
+FLOWING = 25 if FULL else 4
 # Every queue bound to licensing.events with `license.#`, each with its own copy.
 LICENCE_EVENT_QUEUES = (*LICENCE_CONSUMER_QUEUES, "licensing.event-log")
 
@@ -163,24 +170,53 @@ def test_4_broker_restarts_deliver_everything_once_back(registry, report, own_br
     started = time.monotonic()
     restarts = 3 if FULL else 1
     load = sized(
-        Load(ventures=8, licences_per_plant=3, seconds=45, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=10),
+        Load(ventures=8, licences_per_plant=3, seconds=300, cycles=LONG_WALK, drivers=10),
+        Load(ventures=2, licences_per_plant=2, seconds=120, cycles=LONG_WALK),
     )
     with registry(licensing=3, broker=own_broker) as chaos:
         licences = chaos.apply_for_licences(load)
-        traffic = eventlet.spawn(chaos.drive, licences, load)
-        pause = load.seconds / (restarts + 1)
-        done = 0
-        for _ in range(restarts):
-            eventlet.sleep(pause * 0.6)
+
+        def restart() -> None:
             restart_broker(own_broker, down_seconds=3)
-            done += 1
             wait_until(lambda: broker_reachable(own_broker.amqp_uri) is None, 60, "RabbitMQ back")
-        flowed = traffic.wait()
-        print(f"\n{flowed.transitions} transitions through {done} broker restarts")
-        outcome = conclude(chaos, "4. RabbitMQ stopped and started", report, started, faults=done)
-    assert flowed.transitions >= (100 if FULL else 10)
+
+        flowed = drive_through(chaos, licences, load, restarts, restart)
+        print(f"\n{flowed.transitions} transitions through {restarts} broker restarts")
+        scenario = "4. RabbitMQ stopped and started"
+        outcome = conclude(chaos, scenario, report, started, faults=restarts)
     report.add(outcome)
+
+
+def drive_through(
+    chaos: ChaosRegistry,
+    licences: list[str],
+    load: Load,
+    faults: int,
+    inject: Callable[[], None],
+) -> Traffic:
+    """Walk `licences` and `inject` `faults` faults among the traffic: each after
+    FLOWING more transitions were confirmed, and the traffic ends after FLOWING more
+    once the last fault is over, however fast this machine decides them."""
+    traffic = Traffic()
+    driving = eventlet.spawn(chaos.drive, licences, load, traffic=traffic)
+
+    def await_transitions(when: str) -> None:
+        target = traffic.transitions + FLOWING
+        deadline = time.monotonic() + 90
+        while traffic.transitions < target:
+            if driving.dead:
+                raise AssertionError(f"traffic ended as {driving.wait()} before {FLOWING} {when}")
+            assert time.monotonic() < deadline, f"{FLOWING} transitions {when} not seen in 90 s"
+            eventlet.sleep(0.2)
+
+    try:
+        for fault in range(faults):
+            await_transitions(f"before fault {fault + 1}")
+            inject()
+        await_transitions("after the last fault")
+    finally:
+        traffic.stop()
+    return driving.wait()
 
 
 def test_5_poison_messages_are_dead_lettered_and_healthy_ones_applied(registry, report):
@@ -298,25 +334,24 @@ def test_7_a_cluster_node_killed_loses_nothing(registry, report, rabbit_cluster)
     started = time.monotonic()
     kills = 3 if FULL else 1
     load = sized(
-        Load(ventures=8, licences_per_plant=3, seconds=60, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=12),
+        Load(ventures=8, licences_per_plant=3, seconds=300, cycles=LONG_WALK, drivers=10),
+        Load(ventures=2, licences_per_plant=2, seconds=120, cycles=LONG_WALK),
     )
     with registry(licensing=2, broker=rabbit_cluster) as chaos:
         licences = chaos.apply_for_licences(load)
-        traffic = eventlet.spawn(chaos.drive, licences, load)
         done = []
-        for _ in range(kills):
-            eventlet.sleep(load.seconds / (kills + 1) * 0.6)
+
+        def kill_a_leader() -> None:
             done.append(kill_the_busiest_leader(rabbit_cluster, chaos.vhost, LICENCE_EVENT_QUEUES))
             print(f"\nkilled {done[-1]}")
-        flowed = traffic.wait()
+
+        flowed = drive_through(chaos, licences, load, kills, kill_a_leader)
         print(f"\n{flowed.transitions} transitions through {len(done)} node kills")
         outcome = conclude(
             chaos, "7. RabbitMQ cluster node killed", report, started, faults=len(done)
         )
     outcome.recover_seconds = max(kill.recovered_seconds for kill in done)
     print(outcome.line())
-    assert flowed.transitions >= (100 if FULL else 10)
     report.add(outcome)
 
 
