@@ -58,10 +58,11 @@ limits").
    redelivery changes nothing. Also checked: every consumer queue ends empty (0 ready,
    0 unacked, from the management API).
 4. **RabbitMQ stopped and started** (`rabbitmqctl stop_app` / `start_app` on a node of the
-   scenario's own, a few seconds down each time) while more than a hundred licence
-   transitions flow. Every service reconnects by itself and no process exits; everything
-   is delivered once the broker is back; no outbox record is marked sent without a confirm
-   (every record marked sent is on the regulator queue).
+   scenario's own, a few seconds down each time) while licence transitions flow: each
+   restart after 25 more transitions were confirmed (a reduced run: 4), and the traffic
+   ends after as many more with the broker back. Every service reconnects by itself and
+   no process exits; everything is delivered once the broker is back; no outbox record is
+   marked sent without a confirm (every record marked sent is on the regulator queue).
 5. **Poison messages among healthy events**, published to `licensing.events`: a missing
    required attribute, a wrong `specversion`, an unparseable `time`, an unknown type, a body
    that is not JSON, and a valid envelope whose data no consumer that reads it can apply.
@@ -78,11 +79,13 @@ limits").
    cluster (`tests/rabbit_nodes.py`, `make cluster`), every service given the three
    addresses in `JVREG_AMQP_URI` (`;`-separated: kombu fails over to the next). Quorum
    queues have a replica on each node; a policy mirrors the classic ones (nameko's RPC
-   queues, the regulator's and the dead-letter queue). Mid-traffic the node leading most of
-   the licence events' quorum queues (the management API's `leader`) is SIGKILLed, then
-   started again once every one of those queues has a leader elsewhere and a consumer
-   again; it rejoins the cluster. Faults = node kills; **time to recover** = the longest
-   from a kill until the services consumed through the other nodes.
+   queues, the regulator's and the dead-letter queue). Mid-traffic (each kill after 25 more
+   confirmed transitions, a reduced run 4, and as many more after the last) the node
+   leading most of the licence events' quorum queues (the management API's `leader`) is
+   SIGKILLed, then started again once every one of those queues has a leader elsewhere
+   and a consumer again; it rejoins the cluster. Faults = node kills; **time to
+   recover** = the longest from a kill until the services consumed through the other
+   nodes.
 8. **Plants decommissioned and expiry warnings, services killed.** The automatic licence
    events (issue 16) while three licensing instances run with `after_commit`,
    `after_confirm` and `after_apply` (a decision, a sweep's warning or the revocations of
