@@ -494,8 +494,16 @@ def walk(
 
 def created(api: Api, path: str, body: dict, deadline: float) -> dict:
     """POST until 201: a service that has not yet learned of what the body names (it
-    learns from events, within moments) answers 503 and asks to retry shortly."""
+    learns from events, within moments) answers 503 and asks to retry shortly. A try
+    that got no answer in time may still have committed: a licence application's retry
+    is then refused because that application is open, and the refusal names it."""
     response = insist(api, "POST", path, deadline, json=body)
+    if response.status_code == 409 and path == "/v1/licenses":
+        earlier = response.json().get("open_application")
+        if earlier:
+            response = insist(api, "GET", f"{path}/{earlier}", deadline)
+            assert response.status_code == 200, f"{path}/{earlier}: {response.status_code}"
+            return response.json()
     assert response.status_code == 201, f"{path}: {response.status_code} {response.text}"
     return response.json()
 
