@@ -60,6 +60,11 @@ LONG_WALK_CAP = 1800
 # Transitions confirmed before each fault and after the last one, each awaited this long.
 FLOWING = 25 if FULL else 4
 FLOWING_SECONDS = 150
+# The load of the scenarios whose faults follow the traffic (drive_through).
+FAULTS_AMONG_TRAFFIC = (
+    Load(ventures=8, licences_per_plant=3, seconds=LONG_WALK_CAP, cycles=LONG_WALK, drivers=10),
+    Load(ventures=2, licences_per_plant=2, seconds=LONG_WALK_CAP, cycles=LONG_WALK),
+)
 # Every queue bound to licensing.events with `license.#`, each with its own copy.
 LICENCE_EVENT_QUEUES = (*LICENCE_CONSUMER_QUEUES, "licensing.event-log")
 
@@ -172,10 +177,7 @@ def test_4_broker_restarts_deliver_everything_once_back(registry, report, own_br
     is on the regulator's queue). The broker is a node of the scenario's own."""
     started = time.monotonic()
     restarts = 3 if FULL else 1
-    load = sized(
-        Load(ventures=8, licences_per_plant=3, seconds=LONG_WALK_CAP, cycles=LONG_WALK, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=LONG_WALK_CAP, cycles=LONG_WALK),
-    )
+    load = sized(*FAULTS_AMONG_TRAFFIC)
     with registry(licensing=3, broker=own_broker) as chaos:
         licences = chaos.apply_for_licences(load)
 
@@ -338,10 +340,7 @@ def test_7_a_cluster_node_killed_loses_nothing(registry, report, rabbit_cluster)
     Nothing is lost or applied twice; the time to recover is reported."""
     started = time.monotonic()
     kills = 3 if FULL else 1
-    load = sized(
-        Load(ventures=8, licences_per_plant=3, seconds=LONG_WALK_CAP, cycles=LONG_WALK, drivers=10),
-        Load(ventures=2, licences_per_plant=2, seconds=LONG_WALK_CAP, cycles=LONG_WALK),
-    )
+    load = sized(*FAULTS_AMONG_TRAFFIC)
     with registry(licensing=2, broker=rabbit_cluster) as chaos:
         licences = chaos.apply_for_licences(load)
         done = []
