@@ -315,7 +315,7 @@ class RegulatorQueue:
 # --- driving licences ------------------------------------------------------------------
 
 
-def _transient(response: requests.Response | None) -> bool:
+def transient(response: requests.Response | None) -> bool:
     return response is None or response.status_code >= 500 or response.status_code == 429
 
 
@@ -331,7 +331,7 @@ def insist(api: Api, method: str, path: str, deadline: float, **kwargs) -> reque
     """Repeat a request while the registry is (partly) down: 5xx or no answer."""
     while True:
         response = call(api, method, path, **kwargs)
-        if not _transient(response) or time.monotonic() > deadline:
+        if not transient(response) or time.monotonic() > deadline:
             assert response is not None, f"{method} {path}: no answer before the deadline"
             return response
         eventlet.sleep(0.2)
