@@ -82,6 +82,21 @@ class Rates:
         index = bisect_right(self._days.get(currency, []), on) - 1
         return self._values[currency][index] if index >= 0 else None
 
+    def one_rate(self, reporting: str, currency: str, first: date, last: date) -> bool:
+        """Whether every day from `first` to `last` converts `currency` into `reporting`
+        at one rate: no conversion needed, or each of the two currencies has a rate in
+        force on `first` and none set for a later day up to `last`."""
+        if currency == reporting:
+            return True
+        return all(self._one_rate(code, first, last) for code in (currency, reporting))
+
+    def _one_rate(self, currency: str, first: date, last: date) -> bool:
+        if currency == USD:
+            return True
+        days = self._days.get(currency, [])
+        in_force = bisect_right(days, first) - 1
+        return in_force >= 0 and bisect_right(days, last) - 1 == in_force
+
 
 @dataclass(frozen=True)
 class Conversion:

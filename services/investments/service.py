@@ -19,20 +19,14 @@ from shared.mongo import MongoStore
 from shared.outbox import OutboxRelay
 
 
-def rates_for(store: InvestmentStore, rows: list[reports.DayTotals], reporting: str):
-    """The rates that converting `rows` into `reporting` may need."""
-    if not rows:
-        return reports.Rates([])
-    currencies = {row.currency for row in rows} | {reporting}
-    return store.rates_for(currencies, max(row.value_date for row in rows))
-
-
 def venture_summary(
     store: InvestmentStore, venture_id: str, reporting: str
 ) -> reports.VentureSummary:
     """One venture's flows, by partner and by currency."""
     rows = store.venture_day_totals(venture_id)
-    return reports.venture_summary(venture_id, rows, rates_for(store, rows, reporting), reporting)
+    return reports.venture_summary(
+        venture_id, rows, store.rates_to_convert(rows, reporting), reporting
+    )
 
 
 def portfolio_summary(
@@ -40,10 +34,10 @@ def portfolio_summary(
 ) -> reports.PortfolioSummary:
     """Every venture's flows, or only those of `owner`'s ventures (an investor's view)."""
     venture_ids = None if owner is None else store.venture_ids_of(owner)
-    rows = store.portfolio_day_totals(query.group_by, venture_ids)
+    rows, rates = store.portfolio_rows(query.group_by, query.currency, venture_ids)
     return reports.portfolio_summary(
         rows,
-        rates_for(store, rows, query.currency),
+        rates,
         query.currency,
         query.group_by,
         lambda days: store.flows_at(days, venture_ids),

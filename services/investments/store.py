@@ -6,6 +6,7 @@ the portfolio's folded in from pending entries in the background (`fold_pending`
 import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, time
+from functools import partial
 from typing import TypeVar
 
 from bson import ObjectId
@@ -41,6 +42,9 @@ PORTFOLIO_PENDING = "portfolio_pending"
 REPORT_GROUPS = "report_groups"
 REPORT_META = "report_meta"
 REPORT_TOTALS = "report_totals"
+# The read model's layout: 2 added the portfolio totals' `months`. A database built in
+# another layout is built again on start.
+REPORT_LAYOUT = 2
 BUILD_BATCH = 1_000
 DUPLICATE_KEY = 11000
 FLOW_FACTS = dict.fromkeys(
@@ -258,12 +262,15 @@ class InvestmentStore(Repository):
     def _rate(doc: dict) -> contract.FxRate:
         return contract.FxRate.model_validate({**doc, "date": doc["date"].date()})
 
-    def rates_for(self, currencies: set[str], until: date) -> Rates:
+    def rates_for(
+        self, currencies: set[str], until: date, session: ClientSession | None = None
+    ) -> Rates:
         """Every rate of `currencies` set for a day up to `until` (the latest value date
         to convert): a conversion may need any of them."""
         cursor = self.db.fx_rates.find(
             {"currency": {"$in": sorted(currencies)}, "date": {"$lte": as_datetime(until)}},
             {"currency": 1, "date": 1, "usd_per_unit": 1},
+            session=session,
         )
         return Rates((doc["currency"], doc["date"].date(), doc["usd_per_unit"]) for doc in cursor)
 
@@ -308,28 +315,52 @@ class InvestmentStore(Repository):
         session: ClientSession,
     ) -> None:
         """Add (sign 1) or take away (-1) the day entries of `buckets` (document id ->
-        its fields and days) in those totals documents: one read of just those days
-        ($in on the ids), then one bulk write of them, each guarded by its version."""
+        its fields and days) in those totals documents, and in their months when they
+        are the portfolio's: one read of just those entries ($in on the ids), then one
+        bulk write of them, each guarded by its version."""
         if not buckets:
             return
-        shown = {"version": 1, **{f"days.{key}": 1 for _, days in buckets.values() for key in days}}
+        with_months = collection.name == PORTFOLIO_TOTALS
+        changes = {
+            doc_id: {
+                "days": days,
+                **({"months": totals.months_of(days)} if with_months else {}),
+            }
+            for doc_id, (_, days) in buckets.items()
+        }
+        shown = {"version": 1}
+        for maps in changes.values():
+            shown.update({f"{name}.{key}": 1 for name, keyed in maps.items() for key in keyed})
         found = {
             doc["_id"]: doc
             for doc in collection.find({"_id": {"$in": list(buckets)}}, shown, session=session)
         }
         writes: list[InsertOne | UpdateOne] = []
-        for doc_id, (fields, days) in buckets.items():
+        for doc_id, (fields, _) in buckets.items():
             doc = found.get(doc_id)
-            current = doc.get("days", {}) if doc else {}
-            after = {k: totals.combined(current.get(k), entry, sign) for k, entry in days.items()}
+            after = {
+                name: {
+                    key: totals.combined((doc or {}).get(name, {}).get(key), entry, sign)
+                    for key, entry in keyed.items()
+                }
+                for name, keyed in changes[doc_id].items()
+            }
             if doc is None:
-                kept = {k: text for k, text in after.items() if text is not None}
-                writes.append(InsertOne({"_id": doc_id, **fields, "version": 1, "days": kept}))
+                kept = {
+                    name: {key: text for key, text in keyed.items() if text is not None}
+                    for name, keyed in after.items()
+                }
+                writes.append(InsertOne({"_id": doc_id, **fields, "version": 1, **kept}))
                 continue
             update: dict = {"$inc": {"version": 1}}
-            if changed := {f"days.{k}": text for k, text in after.items() if text is not None}:
+            paths = {
+                f"{name}.{key}": text
+                for name, keyed in after.items()
+                for key, text in keyed.items()
+            }
+            if changed := {path: text for path, text in paths.items() if text is not None}:
                 update["$set"] = changed
-            if dropped := {f"days.{k}": "" for k, text in after.items() if text is None}:
+            if dropped := {path: "" for path, text in paths.items() if text is None}:
                 update["$unset"] = dropped
             writes.append(UpdateOne({"_id": doc_id, "version": doc["version"]}, update))
         try:
@@ -424,7 +455,9 @@ class InvestmentStore(Repository):
             return 0
 
     def report_totals_built(self) -> bool:
-        return self.db[REPORT_META].find_one({"_id": REPORT_TOTALS}) is not None
+        """Whether the read model was built, in the layout this code reads."""
+        meta = self.db[REPORT_META].find_one({"_id": REPORT_TOTALS})
+        return meta is not None and meta.get("layout") == REPORT_LAYOUT
 
     def build_report_totals(self) -> int:
         """The read model computed from every stored flow and the ventures projection, in
@@ -469,6 +502,10 @@ class InvestmentStore(Repository):
                     }
                     for doc_id, (fields, days) in buckets.items()
                 ]
+                if name == PORTFOLIO_TOTALS:
+                    for document, (_, days) in zip(documents, buckets.values(), strict=True):
+                        months = totals.months_of(days)
+                        document["months"] = {k: totals.encode(e) for k, e in months.items()}
                 for start in range(0, len(documents), BUILD_BATCH):
                     self.db[name].insert_many(
                         documents[start : start + BUILD_BATCH], session=session
@@ -486,7 +523,12 @@ class InvestmentStore(Repository):
                 self.db[REPORT_GROUPS].insert_many(groups, session=session)
             self.db[REPORT_META].replace_one(
                 {"_id": REPORT_TOTALS},
-                {"_id": REPORT_TOTALS, "flows": count, "built_at": utcnow()},
+                {
+                    "_id": REPORT_TOTALS,
+                    "layout": REPORT_LAYOUT,
+                    "flows": count,
+                    "built_at": utcnow(),
+                },
                 upsert=True,
                 session=session,
             )
@@ -511,16 +553,17 @@ class InvestmentStore(Repository):
             for row in totals.rows_of(doc, (doc["partner"], doc["country"]))
         ]
 
-    def portfolio_day_totals(
-        self, group_by: str | None, venture_ids: list[str] | None = None
-    ) -> list[DayTotals]:
-        """Sums per (group, currency, value date) of every venture (the portfolio's totals
-        of the `group_by` view, by equality on it, plus the entries not yet folded into
-        them; ungrouped: the partner-country view, which holds every flow once), or of
-        `venture_ids` (their own totals, by $in, each filed under the group the
-        projection has now)."""
+    def portfolio_rows(
+        self, group_by: str | None, reporting: str, venture_ids: list[str] | None = None
+    ) -> tuple[list[DayTotals], Rates]:
+        """The sums to report in `reporting` per (group, currency, value date), and the
+        rates that convert them: of every venture, the portfolio's totals of the
+        `group_by` view (equality on it; ungrouped: the partner-country view, which holds
+        every flow once) plus the entries not yet folded into them, a row per month that
+        one rate converts whole; or of `venture_ids`, their own totals ($in), a row per
+        day, each filed under the group the projection has now."""
         if venture_ids is None:
-            return self._portfolio_view_totals(group_by)
+            return self._portfolio_view_rows(group_by, reporting)
         group_of: dict[str, str] | None = None
         if group_by in totals.VENTURE_GROUPS:
             query = {"_id": {"$in": venture_ids}}
@@ -537,13 +580,24 @@ class InvestmentStore(Repository):
             else:
                 group = doc["country"] if group_by == "partner_country" else None
             rows += totals.rows_of(doc, group)
-        return rows
+        return rows, self.rates_to_convert(rows, reporting)
 
-    def _portfolio_view_totals(self, group_by: str | None) -> list[DayTotals]:
+    def rates_to_convert(self, rows: list[DayTotals], reporting: str) -> Rates:
+        """The rates that converting `rows` into `reporting` may need."""
+        if not rows:
+            return Rates([])
+        currencies = {row.currency for row in rows} | {reporting}
+        return self.rates_for(currencies, max(row.value_date for row in rows))
+
+    def _portfolio_view_rows(
+        self, group_by: str | None, reporting: str
+    ) -> tuple[list[DayTotals], Rates]:
         """A view's totals and the pending entries, each under the group its venture is
-        filed under now (report_groups; the invariant at `_refile`), read in one
-        snapshot: a fold committing meanwhile is seen whole or not at all, so no entry
-        is counted twice or missed, and a flow is in the reports once it is recorded."""
+        filed under now (report_groups; the invariant at `_refile`), and the rates, read
+        in one snapshot: a fold committing meanwhile is seen whole or not at all, so no
+        entry is counted twice or missed, a flow is in the reports once it is recorded,
+        and a month is read whole only if the rates that convert it have one rate for
+        all of it."""
         view = group_by or "partner_country"
         with self.client.start_session() as session, session.start_transaction():
             stored = list(self.db[PORTFOLIO_TOTALS].find({"view": view}, session=session))
@@ -557,10 +611,21 @@ class InvestmentStore(Repository):
                     session=session,
                 )
                 filed = {doc["_id"]: doc for doc in found}
+            held = stored + pending
+            currencies = {doc["currency"] for doc in held} | {reporting}
+            last_year = max((doc["year"] for doc in held), default=None)
+            rates = (
+                self.rates_for(currencies, date(last_year, 12, 31), session)
+                if last_year is not None
+                else Rates([])
+            )
+        one_rate = partial(rates.one_rate, reporting)
         rows = [
-            row for doc in stored for row in totals.rows_of(doc, doc["group"] if group_by else None)
+            row
+            for doc in stored
+            for row in totals.rows_of(doc, doc["group"] if group_by else None, one_rate)
         ]
-        return rows + totals.pending_rows(pending, filed, view, group_by is not None)
+        return rows + totals.pending_rows(pending, filed, view, group_by is not None), rates
 
     def flows_at(
         self, days: Collection[tuple[str, date]], venture_ids: list[str] | None = None

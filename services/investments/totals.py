@@ -9,14 +9,22 @@ the rate in force on the value date: every flow of a day converts at one rate, w
 rates are set later (back-dated ones included), so `reports.conversion` applies as it
 does to the flows themselves.
 
+A portfolio group's document also keeps `months` ("MM"): the same entries summed per
+month, kept with the days in the same writes. A month that one rate converts whole (no
+rate of its currencies set for a day after its first, `Rates.one_rate`) is read as one
+entry dated its first day; a month a rate splits, back-dated or not, is read by its
+days. Which it is is decided when the report is read, from the rates it reads, so
+setting a rate rewrites nothing and the figures stay exact.
+
 An entry is a short string ("3,1250000.00,,,,," : the count, then one decimal string
 per flow type, empty for none). Decimal strings are exact, like Decimal128, and a
-portfolio summary reads ~26,000 of these entries at 100,000 flows: as strings SecantusDB
-serves them in ~10 ms, as nested Decimal128 values in ~3 s (docs/investments.md).
+totals document holds hundreds of them: as strings SecantusDB serves them in ~10 ms,
+as nested Decimal128 values in ~3 s (docs/investments.md).
 Pure functions; no I/O."""
 
 import json
-from collections.abc import Hashable, Iterable, Mapping
+from calendar import monthrange
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Context, Decimal, localcontext
@@ -73,6 +81,14 @@ def combined(current: str | None, change: Entry, sign: int) -> str | None:
     if entry.count < 0:
         raise ValueError(f"a day's totals would sum {entry.count} flows: {current!r} - {change}")
     return encode(entry) if entry.count else None
+
+
+def months_of(days: Mapping[str, Entry]) -> dict[str, Entry]:
+    """Day entries ("MM-DD") summed per month ("MM")."""
+    months: dict[str, Entry] = {}
+    for key, entry in days.items():
+        months.setdefault(key[:2], Entry()).add(entry)
+    return months
 
 
 def day_key(day: date) -> str:
@@ -199,13 +215,32 @@ def add_flow(
         days.setdefault(key, Entry()).add(entry)
 
 
-def rows_of(doc: Mapping, group: Hashable) -> list[DayTotals]:
-    """The report rows of one stored totals document, as `group`'s."""
+def sums_of(text: str) -> dict[str, Decimal]:
+    """The sums of an encoded entry (its count left out)."""
+    return {t: Decimal(v) for t, v in zip(FLOW_TYPES, text.split(",")[1:], strict=True) if v}
+
+
+# Whether (currency, first day, last day) converts at one rate: `Rates.one_rate` for
+# the report's reporting currency.
+OneRate = Callable[[str, date, date], bool]
+
+
+def rows_of(doc: Mapping, group: Hashable, one_rate: OneRate | None = None) -> list[DayTotals]:
+    """The report rows of one stored totals document, as `group`'s: a row per day, or,
+    with `one_rate` and the document's `months`, a row per month that one rate converts
+    whole (dated its first day) and a row per day of the other months."""
     year, currency = doc["year"], doc["currency"]
-    rows = []
+    rows, whole = [], set()
+    if one_rate is not None:
+        for key, text in doc["months"].items():
+            first = date(year, int(key), 1)
+            last = date(year, int(key), monthrange(year, int(key))[1])
+            if one_rate(currency, first, last):
+                whole.add(key)
+                rows.append(DayTotals(group, currency, first, sums_of(text)))
     for key, text in doc["days"].items():
-        sums = {t: Decimal(v) for t, v in zip(FLOW_TYPES, text.split(",")[1:], strict=True) if v}
-        rows.append(DayTotals(group, currency, day_of(year, key), sums))
+        if key[:2] not in whole:
+            rows.append(DayTotals(group, currency, day_of(year, key), sums_of(text)))
     return rows
 
 

@@ -150,7 +150,7 @@ def time_reports(store: InvestmentStore, projected: list[dict]) -> dict:
     figures["owner_portfolio_ms"] = median_runs(lambda: portfolio_summary(store, query, owner))
     venture_id = projected[0]["_id"]
     figures["venture_summary_ms"] = median_runs(lambda: venture_summary(store, venture_id, "USD"))
-    figures["portfolio_day_entries"] = len(store.portfolio_day_totals("sector"))
+    figures["portfolio_rows"] = len(store.portfolio_rows("sector", "USD")[0])
     figures["portfolio_documents"] = store.db[PORTFOLIO_TOTALS].count_documents({})
     summary = portfolio_summary(store, contract.PortfolioQuery(currency="USD"), None)
     figures["total_committed_usd"] = summary.total.committed

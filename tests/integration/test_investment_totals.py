@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from services.investments import contract, domain, reports
 from services.investments.service import portfolio_summary, venture_summary
 from services.investments.store import PORTFOLIO_PENDING, PORTFOLIO_TOTALS, InvestmentStore
-from services.investments.totals import decode, exact_day_totals
+from services.investments.totals import Entry, decode, exact_day_totals, months_of
 from shared.envelope import new_event
 from shared.errors import RuleViolated
 from shared.mongo import connect
@@ -55,9 +55,14 @@ moves = st.tuples(
     st.just("move"), st.sampled_from(VENTURES), st.sampled_from(SECTORS), st.sampled_from(PROVINCES)
 )
 # Rates for any day of the range (before flows of later days: back-dated), some
-# currencies left without one so that some flows cannot be converted.
+# currencies left without one so that some flows cannot be converted. A rate set on a
+# month's first day (-19, 12) leaves the month one rate; on any other, it splits it.
 rates = st.lists(
-    st.tuples(st.sampled_from(CURRENCIES[1:]), st.integers(-5, 30), st.sampled_from(RATES)),
+    st.tuples(
+        st.sampled_from(CURRENCIES[1:]),
+        st.one_of(st.integers(-5, 30), st.sampled_from([-19, 12])),
+        st.sampled_from(RATES),
+    ),
     max_size=6,
 )
 
@@ -177,18 +182,25 @@ def recomputed_venture(store: InvestmentStore, venture_id: str, reporting: str):
 
 
 def stored_totals(db) -> dict:
-    """Every day's count and non-zero sums, per totals document (a venture moved out of
-    a group leaves zeros behind where a build from the flows has nothing)."""
+    """Every day's (and a portfolio group's every month's) count and non-zero sums, per
+    totals document (a venture moved out of a group leaves zeros behind where a build
+    from the flows has nothing); a portfolio group's months sum its days."""
     found = {}
     for name in ("venture_totals", "portfolio_totals"):
         for doc in db[name].find():
-            days = {}
-            for key, text in doc["days"].items():
-                entry = decode(text)
-                days[key] = (entry.count, {t: v for t, v in entry.sums.items() if v != 0})
-            if days:
-                found[(name, doc["_id"])] = days
+            days = {key: decode(text) for key, text in doc["days"].items()}
+            entries = {key: non_zero(entry) for key, entry in days.items()}
+            if name == "portfolio_totals":
+                months = {key: non_zero(decode(text)) for key, text in doc["months"].items()}
+                assert months == {k: non_zero(e) for k, e in months_of(days).items()}
+                entries.update(months)
+            if entries:
+                found[(name, doc["_id"])] = entries
     return found
+
+
+def non_zero(entry: Entry) -> tuple[int, dict[str, Decimal]]:
+    return entry.count, {t: v for t, v in entry.sums.items() if v != 0}
 
 
 def fold_all(store: InvestmentStore) -> int:

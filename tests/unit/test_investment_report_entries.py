@@ -3,9 +3,11 @@ they sum no flow any more."""
 
 from datetime import date
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
+from services.investments.reports import Rates
 from services.investments.totals import (
     Entry,
     FlowFacts,
@@ -122,3 +124,52 @@ def test_pending_entries_are_report_rows_under_their_groups_now():
         (None, date(2025, 1, 15), Decimal("11.5")),
         (None, date(2025, 1, 16), Decimal("4")),
     ]
+
+
+def test_a_month_one_rate_converts_is_read_whole_and_a_month_a_rate_splits_by_its_days():
+    doc = {
+        "year": 2025,
+        "currency": "PKR",
+        "days": {"01-03": "1,1.00,,,,,", "01-20": "1,2.00,,,,,", "02-05": "1,4.00,,,,,"},
+        "months": {"01": "2,3.00,,,,,", "02": "1,4.00,,,,,"},
+    }
+    # PKR has a rate from 1 January and another set for 10 February: January converts at
+    # one rate, February at two.
+    rates = Rates(
+        [
+            ("PKR", date(2025, 1, 1), Decimal("0.0036")),
+            ("PKR", date(2025, 2, 10), Decimal("0.0035")),
+        ]
+    )
+    rows = rows_of(doc, "PK", partial(rates.one_rate, "USD"))
+    assert sorted((row.value_date, row.sums["commitment"]) for row in rows) == [
+        (date(2025, 1, 1), Decimal("3.00")),
+        (date(2025, 2, 5), Decimal("4.00")),
+    ]
+    # Without one_rate (a venture's totals), every day is a row.
+    assert len(rows_of(doc, "PK")) == 3
+
+
+@pytest.mark.parametrize(
+    ("rates", "currency", "reporting", "one"),
+    [
+        ([], "PKR", "PKR", True),  # no conversion
+        ([], "USD", "USD", True),
+        ([("PKR", "2025-01-01")], "PKR", "USD", True),
+        ([("PKR", "2024-06-30")], "PKR", "USD", True),  # in force from before
+        ([("PKR", "2025-01-02")], "PKR", "USD", False),  # the 1st has no rate
+        ([], "PKR", "USD", False),
+        ([("PKR", "2025-01-01"), ("PKR", "2025-01-31")], "PKR", "USD", False),
+        ([("PKR", "2025-01-01"), ("PKR", "2025-02-01")], "PKR", "USD", True),
+        # A cross rate: both currencies' rates must hold all month.
+        ([("PKR", "2025-01-01"), ("CNY", "2025-01-01")], "PKR", "CNY", True),
+        ([("PKR", "2025-01-01"), ("CNY", "2025-01-15")], "PKR", "CNY", False),
+        ([("PKR", "2025-01-01")], "USD", "PKR", True),
+        ([("CNY", "2025-01-01")], "USD", "PKR", False),
+    ],
+)
+def test_one_rate_holds_for_a_month_only_when_no_rate_of_either_currency_changes_in_it(
+    rates, currency, reporting, one
+):
+    known = Rates((code, date.fromisoformat(day), Decimal("0.5")) for code, day in rates)
+    assert known.one_rate(reporting, currency, date(2025, 1, 1), date(2025, 1, 31)) is one
