@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from services.search import contract
-from services.search.index import Change, SearchIndex
+from services.search.index import REBUILD_HEAP_BYTES, Change, SearchIndex
 from services.search.live import point_at
 from services.search.settings import REBUILDING, SearchSettings
 from shared.envelope import EVENT_TYPE_PREFIX
@@ -104,7 +104,7 @@ def rebuild_index(
     (root / REBUILDING).write_text(f"{started}\n")
     changes, events, gaps = latest_changes(mongo, settings, progress)
     generation = root / f"gen-{int(started * 1000)}"
-    index = SearchIndex(generation, writer_threads=2)
+    index = SearchIndex(generation, REBUILD_HEAP_BYTES)
     documents = index.load(changes)
     index.close()
     del index

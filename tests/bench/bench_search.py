@@ -40,7 +40,7 @@ from timing import median_ms, run_alone
 
 from ops.processes import ensure_management_api, wait_until
 from ops.search import rebuild_index
-from services.search.index import Change, ListQuery, SearchIndex
+from services.search.index import REBUILD_HEAP_BYTES, Change, ListQuery, SearchIndex
 from services.search.live import point_at
 from services.search.settings import SearchSettings
 from services.ventures.contract import VENTURE_EXAMPLE, Sector, VentureUpdated
@@ -109,10 +109,9 @@ def list_query(query: dict, after: str | None = None) -> ListQuery:
 
 def index_figures(sizes: tuple[int, ...], repeats: int, builds: int) -> dict:
     """Each size's figures: the median over `builds` indexes of it, each built as a
-    rebuild builds one (two writer threads share the documents out between segments
-    as they are scheduled, so no two builds are laid out alike, and a page's cost
-    moves with the layout: 1,000 ventures' first sorted page took 1.3 to 2.2 ms on
-    as many builds). Each build's figures are kept under `builds`."""
+    rebuild builds one (one writer thread whose memory holds every document: one
+    segment). A page's cost still moves from build to build with where the pages of
+    the index land in memory; each build's figures are kept under `builds`."""
     figures: dict = {}
     for size in sizes:
         rows = [index_build_figures(size, repeats) for _ in range(builds)]
@@ -125,7 +124,7 @@ def index_figures(sizes: tuple[int, ...], repeats: int, builds: int) -> dict:
 def index_build_figures(size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-search-") as tmp:
         path = Path(tmp) / "index"
-        loading = SearchIndex(path, writer_threads=2)
+        loading = SearchIndex(path, REBUILD_HEAP_BYTES)
         started = time.perf_counter()
         loading.load(ventures(size))
         row = {"load_seconds": round(time.perf_counter() - started, 2)}
@@ -207,7 +206,7 @@ def gateway_figures(sizes: tuple[int, ...], repeats: int, log_dir: Path) -> dict
 
 def build_generation(search: SearchSettings, size: int) -> Path:
     generation = search.index_root / f"gen-bench-{size}"
-    index = SearchIndex(generation, writer_threads=2)
+    index = SearchIndex(generation, REBUILD_HEAP_BYTES)
     index.load(ventures(size))
     index.close()
     return generation
