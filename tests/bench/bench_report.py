@@ -359,8 +359,8 @@ def builds_line(search: dict) -> str | None:
         )
 
     return (
-        f"Index figures: the median of {len(builds[0])} indexes built of each size (their "
-        "segments differ from build to build, and a page's cost with them; each build's "
+        f"Index figures: the median of {len(builds[0])} indexes built of each size as a "
+        "rebuild builds them (a page's cost differs from build to build; each build's "
         "figures are in bench/results.json). Across builds, ms: the filtered sorted page "
         f"{spread('filtered_sorted_page')}; the page after it {spread('next_page')}."
     )
@@ -599,15 +599,12 @@ On the read side (issue 13): a page of the search index visits a window of its s
 order between two keys of a sample of the sort keys, a word of `q` is asked as the
 terms it begins, and the facet counts of a list without words or dates are kept across
 commits (docs/architecture.md §10), where before every match was visited (9-15 ms at
-1,000,000 ventures). In the run above the word search and the facet count stay within
-1.4x of 1,000 ventures, and the page after the filtered one takes 0.88x and 1.53x. The
-filtered page sorted by name does not: 5-7 ms at 100,000 and 1,000,000 ventures where
-1,000 took 1.8 ms, while its fastest of 150 asks on the same machine took 2.6 and 1.8 ms
-(1.6 ms at 1,000): what grows is tantivy's work per search over the index's segments
-(about 2 at 1,000 ventures, 4 at 100,000, 11 at 1,000,000), ordering a window's 66 hits
-by a text key taking 0.7-1.3 ms more than finding them at 1,000,000. The figures at the
-gateway moved with the machine's other load (load average 8-12 during this run) more
-than with the index. The portfolio
-summary reads the totals kept per day (about 26,000 entries at 100,000 flows), plus the
-flows the background folder has not folded yet, each one document read.
+1,000,000 ventures). A window is compiled against each segment's terms, so a rebuild
+writes its index as one segment (one writer thread whose memory holds every document;
+with two threads of 50 MB, 1,000,000 ventures made 10-11 segments and the filtered
+sorted page took 2.1x its time at 1,000). The figures at the gateway move with the
+machine's other load as well as with the index. The portfolio summary reads the totals
+kept per month where one rate converts the whole month, per day where a rate splits it
+(docs/investments.md), plus the flows the background folder has not folded yet, each
+one document read.
 """
