@@ -418,10 +418,12 @@ UNKNOWN_OUTCOME_SECONDS = 10
 
 @dataclass
 class Traffic:
-    """What the driver saw: answers by status, and transitions confirmed with 200.
+    """What the driver saw: answers by status, the problems' details of the 5xx ones
+    (which service did not answer, and why), and transitions confirmed with 200.
     A scenario that ends the traffic on what it sees, not on a clock, calls `stop`."""
 
     answers: Counter = field(default_factory=Counter)
+    unavailable: Counter = field(default_factory=Counter)
     transitions: int = 0
     stopped: bool = False
 
@@ -431,6 +433,13 @@ class Traffic:
 
 # What a walk's step returns when the licence waits for the expiry sweep, not a person.
 AWAIT_SWEEP: dict = {}
+
+
+def problem_detail(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:200]
 
 
 def plant_ended(response: requests.Response) -> bool:
@@ -469,6 +478,8 @@ def walk(
         response = call(api, "POST", path + "/transitions", json=body)
         status = response.status_code if response is not None else None
         traffic.answers[status or "no answer"] += 1
+        if status is not None and status >= 500:
+            traffic.unavailable[problem_detail(response)] += 1
         if status == 200:
             traffic.transitions += 1
             licence = response.json()
