@@ -11,6 +11,7 @@ which would otherwise lock 127.0.0.1 out of the shared gateway."""
 import inspect
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -244,7 +245,17 @@ class Client:
         return self.session.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def created(self, principal: str, path: str, body: dict) -> dict:
+        """POST until 201 while the registry answers 503 (a loaded machine: a service did
+        not answer in time). Such a try may still have committed: a licence
+        application's retry is then refused because that application is open, and the
+        refusal names it."""
+        deadline = time.monotonic() + 60
         answer = self.send(principal, "POST", path, json=body)
+        while answer.status_code == 503 and time.monotonic() < deadline:
+            eventlet.sleep(0.5)
+            answer = self.send(principal, "POST", path, json=body)
+            if answer.status_code == 409 and (earlier := answer.json().get("open_application")):
+                return self.send(principal, "GET", f"{path}/{earlier}").json()
         assert answer.status_code == 201, answer.text
         return answer.json()
 
