@@ -1,6 +1,9 @@
 """MongoDB access: one client per service container, a repository per worker."""
 
+import itertools
 import logging
+import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -25,6 +28,22 @@ from shared.pruning import EVERY, PRUNE_HOUR, Pruning, due_hour
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Backoff between a transaction's tries after a write conflict (MongoDB drivers' spec,
+# DRIVERS-1934): up to 5 ms x 1.5^(retry - 1), at most 500 ms, times a random jitter.
+BACKOFF_FIRST_SECONDS = 0.005
+BACKOFF_GROWTH = 1.5
+BACKOFF_MOST_SECONDS = 0.5
+# Retries after which a committed transaction is worth a line in the log (contention).
+SLOW_TRANSACTION_RETRIES = 10
+
+
+def transaction_backoff(retry: int, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before try `retry` + 1 of a transaction (retry >= 1)."""
+    ceiling = BACKOFF_FIRST_SECONDS * BACKOFF_GROWTH ** (retry - 1)
+    return jitter() * min(BACKOFF_MOST_SECONDS, ceiling)
+
+
 T = TypeVar("T")
 
 
@@ -106,8 +125,15 @@ class Repository:
     def transaction(self, work: Callable[[ClientSession], T]) -> T:
         """Run `work(session)` in one transaction, retried on transient errors."""
         key = self.command_key
+        tries = itertools.count()
+        started = time.monotonic()
 
         def keyed_work(session: ClientSession) -> T:
+            if retry := next(tries):
+                # A write conflict: pymongo (< 4.16, the last with eventlet) tries again at
+                # once, so transactions on one document would retry in a storm and starve
+                # the one holding it. Back off first, as the drivers' spec now does.
+                time.sleep(transaction_backoff(retry))
             if key is not None:
                 now = utcnow()
                 self.db[COMMANDS].insert_one(
@@ -127,6 +153,13 @@ class Repository:
                     extra={"command_key": key.rpartition(":")[2]},
                 ) from None
             raise
+        if (retries := next(tries) - 1) >= SLOW_TRANSACTION_RETRIES:
+            log.warning(
+                "a transaction of %s committed after %d retries on write conflicts (%.1f s)",
+                self.db.name,
+                retries,
+                time.monotonic() - started,
+            )
         self.command_key = None  # one command, one committed change
         crash_point("after_commit")
         return result

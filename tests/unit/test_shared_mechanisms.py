@@ -10,7 +10,7 @@ from nameko.exceptions import deserialize, serialize
 from pydantic import ValidationError
 
 import shared.rpc_errors  # noqa: F401 - the registration under test
-from shared import codec
+from shared import codec, mongo
 from shared.envelope import CloudEvent, new_event
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.pagination import decode_cursor, encode_cursor, page, parse_limit
@@ -136,3 +136,11 @@ def test_times_are_stored_to_the_millisecond():
 
     now = utcnow()
     assert now.tzinfo is UTC and now.microsecond % 1000 == 0
+
+
+def test_the_backoff_grows_to_its_bound_and_is_jittered():
+    at_most = [mongo.transaction_backoff(retry, jitter=lambda: 1.0) for retry in range(1, 16)]
+    assert at_most[:3] == [0.005, 0.0075, 0.01125]
+    assert at_most == sorted(at_most)
+    assert at_most[-1] == mongo.BACKOFF_MOST_SECONDS
+    assert mongo.transaction_backoff(3, jitter=lambda: 0.0) == 0.0
