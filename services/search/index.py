@@ -66,6 +66,10 @@ WORD_EXPANSIONS = 32
 WIDEN = 8
 # How many more matches than wanted a sort window is sized to hold.
 WINDOW_MARGIN = 1.1
+# A window's matches are read whole and sorted by their documents' keys when they are
+# at most this many times those wanted (as sized, about WINDOW_MARGIN times); more,
+# and tantivy sorts them (SearchIndex._window_hits).
+WINDOW_READ = 3
 # Facet counts kept up to date (KeptCounts) and compiled sort windows (SortWindows),
 # the least recently asked dropped first.
 KEPT_COUNTS = 256
@@ -540,7 +544,7 @@ class SortWindows:
         hits = searcher.search(sampled, max(found, 1), count=False).hits
         keys: dict[str, set[str]] = {f"s_{sort}": set() for sort in SORTS[doctype]}
         for _, address in hits:  # one document at a time: a sample holds many
-            resource = json.loads(bytes(searcher.doc(address)["resource"][0]))
+            resource = _resource(searcher, address)
             for sort in SORTS[doctype]:
                 keys[f"s_{sort}"].add(sort_key(doctype, sort, resource))
         return {field: sorted(taken) for field, taken in keys.items()}
@@ -731,7 +735,7 @@ class SearchIndex:
         hits = searcher.search(_term("id", document_id), 1, count=False).hits
         if not hits:
             return None
-        return json.loads(bytes(searcher.doc(hits[0][1])["resource"][0]))
+        return _resource(searcher, hits[0][1])
 
     def register_views(self, doctype: str, document_ids: Iterable[str]) -> list[dict]:
         """The public register's view of each document of `doctype` there is."""
@@ -759,7 +763,10 @@ class SearchIndex:
         matching = query_of(self.index, query, searcher)
         found = self._first_after(searcher, matching, query, f"s_{sort}", ascending)
         hits = found[: query.limit]
-        items = [json.loads(bytes(searcher.doc(address)["resource"][0])) for _, address in hits]
+        items = [
+            resource if resource is not None else _resource(searcher, address)
+            for _, address, resource in hits
+        ]
         next_after = str(hits[-1][0]) if len(found) > query.limit and hits else None
         counts = None
         if query.count is not None:
@@ -774,7 +781,8 @@ class SearchIndex:
     def _first_after(
         self, searcher, matching, query: ListQuery, sort_field: str, ascending: bool
     ) -> list:
-        """The first `limit + 1` matches after the cursor in sort order, as (key, address).
+        """The first `limit + 1` matches after the cursor in sort order, as (key, address,
+        resource or None when it was not read).
 
         Ordering by a text fast field costs what the hits returned number (each segment
         turns its best ones into their keys) and what the query visits, so a page reads
@@ -796,9 +804,14 @@ class SearchIndex:
         def sorted_hits(window, limit: int) -> list:
             parts = [matching] + [part for part in (window, beyond) if part is not None]
             both = tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in parts])
-            return searcher.search(
+            if window is not None:
+                read = self._window_hits(searcher, both, query.doctype, sort_field, limit)
+                if read is not None:
+                    return read[:limit] if ascending else read[::-1][:limit]
+            ordered = searcher.search(
                 both, limit, count=False, order_by_field=sort_field, order=order
             ).hits
+            return [(key, address, None) for key, address in ordered]
 
         documents = searcher.doc_freq("doctype", query.doctype)
         most = most_matches(searcher, query)
@@ -845,6 +858,26 @@ class SearchIndex:
             gap = high if ascending else low - 1
 
     @staticmethod
+    def _window_hits(searcher, both, doctype: str, sort_field: str, wanted: int) -> list | None:
+        """Every match of a window (`both`), as (key, address, resource) in ascending key
+        order; None when it holds over WINDOW_READ times the matches `wanted`. A window
+        is sized to hold about as many as a page wants, and a page reads their documents
+        anyway: sorting them here by the key each document makes costs less than
+        tantivy's ordering by a text field, which looks each hit's key up in the field's
+        dictionary."""
+        most = WINDOW_READ * wanted
+        hits = searcher.search(both, most, count=False).hits
+        if len(hits) >= most:
+            return None
+        sort = sort_field.removeprefix("s_")
+        read = []
+        for _, address in hits:
+            resource = _resource(searcher, address)
+            read.append((sort_key(doctype, sort, resource), address, resource))
+        read.sort(key=lambda hit: hit[0])
+        return read
+
+    @staticmethod
     def facet(searcher, matching, query: ListQuery) -> list[dict]:
         """The facet counts of `query.count` over the documents `matching`, most first."""
         answer = searcher.aggregate(
@@ -853,6 +886,10 @@ class SearchIndex:
         return ordered_counts(
             (bucket["key"], bucket["doc_count"]) for bucket in answer["counts"]["buckets"]
         )
+
+
+def _resource(searcher, address) -> dict:
+    return json.loads(bytes(searcher.doc(address)["resource"][0]))
 
 
 def ordered_counts(counts: Iterable[tuple[str, int]]) -> list[dict]:

@@ -6,6 +6,7 @@ directory, with random documents, changes and queries; no broker, no database.""
 import copy
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -107,7 +108,18 @@ def small_windows(monkeypatch):
     monkeypatch.setattr(search_index, "FEW_MATCHES", 40)
 
 
-def test_windowed_pages_equal_the_plain_sort(tmp_path, small_windows):
+def test_windowed_pages_equal_the_plain_sort(tmp_path, small_windows, monkeypatch):
+    # Which way each window was sorted: here, from its documents (a list), or by
+    # tantivy (None: it held too many matches to read).
+    sorted_by: Counter = Counter()
+    read_window = SearchIndex._window_hits
+
+    def counted(*args):
+        read = read_window(*args)
+        sorted_by["documents" if read is not None else "tantivy"] += 1
+        return read
+
+    monkeypatch.setattr(SearchIndex, "_window_hits", staticmethod(counted))
     rng = random.Random(13)
     index = SearchIndex(tmp_path / "index")
     resources = {r["id"]: r for r in (venture(rng, n) for n in range(1, 700))}
@@ -129,6 +141,7 @@ def test_windowed_pages_equal_the_plain_sort(tmp_path, small_windows):
             changes.append(Change("venture", changed["id"], sequence, changed))
         index.apply(changes)
     assert index.windows.keys, "the pages went through sort windows"
+    assert sorted_by["documents"] and sorted_by["tantivy"], sorted_by
 
 
 def test_kept_facet_counts_equal_a_fresh_aggregation_after_changes(tmp_path):
