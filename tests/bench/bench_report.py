@@ -525,12 +525,15 @@ NOTES = """## How it is measured
   answers, read from the totals and converted, at 1,000 and 100,000 flows; then the
   portfolio summary with 5,000 more flows recorded and not yet folded into the
   portfolio's totals (a backlog the background folder has not reached), and the folding.
-- **Lists** (`tests/bench/bench_search.py`): synthetic ventures loaded into a search
-  index of the run's own (1,000, 100,000 and 1,000,000), the median of repeated queries
-  against the index; then a registry as `make dev` runs it whose search instance takes
-  up an index of 1,000, 100,000 and then 1,000,000 ventures as `jvreg search rebuild`
-  hands one over, and the same queries over HTTP with an ops key. The rebuild: its work from
-  ventures' events in an event log of a SecantusDB of its own.
+- **Lists** (`tests/bench/bench_search.py`): synthetic ventures loaded into search
+  indexes of the run's own (1,000, 100,000 and 1,000,000), the median of repeated queries
+  against each, asked in ten rounds that take every size in turn; a size's ratio is the
+  median of its rounds' ratios to the 1,000 index's time in the same round (this
+  machine's speed drifts over minutes, by half at times); then a registry as `make dev`
+  runs it whose search instance takes up an index of 1,000, 100,000 and then 1,000,000
+  ventures as `jvreg search rebuild` hands one over, and the same queries over HTTP with
+  an ops key. The rebuild: its work from ventures' events in an event log of a
+  SecantusDB of its own.
 - **Exports** (`tests/bench/bench_exports.py`): a registry as `make dev` runs it; an
   investor with one venture of 1,000 flows, another with 20 ventures of 5,000 (each
   venture and its first flow over HTTP, the rest written beside the service and the

@@ -2,8 +2,8 @@
 
 - **The index** (services/search/index.py, no broker): N ventures (1,000, 100,000 and
   1,000,000; `--quick`: 1,000 and 10,000) loaded into a tantivy index of the run's own
-  (three at each size, the figures their median; `--quick`: one), then the median of
-  repeated
+  (three sets of one index of each size, the figures their median; `--quick`: one),
+  then, in ten rounds that ask every size in turn, the median of repeated
   - a filtered, sorted page (`sector=…&sort=-name`, 50 hits), and the page after it;
   - a word search (`q=indus`, 50 hits, registration order);
   - a facet count (`province=sindh&count=sector`).
@@ -19,6 +19,9 @@ Each median follows one ask of the same query that is not counted: at 100k and 1
 index's first large page takes its sample of sort keys, each query's first ask compiles
 its page's sort window, and a facet count is aggregated there and kept from then on
 (docs/architecture.md §10); those first asks' costs are not in these figures.
+
+An index's ratio to 1k is the median of its rounds' ratios to the 1k index's time in the
+same round, so that the machine's drift over minutes is not taken for the index's.
 
 Goals (issue 13): each page at 100k and 1M within 1.5x of the same page at 1k, and under
 50 ms at the gateway. `run(quick)` returns the figures as a dict; `--json PATH` writes
@@ -67,6 +70,8 @@ GATEWAY_SIZES = {False: (1_000, 100_000, 1_000_000), True: (1_000, 10_000)}
 REBUILD_EVENTS = {False: 1_000_000, True: 1_000}
 REPEATS = {False: 30, True: 5}
 INDEX_BUILDS = {False: 3, True: 1}
+# Rounds of the index's queries, every size asked in each (index_build_figures).
+INDEX_ROUNDS = {False: 10, True: 2}
 
 
 def venture(number: int, rng: random.Random) -> dict:
@@ -107,36 +112,60 @@ def list_query(query: dict, after: str | None = None) -> ListQuery:
     )
 
 
-def index_figures(sizes: tuple[int, ...], repeats: int, builds: int) -> dict:
-    """Each size's figures: the median over `builds` indexes of it, each built as a
-    rebuild builds one (one writer thread whose memory holds every document: one
-    segment). A page's cost still moves from build to build with where the pages of
-    the index land in memory; each build's figures are kept under `builds`."""
+def index_figures(sizes: tuple[int, ...], repeats: int, builds: int, rounds: int) -> dict:
+    """Each size's figures: the median over `builds` sets of indexes, one of each size
+    in a set, each built as a rebuild builds one (one writer thread whose memory holds
+    every document: one segment). A page's cost still moves from build to build with
+    where the pages of the index land in memory; each build's figures are kept under
+    `builds`, and a ratio is the median of the builds' ratios."""
+    built = [index_build_figures(sizes, repeats, rounds) for _ in range(builds)]
     figures: dict = {}
     for size in sizes:
-        rows = [index_build_figures(size, repeats) for _ in range(builds)]
+        rows = [figures_of_build[str(size)] for figures_of_build in built]
         row = {key: round(statistics.median(r[key] for r in rows), 2) for key in rows[0]}
         figures[str(size)] = {**row, "builds": rows}
         say(f"index, {size:,} ventures, median of {builds} builds: {row}")
-    return with_ratios(figures)
+    return figures
 
 
-def index_build_figures(size: int, repeats: int) -> dict:
+def index_build_figures(sizes: tuple[int, ...], repeats: int, rounds: int) -> dict:
+    """One index of each size, asked in turn a round at a time. This machine's speed
+    drifts by as much as half over a minute (a pure-Python loop timed beside the
+    queries drifts with them), so sizes asked minutes apart compare the machine as
+    much as the index: each size is compared with the smallest in the same round, and
+    its ratio is the median of its rounds' ratios."""
     with tempfile.TemporaryDirectory(prefix="jvreg-bench-search-") as tmp:
-        path = Path(tmp) / "index"
-        loading = SearchIndex(path, REBUILD_HEAP_BYTES)
-        started = time.perf_counter()
-        loading.load(ventures(size))
-        row = {"load_seconds": round(time.perf_counter() - started, 2)}
-        # Measured as an instance serves a rebuilt generation: once its merges are
-        # done (`jvreg search rebuild` waits for them; they took the CPUs from the
-        # first query measured), opened afresh.
-        loading.close()
-        index = SearchIndex(path)
-        row.update(index_queries(index, repeats))
-        index.close()
-    say(f"index, {size:,} ventures, one build: {row}")
-    return row
+        indexes, loaded = {}, {}
+        for size in sizes:
+            path = Path(tmp) / str(size)
+            loading = SearchIndex(path, REBUILD_HEAP_BYTES)
+            started = time.perf_counter()
+            loading.load(ventures(size))
+            loaded[size] = round(time.perf_counter() - started, 2)
+            # Measured as an instance serves a rebuilt generation: once its merges are
+            # done (`jvreg search rebuild` waits for them; they took the CPUs from the
+            # first query measured), opened afresh.
+            loading.close()
+            indexes[size] = SearchIndex(path)
+        times: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+        for _ in range(rounds):
+            for size, index in indexes.items():
+                for key, ms in index_queries(index, repeats).items():
+                    times[size].setdefault(key, []).append(ms)
+        for index in indexes.values():
+            index.close()
+    base = times[sizes[0]]
+    figures = {}
+    for size in sizes:
+        row: dict = {"load_seconds": loaded[size]}
+        for key, measured in times[size].items():
+            row[key] = round(statistics.median(measured), 2)
+            if size != sizes[0]:
+                ratios = [ms / base_ms for ms, base_ms in zip(measured, base[key], strict=True)]
+                row[key.removesuffix("_ms") + "_ratio"] = round(statistics.median(ratios), 2)
+        figures[str(size)] = row
+        say(f"index, {size:,} ventures, one build: {row}")
+    return figures
 
 
 def index_queries(index: SearchIndex, repeats: int) -> dict:
@@ -270,7 +299,9 @@ def run(quick: bool = False, log_dir: Path | None = None) -> dict:
         logs = log_dir or Path(tmp)
         return {
             "queries": QUERIES,
-            "index": index_figures(INDEX_SIZES[quick], repeats, INDEX_BUILDS[quick]),
+            "index": index_figures(
+                INDEX_SIZES[quick], repeats, INDEX_BUILDS[quick], INDEX_ROUNDS[quick]
+            ),
             "gateway": gateway_figures(GATEWAY_SIZES[quick], repeats, logs),
             "rebuild": rebuild_figures(REBUILD_EVENTS[quick]),
         }
