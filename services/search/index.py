@@ -789,25 +789,29 @@ class SearchIndex:
         the sort order a window at a time: the sample's keys (SortWindows) cut it into
         gaps, each of about as many documents as the sample holds one in; a window is
         the next gaps from the cursor, as many as should hold the matches still wanted
-        (WINDOW_MARGIN times), cut at the cursor itself. The windows are disjoint and
-        read in order, so their sorted hits, one after another, are exactly the plain
-        sort's. Few matches are sorted whole."""
+        (WINDOW_MARGIN times), cut at the cursor itself (as it is read, or by a range
+        over the sort field). The windows are disjoint and read in order, so their
+        sorted hits, one after another, are exactly the plain sort's. Few matches are
+        sorted whole."""
         order = tantivy.Order.Asc if ascending else tantivy.Order.Desc
         wanted = query.limit + 1
         after = query.after
-        # Keys past the cursor (all when there is none).
-        beyond = None
-        if after is not None:
-            lower, upper = (after, None) if ascending else (None, after)
-            beyond = _text_range(self.index, sort_field, lower, upper)
+
+        def past_cursor(hit) -> bool:
+            return after is None or (hit[0] > after if ascending else hit[0] < after)
 
         def sorted_hits(window, limit: int) -> list:
-            parts = [matching] + [part for part in (window, beyond) if part is not None]
-            both = tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in parts])
+            parts = [matching] if window is None else [matching, window]
             if window is not None:
-                read = self._window_hits(searcher, both, query.doctype, sort_field, limit)
-                if read is not None:
-                    return read[:limit] if ascending else read[::-1][:limit]
+                within = tantivy.Query.boolean_query([(tantivy.Occur.Must, p) for p in parts])
+                read = self._window_hits(searcher, within, query.doctype, sort_field, limit)
+                if read is not None:  # cut at the cursor here
+                    in_order = read if ascending else read[::-1]
+                    return [hit for hit in in_order if past_cursor(hit)][:limit]
+            if after is not None:  # keys past the cursor
+                lower, upper = (after, None) if ascending else (None, after)
+                parts.append(_text_range(self.index, sort_field, lower, upper))
+            both = tantivy.Query.boolean_query([(tantivy.Occur.Must, part) for part in parts])
             ordered = searcher.search(
                 both, limit, count=False, order_by_field=sort_field, order=order
             ).hits
